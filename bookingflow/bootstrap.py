@@ -1,0 +1,40 @@
+"""What every process does first: settings, database, and a clear one-line stop when they are wrong."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn
+
+from bookingflow import settings as settings_module
+from bookingflow.settings import Settings, SettingsError
+from models.db import open_database
+
+
+def fail(message: str) -> NoReturn:
+    print(f"bookingflow: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def service_settings() -> Settings:
+    """The settings of a serving process (web, worker, scheduler), or stop with one line."""
+    try:
+        return settings_module.require_service(settings_module.get())
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def plain_settings() -> Settings:
+    """The settings of a command that needs only the database."""
+    try:
+        return settings_module.get()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def open_configured_database(current: Settings):
+    return open_database(current.database_url)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)

@@ -1,0 +1,104 @@
+"""Session types: validated and upserted by slug (`bookingflow session-types import FILE`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from models.db import utcnow, write_transaction
+from models.tables import SessionType
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+POLICY_KEYS = {"full_before_hours", "partial_before_hours", "partial_percent"}
+
+
+class CatalogInvalid(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    updated: int
+
+
+def _require(item: dict, key: str, kind, where: str):
+    value = item.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise CatalogInvalid(f"{where}: {key} is required ({kind.__name__})")
+    return value.strip() if isinstance(value, str) else value
+
+
+def _url(item: dict, key: str, where: str) -> str:
+    value = _require(item, key, str, where)
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc or len(value) > 500:
+        raise CatalogInvalid(f"{where}: {key} must be an http(s) URL")
+    return value
+
+
+def _refund_policy(item: dict, where: str) -> dict | None:
+    policy = item.get("refund_policy")
+    if policy is None:
+        return None
+    if not isinstance(policy, dict) or not set(policy) <= POLICY_KEYS:
+        raise CatalogInvalid(f"{where}: refund_policy takes only {', '.join(sorted(POLICY_KEYS))}")
+    for key, value in policy.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CatalogInvalid(f"{where}: refund_policy.{key} must be a whole number >= 0")
+    if policy.get("partial_percent", 0) > 100:
+        raise CatalogInvalid(f"{where}: refund_policy.partial_percent is at most 100")
+    return policy
+
+
+def validate(items) -> list[dict]:
+    """Every item checked before anything is written: a bad file changes nothing."""
+    if not isinstance(items, list):
+        raise CatalogInvalid("the file must hold a JSON list of session types")
+    rows, slugs = [], set()
+    for index, item in enumerate(items):
+        where = f"item {index}"
+        if not isinstance(item, dict):
+            raise CatalogInvalid(f"{where}: not an object")
+        slug = _require(item, "slug", str, where)
+        if not SLUG.match(slug):
+            raise CatalogInvalid(f"{where}: slug must be lowercase letters, digits and dashes")
+        if slug in slugs:
+            raise CatalogInvalid(f"{where}: slug {slug!r} appears twice")
+        slugs.add(slug)
+        where = f"session type {slug!r}"
+        duration = _require(item, "duration_minutes", int, where)
+        price = _require(item, "price", int, where)
+        currency = _require(item, "currency", str, where)
+        if duration <= 0 or price < 0:
+            raise CatalogInvalid(f"{where}: duration_minutes must be > 0 and price >= 0 (minor units)")
+        if not CURRENCY.match(currency):
+            raise CatalogInvalid(f"{where}: currency must be a 3-letter ISO code")
+        rows.append({
+            "slug": slug,
+            "name": _require(item, "name", str, where)[:200],
+            "duration_minutes": duration,
+            "price": price,
+            "currency": currency.lower(),
+            "calendly_event_type": _url(item, "calendly_event_type", where),
+            "scheduling_url": _url(item, "scheduling_url", where),
+            "refund_policy": _refund_policy(item, where),
+        })
+    return rows
+
+
+def import_session_types(items) -> ImportResult:
+    rows = validate(items)
+    created = updated = 0
+    with write_transaction():
+        for row in rows:
+            existing = SessionType.get_or_none(SessionType.slug == row["slug"])
+            if existing is None:
+                SessionType.create(**row)
+                created += 1
+            else:
+                SessionType.update(updated_at=utcnow(), **row).where(SessionType.id == existing.id).execute()
+                updated += 1
+    return ImportResult(created, updated)

@@ -1,0 +1,1 @@
+"""Clients of the two providers: the only modules that talk to Stripe and Calendly."""

@@ -1,0 +1,75 @@
+"""Calendly API v2 over requests.
+
+Resource URIs in payloads are absolute (https://api.calendly.com/...); calls go to CALENDLY_API_BASE
+plus the URI's path, so a sandbox or a proxy can stand in for the real host.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+import requests
+
+from bookingflow import settings as settings_module
+
+TIMEOUT_SECONDS = (5, 20)  # connect, read
+
+
+class CalendlyError(Exception):
+    def __init__(self, status: int | None, message: str):
+        self.status = status
+        super().__init__(f"Calendly answered {status}: {message}" if status else message)
+
+
+class CalendlyNotFound(CalendlyError):
+    pass
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    # requests.Session is not thread-safe; one per thread keeps connection reuse.
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def _url(uri_or_path: str) -> str:
+    path = urlsplit(uri_or_path).path if "://" in uri_or_path else uri_or_path
+    return settings_module.get().calendly_api_base + path
+
+
+def _request(method: str, uri_or_path: str, **kwargs) -> dict:
+    headers = {"Authorization": f"Bearer {settings_module.get().calendly_api_token}"}
+    try:
+        response = _session().request(method, _url(uri_or_path), headers=headers, timeout=TIMEOUT_SECONDS, **kwargs)
+    except requests.RequestException as exc:
+        raise CalendlyError(None, f"Calendly unreachable: {exc.__class__.__name__}") from exc
+    if response.status_code == 404:
+        raise CalendlyNotFound(404, "resource not found")
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("message") or response.reason
+        except ValueError:
+            message = response.reason
+        raise CalendlyError(response.status_code, str(message)[:300])
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise CalendlyError(response.status_code, "answer is not JSON") from exc
+
+
+def get_scheduled_event(event_uri: str) -> dict:
+    return _request("GET", event_uri)["resource"]
+
+
+def get_invitee(invitee_uri: str) -> dict:
+    return _request("GET", invitee_uri)["resource"]
+
+
+def cancel_scheduled_event(event_uri: str, reason: str) -> dict:
+    path = urlsplit(event_uri).path.rstrip("/") + "/cancellation"
+    return _request("POST", path, json={"reason": reason[:500]})["resource"]

@@ -1,0 +1,49 @@
+"""Stripe, through stripe-python. Every POST carries an idempotency key chosen by the caller."""
+
+from __future__ import annotations
+
+import functools
+
+import stripe
+
+from bookingflow import settings as settings_module
+
+# Network failures and 409/429/5xx answers are retried by stripe-python itself with the same
+# idempotency key, so a retry can never create a second object.
+NETWORK_RETRIES = 2
+REQUEST_TIMEOUT_SECONDS = 20
+
+
+@functools.lru_cache(maxsize=4)
+def _client(api_key: str, api_base: str) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base},
+        max_network_retries=NETWORK_RETRIES,
+        http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
+    )
+
+
+def client() -> stripe.StripeClient:
+    current = settings_module.get()
+    return _client(current.stripe_secret_key, current.stripe_api_base)
+
+
+def create_checkout_session(params: dict, idempotency_key: str) -> stripe.checkout.Session:
+    return client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
+
+
+def retrieve_checkout_session(session_id: str) -> stripe.checkout.Session:
+    return client().v1.checkout.sessions.retrieve(session_id)
+
+
+def expire_checkout_session(session_id: str, idempotency_key: str) -> stripe.checkout.Session:
+    return client().v1.checkout.sessions.expire(session_id, options={"idempotency_key": idempotency_key})
+
+
+def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
+    return client().v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+
+
+def retrieve_refund(refund_id: str) -> stripe.Refund:
+    return client().v1.refunds.retrieve(refund_id)

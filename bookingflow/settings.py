@@ -1,0 +1,169 @@
+"""The one reader of the environment.
+
+Every process (web, worker, scheduler, CLI) calls `get()`; nothing else reads `os.environ`.
+A missing or malformed value raises `SettingsError`, whose message is one line naming the variable;
+the entry points print that line and exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_DATABASE_URL = "sqlite:///bookingflow.db"
+DEFAULT_CALENDLY_API_BASE = "https://api.calendly.com"
+DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
+# The in-process broker: only `bookingflow dev` and the test-suite select it.
+EMBEDDED_BROKER_URL = "stub://"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. str() is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = ""
+    stripe_secret_key: str = field(default="", repr=False)
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    stripe_api_base: str = DEFAULT_STRIPE_API_BASE
+    calendly_api_token: str = field(default="", repr=False)
+    calendly_signing_keys: tuple[str, ...] = field(default=(), repr=False)
+    calendly_api_base: str = DEFAULT_CALENDLY_API_BASE
+    public_url: str = ""
+    port: int = 5000
+    checkout_expires_minutes: int = 30
+    payment_hold_minutes: int = 60
+    sweep_interval_seconds: int = 60
+    state_timeouts: Mapping[str, int] = field(default_factory=dict)
+    smtp_url: str = field(default="", repr=False)
+    mail_from: str = "bookings@localhost"
+    alert_webhook_url: str = field(default="", repr=False)
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# Variables every serving process needs; `db upgrade` and the like need none of them.
+SERVICE_REQUIREMENTS = (
+    ("BROKER_URL", "broker_url"),
+    ("STRIPE_SECRET_KEY", "stripe_secret_key"),
+    ("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secrets"),
+    ("CALENDLY_API_TOKEN", "calendly_api_token"),
+    ("CALENDLY_WEBHOOK_SIGNING_KEY", "calendly_signing_keys"),
+    ("PUBLIC_URL", "public_url"),
+)
+
+
+def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _secret_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    # Several comma-separated secrets are accepted while one is being rotated.
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _text(env, name, default)
+    if value and urlsplit(value).scheme not in schemes:
+        raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return value.rstrip("/") if value else value
+
+
+def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
+    raw = env.get("STATE_TIMEOUTS", "").strip()
+    timeouts: dict[str, int] = {}
+    if not raw:
+        return timeouts
+    from models.states import State  # local: settings must not pull the models in at import
+
+    for item in raw.split(","):
+        name, sep, seconds = item.partition("=")
+        name = name.strip().upper()
+        if not sep or name not in State.__members__ or not seconds.strip().isdigit():
+            raise SettingsError(f"STATE_TIMEOUTS must look like STATE=seconds,STATE=seconds; bad item {item.strip()!r}")
+        timeouts[name] = int(seconds)
+    return timeouts
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every variable; raise SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+    broker_url = _text(env, "BROKER_URL") or _text(env, "REDIS_URL")
+    if broker_url and urlsplit(broker_url).scheme not in ("redis", "rediss", "amqp", "amqps", "stub"):
+        raise SettingsError("BROKER_URL must start with redis://, rediss:// or amqp://")
+    database_url = _text(env, "DATABASE_URL", DEFAULT_DATABASE_URL)
+    if urlsplit(database_url).scheme not in ("sqlite", "postgres", "postgresql"):
+        raise SettingsError("DATABASE_URL must start with postgresql:// or sqlite:///")
+    smtp_url = _url(env, "SMTP_URL", "", ("smtp", "smtps"))
+    return Settings(
+        database_url=database_url,
+        broker_url=broker_url,
+        stripe_secret_key=_text(env, "STRIPE_SECRET_KEY"),
+        stripe_webhook_secrets=_secret_list(env, "STRIPE_WEBHOOK_SECRET"),
+        stripe_api_base=_url(env, "STRIPE_API_BASE", DEFAULT_STRIPE_API_BASE, ("http", "https")),
+        calendly_api_token=_text(env, "CALENDLY_API_TOKEN"),
+        calendly_signing_keys=_secret_list(env, "CALENDLY_WEBHOOK_SIGNING_KEY"),
+        calendly_api_base=_url(env, "CALENDLY_API_BASE", DEFAULT_CALENDLY_API_BASE, ("http", "https")),
+        public_url=_url(env, "PUBLIC_URL", "", ("http", "https")),
+        port=_int(env, "PORT", 5000, 1, 65535),
+        checkout_expires_minutes=_int(env, "CHECKOUT_EXPIRES_MINUTES", 30, 30, 1440),
+        payment_hold_minutes=_int(env, "PAYMENT_HOLD_MINUTES", 60, 1, 7 * 24 * 60),
+        sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 60, 1, 24 * 3600),
+        state_timeouts=_state_timeouts(env),
+        smtp_url=smtp_url,
+        mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),
+        alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", "", ("http", "https")),
+    )
+
+
+def require_service(settings: Settings) -> Settings:
+    """Refuse to serve without the credentials and URLs a serving process needs."""
+    for variable, attribute in SERVICE_REQUIREMENTS:
+        if not getattr(settings, attribute):
+            if variable == "BROKER_URL":
+                raise SettingsError("BROKER_URL is not set (nor REDIS_URL): set redis://... or amqp://...")
+            raise SettingsError(f"{variable} is not set")
+    return settings
+
+
+_lock = threading.Lock()
+_current: Settings | None = None
+
+
+def get() -> Settings:
+    """The process's settings, loaded from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = load()
+        return _current
+
+
+def configure(settings: Settings) -> Settings:
+    """Install settings built by an entry point (`bookingflow dev`, the tests) instead of the environment."""
+    global _current
+    with _lock:
+        _current = settings
+        return settings
+

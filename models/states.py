@@ -1,0 +1,294 @@
+"""The booking state machine: one declarative table and the one function that applies it.
+
+States and triggers are the seed's (seeds/001). The server owns the states from CALENDLY_SCHEDULING
+on; SESSION_TYPE_SELECTION lives only in the client, and IDLE here means "flow abandoned before
+confirmation, nothing held". A booking is created in CALENDLY_SCHEDULING by startCalendlyScheduling.
+
+`apply()` is the only writer of `Booking.state`: a compare-and-set on the current state plus the
+history row, in one transaction. A pair that is not in TRANSITIONS is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+import peewee
+
+from models.db import utcnow, write_transaction
+from models.tables import Booking, Transition
+
+
+class State(str, enum.Enum):
+    IDLE = "IDLE"
+    CALENDLY_SCHEDULING = "CALENDLY_SCHEDULING"
+    CALENDLY_SCHEDULED = "CALENDLY_SCHEDULED"
+    CALENDLY_WEBHOOK_RECEIVED = "CALENDLY_WEBHOOK_RECEIVED"
+    PAYMENT_PENDING = "PAYMENT_PENDING"
+    PAYMENT_PROCESSING = "PAYMENT_PROCESSING"
+    PAYMENT_SUCCEEDED = "PAYMENT_SUCCEEDED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    BOOKING_CONFIRMED = "BOOKING_CONFIRMED"
+    BOOKING_CANCELLED = "BOOKING_CANCELLED"
+    BOOKING_RESCHEDULED = "BOOKING_RESCHEDULED"
+    REFUND_PENDING = "REFUND_PENDING"
+    REFUND_COMPLETED = "REFUND_COMPLETED"
+    ERROR_CALENDLY = "ERROR_CALENDLY"
+    ERROR_PAYMENT = "ERROR_PAYMENT"
+    ERROR_WEBHOOK = "ERROR_WEBHOOK"
+    ERROR_RECOVERY = "ERROR_RECOVERY"
+
+
+class Trigger(str, enum.Enum):
+    # user-initiated
+    startCalendlyScheduling = "startCalendlyScheduling"
+    cancelBookingProcess = "cancelBookingProcess"
+    cancelBooking = "cancelBooking"
+    rescheduleBooking = "rescheduleBooking"
+    retryPayment = "retryPayment"
+    # system-initiated
+    onCalendlyEventCreated = "onCalendlyEventCreated"
+    onCalendlyWebhookReceived = "onCalendlyWebhookReceived"
+    initiatePayment = "initiatePayment"
+    onStripeSessionCreated = "onStripeSessionCreated"
+    onPaymentSucceeded = "onPaymentSucceeded"
+    onPaymentFailed = "onPaymentFailed"
+    confirmBooking = "confirmBooking"
+    initiateRefund = "initiateRefund"
+    completeRefund = "completeRefund"
+    # money that arrives for a flow already abandoned goes straight back
+    onLatePayment = "onLatePayment"
+    # the seed's "BOOKING_CANCELLED -> BOOKING_CONFIRMED (if cancellation is reversed)"
+    reverseCancellation = "reverseCancellation"
+    # error handling
+    onCalendlyError = "onCalendlyError"
+    onPaymentError = "onPaymentError"
+    onWebhookError = "onWebhookError"
+    attemptRecovery = "attemptRecovery"
+    recoverySucceeded = "recoverySucceeded"
+    recoveryFailed = "recoveryFailed"
+
+
+S, T = State, Trigger
+
+# Targets that depend on where the booking came from (ERROR_RECOVERY's "original state" and
+# "appropriate error state"); resolved from Booking.error_origin.
+ORIGIN = "<origin>"
+ERROR_FOR_ORIGIN = "<error for origin>"
+
+ERROR_STATES = frozenset({S.ERROR_CALENDLY, S.ERROR_PAYMENT, S.ERROR_WEBHOOK, S.ERROR_RECOVERY})
+
+# Before BOOKING_CONFIRMED, the client may abandon the flow (cancelBookingProcess -> IDLE). Not from
+# PAYMENT_SUCCEEDED: the money is in, and the booking is a moment away from confirmed.
+ABANDONABLE = (
+    S.CALENDLY_SCHEDULING, S.CALENDLY_SCHEDULED, S.CALENDLY_WEBHOOK_RECEIVED, S.PAYMENT_PENDING,
+    S.PAYMENT_PROCESSING, S.PAYMENT_FAILED, S.ERROR_CALENDLY, S.ERROR_PAYMENT, S.ERROR_WEBHOOK,
+    S.ERROR_RECOVERY,
+)
+
+# Every state that can get stuck goes to ERROR_RECOVERY when it outlives its timeout (attemptRecovery).
+RECOVERABLE = (
+    S.CALENDLY_SCHEDULED, S.CALENDLY_WEBHOOK_RECEIVED, S.PAYMENT_PENDING, S.PAYMENT_PROCESSING,
+    S.PAYMENT_SUCCEEDED, S.PAYMENT_FAILED, S.BOOKING_CANCELLED, S.BOOKING_RESCHEDULED, S.REFUND_PENDING,
+    S.ERROR_CALENDLY, S.ERROR_PAYMENT, S.ERROR_WEBHOOK,
+)
+
+TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
+    # scheduling
+    (S.CALENDLY_SCHEDULING, T.onCalendlyEventCreated): S.CALENDLY_SCHEDULED,
+    # early webhook: invitee.created before the client's report
+    (S.CALENDLY_SCHEDULING, T.onCalendlyWebhookReceived): S.CALENDLY_WEBHOOK_RECEIVED,
+    (S.CALENDLY_SCHEDULING, T.onCalendlyError): S.ERROR_CALENDLY,
+    (S.CALENDLY_SCHEDULED, T.onCalendlyWebhookReceived): S.CALENDLY_WEBHOOK_RECEIVED,
+    # missing webhook: the API confirmed the invitee instead
+    (S.CALENDLY_SCHEDULED, T.initiatePayment): S.PAYMENT_PENDING,
+    (S.CALENDLY_SCHEDULED, T.onWebhookError): S.ERROR_WEBHOOK,
+    (S.CALENDLY_WEBHOOK_RECEIVED, T.initiatePayment): S.PAYMENT_PENDING,
+    (S.CALENDLY_WEBHOOK_RECEIVED, T.cancelBooking): S.BOOKING_CANCELLED,
+    (S.CALENDLY_WEBHOOK_RECEIVED, T.onWebhookError): S.ERROR_WEBHOOK,
+    # payment
+    (S.PAYMENT_PENDING, T.onStripeSessionCreated): S.PAYMENT_PROCESSING,
+    # paid before the session was recorded (a worker died between Stripe's answer and our write)
+    (S.PAYMENT_PENDING, T.onPaymentSucceeded): S.PAYMENT_SUCCEEDED,
+    (S.PAYMENT_PENDING, T.onPaymentError): S.ERROR_PAYMENT,
+    (S.PAYMENT_PROCESSING, T.onPaymentSucceeded): S.PAYMENT_SUCCEEDED,
+    (S.PAYMENT_PROCESSING, T.onPaymentFailed): S.PAYMENT_FAILED,
+    (S.PAYMENT_PROCESSING, T.onPaymentError): S.ERROR_PAYMENT,
+    (S.PAYMENT_SUCCEEDED, T.confirmBooking): S.BOOKING_CONFIRMED,
+    (S.PAYMENT_FAILED, T.retryPayment): S.PAYMENT_PENDING,
+    # a delayed payment method, or an older session, settled after the failure was recorded
+    (S.PAYMENT_FAILED, T.onPaymentSucceeded): S.PAYMENT_SUCCEEDED,
+    (S.ERROR_PAYMENT, T.retryPayment): S.PAYMENT_PENDING,
+    # booking management
+    (S.BOOKING_CONFIRMED, T.cancelBooking): S.BOOKING_CANCELLED,
+    (S.BOOKING_CONFIRMED, T.rescheduleBooking): S.BOOKING_RESCHEDULED,
+    (S.BOOKING_RESCHEDULED, T.confirmBooking): S.BOOKING_CONFIRMED,
+    (S.BOOKING_RESCHEDULED, T.cancelBooking): S.BOOKING_CANCELLED,
+    # a reschedule to a dearer session type charges the difference
+    (S.BOOKING_RESCHEDULED, T.initiatePayment): S.PAYMENT_PENDING,
+    (S.BOOKING_CANCELLED, T.initiateRefund): S.REFUND_PENDING,
+    (S.BOOKING_CANCELLED, T.reverseCancellation): S.BOOKING_CONFIRMED,
+    (S.REFUND_PENDING, T.completeRefund): S.REFUND_COMPLETED,
+    (S.REFUND_PENDING, T.onPaymentError): S.ERROR_PAYMENT,
+    (S.IDLE, T.onLatePayment): S.REFUND_PENDING,
+    # errors
+    (S.ERROR_CALENDLY, T.startCalendlyScheduling): S.CALENDLY_SCHEDULING,
+    (S.ERROR_WEBHOOK, T.onCalendlyEventCreated): S.CALENDLY_SCHEDULED,
+    (S.ERROR_RECOVERY, T.recoverySucceeded): ORIGIN,
+    (S.ERROR_RECOVERY, T.recoveryFailed): ERROR_FOR_ORIGIN,
+    **{(state, T.cancelBookingProcess): S.IDLE for state in ABANDONABLE},
+    **{(state, T.attemptRecovery): S.ERROR_RECOVERY for state in RECOVERABLE},
+}
+
+# Where a failed recovery lands, by the state the booking was in when it went wrong.
+ERROR_STATE_FOR = {
+    S.CALENDLY_SCHEDULING: S.ERROR_CALENDLY,
+    S.CALENDLY_SCHEDULED: S.ERROR_WEBHOOK,
+    S.CALENDLY_WEBHOOK_RECEIVED: S.ERROR_WEBHOOK,
+}
+DEFAULT_ERROR_STATE = S.ERROR_PAYMENT
+
+# States a booking rests in by design: nothing is pending, so no timeout applies.
+RESTING = frozenset({S.IDLE, S.BOOKING_CONFIRMED, S.REFUND_COMPLETED})
+
+# How long a booking may stay in each other state before the scheduler looks at it (seconds).
+# Overridable with STATE_TIMEOUTS. PAYMENT_FAILED's is the hold window (PAYMENT_HOLD_MINUTES).
+TIMEOUTS: dict[State, int] = {
+    S.CALENDLY_SCHEDULING: 2 * 3600,  # the client is choosing a slot
+    S.CALENDLY_SCHEDULED: 10 * 60,  # invitee.created normally follows within seconds
+    S.CALENDLY_WEBHOOK_RECEIVED: 5 * 60,
+    S.PAYMENT_PENDING: 5 * 60,
+    S.PAYMENT_PROCESSING: 25 * 3600,  # past the longest Checkout lifetime (24 h)
+    S.PAYMENT_SUCCEEDED: 5 * 60,
+    S.PAYMENT_FAILED: 60 * 60,
+    S.BOOKING_CANCELLED: 15 * 60,
+    S.BOOKING_RESCHEDULED: 60 * 60,
+    S.REFUND_PENDING: 24 * 3600,
+    S.ERROR_CALENDLY: 15 * 60,
+    S.ERROR_PAYMENT: 15 * 60,
+    S.ERROR_WEBHOOK: 15 * 60,
+    S.ERROR_RECOVERY: 60 * 60,
+}
+
+
+def timeout_for(state: State, overrides: dict[str, int] | None = None) -> dt.timedelta | None:
+    if state in RESTING:
+        return None
+    seconds = (overrides or {}).get(state.value, TIMEOUTS[state])
+    return dt.timedelta(seconds=seconds)
+
+
+class TransitionRefused(Exception):
+    def __init__(self, booking_id: str, state: str, trigger: str):
+        self.booking_id, self.state, self.trigger = booking_id, state, trigger
+        super().__init__(f"booking {booking_id}: {trigger} is not allowed in {state}")
+
+
+class BookingNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Applied:
+    booking: Booking
+    changed: bool  # False when this exact (trigger, cause) had already been applied: a replay
+
+    @property
+    def state(self) -> State:
+        return State(self.booking.state)
+
+
+def target_of(booking: Booking, trigger: Trigger) -> State:
+    """Where `trigger` takes `booking`, or TransitionRefused."""
+    current = State(booking.state)
+    target = TRANSITIONS.get((current, trigger))
+    if target is None:
+        raise TransitionRefused(booking.id, current.value, trigger.value)
+    if target == ORIGIN:
+        if not booking.error_origin:
+            raise TransitionRefused(booking.id, current.value, trigger.value)
+        return State(booking.error_origin)
+    if target == ERROR_FOR_ORIGIN:
+        origin = State(booking.error_origin) if booking.error_origin else None
+        return ERROR_STATE_FOR.get(origin, DEFAULT_ERROR_STATE)
+    return target
+
+
+def _already_applied(booking_id: str, trigger: Trigger, cause: str | None) -> bool:
+    if cause is None:
+        return False
+    return (
+        Transition.select()
+        .where(Transition.booking == booking_id, Transition.trigger == trigger.value, Transition.cause == cause)
+        .exists()
+    )
+
+
+def _error_origin_after(booking: Booking, target: State) -> str | None:
+    current = State(booking.state)
+    if target in ERROR_STATES:
+        # Entering the error world: remember where we came from (unless already inside it).
+        return booking.error_origin if current in ERROR_STATES else current.value
+    return None
+
+
+def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, **changes) -> Applied:
+    """Apply `trigger` to the booking: compare-and-set on its state, plus the history row.
+
+    `changes` are other booking fields written in the same statement. Replaying a (trigger, cause)
+    already applied is a no-op (`changed=False`); any other pair not in the table raises
+    TransitionRefused and changes nothing.
+    """
+    trigger = Trigger(trigger)
+    while True:
+        booking = Booking.get_or_none(Booking.id == booking_id)
+        if booking is None:
+            raise BookingNotFound(booking_id)
+        if _already_applied(booking_id, trigger, cause):
+            return Applied(booking, changed=False)
+        target = target_of(booking, trigger)
+        now = utcnow()
+        try:
+            with write_transaction():
+                updated = (
+                    Booking.update(
+                        state=target.value,
+                        version=Booking.version + 1,
+                        state_changed_at=now,
+                        updated_at=now,
+                        error_origin=_error_origin_after(booking, target),
+                        **changes,
+                    )
+                    .where(Booking.id == booking_id, Booking.state == booking.state)
+                    .execute()
+                )
+                if updated == 0:
+                    continue  # someone else moved it first: look again and decide again
+                Transition.create(
+                    booking=booking_id, from_state=booking.state, state=target.value,
+                    trigger=trigger.value, cause=cause, at=now,
+                )
+        except peewee.IntegrityError:
+            # The same cause won a race against us on the unique history key: a replay.
+            return Applied(Booking.get(Booking.id == booking_id), changed=False)
+        return Applied(Booking.get(Booking.id == booking_id), changed=True)
+
+
+def update_fields(booking_id: str, **changes) -> int:
+    """Write non-state fields of a booking, bumping its version so pollers see the change."""
+    if "state" in changes:
+        raise ValueError("state is written by apply() alone")
+    return (
+        Booking.update(version=Booking.version + 1, updated_at=utcnow(), **changes)
+        .where(Booking.id == booking_id)
+        .execute()
+    )
+
+
+def record_creation(booking: Booking, cause: str | None = None) -> None:
+    """The first history row of a booking created in CALENDLY_SCHEDULING."""
+    Transition.create(
+        booking=booking.id, from_state=None, state=booking.state,
+        trigger=Trigger.startCalendlyScheduling.value, cause=cause, at=booking.created_at,
+    )

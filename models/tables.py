@@ -1,0 +1,119 @@
+"""The tables. `state` on Booking is written by `models.states.apply` alone."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import peewee
+
+from models.db import UTCDateTimeField, database, utcnow
+
+
+class JSONField(peewee.TextField):
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SessionType(BaseModel):
+    slug = peewee.CharField(max_length=100, unique=True)
+    name = peewee.CharField(max_length=200)
+    duration_minutes = peewee.IntegerField()
+    price = peewee.BigIntegerField()  # minor units of `currency`
+    currency = peewee.CharField(max_length=3)  # ISO 4217, lowercase as Stripe writes it
+    calendly_event_type = peewee.CharField(max_length=500)
+    scheduling_url = peewee.CharField(max_length=500)
+    refund_policy = JSONField(null=True)
+    active = peewee.BooleanField(default=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+def new_booking_id() -> str:
+    # 192 random bits: the id is the only key to a booking's status, so it must not be guessable.
+    return secrets.token_urlsafe(24)
+
+
+class Booking(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=64, default=new_booking_id)
+    session_type = peewee.ForeignKeyField(SessionType, backref="bookings", on_delete="RESTRICT")
+    state = peewee.CharField(max_length=40)
+    # Bumped by every write; the ETag of the status endpoint.
+    version = peewee.IntegerField(default=1)
+    email = peewee.CharField(max_length=320)
+    name = peewee.CharField(max_length=200)
+    amount = peewee.BigIntegerField()  # what the booking costs, minor units
+    currency = peewee.CharField(max_length=3)
+    amount_paid = peewee.BigIntegerField(default=0)
+    amount_refunded = peewee.BigIntegerField(default=0)
+    calendly_event_uri = peewee.CharField(max_length=500, null=True, index=True)
+    calendly_invitee_uri = peewee.CharField(max_length=500, null=True, index=True)
+    calendly_cancel_url = peewee.CharField(max_length=500, null=True)
+    calendly_reschedule_url = peewee.CharField(max_length=500, null=True)
+    scheduled_start = UTCDateTimeField(null=True)
+    scheduled_end = UTCDateTimeField(null=True)
+    # Each payment attempt gets its own Checkout Session and its own idempotency key.
+    payment_attempt = peewee.IntegerField(default=0)
+    checkout_session_id = peewee.CharField(max_length=255, null=True, index=True)
+    checkout_url = peewee.TextField(null=True)
+    checkout_expires_at = UTCDateTimeField(null=True)
+    payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
+    # The state a booking was in when it went wrong; ERROR_RECOVERY returns there.
+    error_origin = peewee.CharField(max_length=40, null=True)
+    state_changed_at = UTCDateTimeField(default=utcnow)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("state", "state_changed_at"), False),)
+
+
+class Transition(BaseModel):
+    """The history of a booking: one row per state change, written with it."""
+
+    booking = peewee.ForeignKeyField(Booking, backref="history", on_delete="CASCADE")
+    from_state = peewee.CharField(max_length=40, null=True)
+    state = peewee.CharField(max_length=40)
+    trigger = peewee.CharField(max_length=40)
+    # What caused it: a provider event id, a job, a client request. (booking, trigger, cause) is
+    # unique, so the same cause can never move a booking twice.
+    cause = peewee.CharField(max_length=255, null=True)
+    at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("booking", "trigger", "cause"), True),)
+
+
+class ProviderEvent(BaseModel):
+    """Every accepted webhook delivery, stored before it is acknowledged."""
+
+    provider = peewee.CharField(max_length=20)
+    event_id = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=100)
+    # The Calendly invitee (or Stripe object) the event is about, to match it later.
+    subject = peewee.CharField(max_length=500, null=True, index=True)
+    booking = peewee.ForeignKeyField(Booking, null=True, backref="events", on_delete="SET NULL")
+    received_at = UTCDateTimeField(default=utcnow)
+    processed_at = UTCDateTimeField(null=True)
+    outcome = peewee.CharField(max_length=40, null=True)
+    detail = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    payload = peewee.TextField(null=True)  # the raw body as received
+
+    class Meta:
+        indexes = (
+            (("provider", "event_id"), True),
+            (("processed_at", "received_at"), False),
+        )
+
+
+ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent)
