@@ -1,0 +1,153 @@
+"""The client API the frontend calls and polls."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from bookingflow.privacy import mask_email
+from intake.errors import ApiError
+from intake.queue import enqueue
+from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
+from jobs.client_reports import client_reported_scheduled
+from models.db import utcnow, write_transaction
+from models.states import State, record_creation
+from models.tables import Booking, SessionType, Transition
+
+bp = Blueprint("api", __name__)
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+CHECKOUT_OPEN = (State.PAYMENT_PROCESSING.value,)
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _text_field(body: dict, name: str, limit: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, "invalid_field", f"{name} is required", field=name)
+    value = value.strip()
+    if len(value) > limit:
+        raise ApiError(422, "invalid_field", f"{name} is longer than {limit} characters", field=name)
+    return value
+
+
+def _booking_or_404(booking_id: str) -> Booking:
+    booking = Booking.get_or_none(Booking.id == booking_id) if BOOKING_ID.match(booking_id) else None
+    if booking is None:
+        raise ApiError(404, "not_found", "no such booking")
+    return booking
+
+
+def _isoformat(value):
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def scheduling_url(session_type: SessionType, booking: Booking) -> str:
+    """The session type's Calendly link with the booking id in utm_content and the client prefilled."""
+    parts = urlsplit(session_type.scheduling_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("utm_content", "name", "email")]
+    query += [("utm_content", booking.id), ("name", booking.name), ("email", booking.email)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@bp.get("/v1/session-types")
+def list_session_types():
+    rows = SessionType.select().where(SessionType.active == True).order_by(SessionType.price, SessionType.slug)  # noqa: E712
+    return jsonify([
+        {"slug": s.slug, "name": s.name, "duration_minutes": s.duration_minutes, "price": s.price, "currency": s.currency}
+        for s in rows
+    ])
+
+
+@bp.post("/v1/bookings")
+def create_booking():
+    body = _json_body()
+    slug = _text_field(body, "session_type", 100)
+    email = _text_field(body, "email", 320)
+    name = _text_field(body, "name", 200)
+    if not EMAIL.match(email):
+        raise ApiError(422, "invalid_field", "email is not an e-mail address", field="email")
+    session_type = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
+    if session_type is None:
+        raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
+    now = utcnow()
+    with write_transaction():
+        booking = Booking.create(
+            session_type=session_type, state=State.CALENDLY_SCHEDULING.value, email=email, name=name,
+            amount=session_type.price, currency=session_type.currency,
+            state_changed_at=now, created_at=now, updated_at=now,
+        )
+        record_creation(booking, cause="client")
+    status_url = url_for("api.get_booking", booking_id=booking.id, _external=True)
+    response = jsonify({
+        "id": booking.id, "state": booking.state,
+        "scheduling_url": scheduling_url(session_type, booking), "status_url": status_url,
+    })
+    response.status_code = 201
+    response.headers["Location"] = status_url
+    return response
+
+
+def booking_view(booking: Booking) -> dict:
+    history = (
+        Transition.select(Transition.state, Transition.trigger, Transition.at)
+        .where(Transition.booking == booking.id)
+        .order_by(Transition.at, Transition.id)
+    )
+    return {
+        "id": booking.id,
+        "state": booking.state,
+        "session_type": booking.session_type.slug,
+        "email": mask_email(booking.email),
+        "scheduled_start": _isoformat(booking.scheduled_start),
+        "scheduled_end": _isoformat(booking.scheduled_end),
+        "amount": booking.amount,
+        "currency": booking.currency,
+        "amount_refunded": booking.amount_refunded,
+        "checkout_url": booking.checkout_url if booking.state in CHECKOUT_OPEN else None,
+        "updated_at": _isoformat(booking.updated_at),
+        "history": [{"state": h.state, "trigger": h.trigger, "at": _isoformat(h.at)} for h in history],
+    }
+
+
+@bp.get("/v1/bookings/<booking_id>")
+def get_booking(booking_id: str):
+    # Every write bumps the version, so it is the ETag; an unchanged booking costs one indexed read.
+    row = (
+        Booking.select(Booking.version).where(Booking.id == booking_id).first()
+        if BOOKING_ID.match(booking_id) else None
+    )
+    if row is None:
+        raise ApiError(404, "not_found", "no such booking")
+    etag = f"v{row.version}"
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = jsonify(booking_view(_booking_or_404(booking_id)))
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.post("/v1/bookings/<booking_id>/scheduled")
+def report_scheduled(booking_id: str):
+    booking = _booking_or_404(booking_id)
+    body = _json_body()
+    event_uri, invitee_uri = body.get("event_uri"), body.get("invitee_uri")
+    if not is_event_uri(event_uri):
+        raise ApiError(422, "invalid_field", "event_uri is not a Calendly scheduled event URI", field="event_uri")
+    if not is_invitee_uri(invitee_uri) or urlsplit(event_uri_of_invitee(invitee_uri)).path != urlsplit(event_uri).path:
+        raise ApiError(422, "invalid_field", "invitee_uri is not an invitee of event_uri", field="invitee_uri")
+    if booking.state in (State.IDLE.value,):
+        raise ApiError(409, "wrong_state", "the booking was abandoned", state=booking.state)
+    enqueue(client_reported_scheduled, booking.id, event_uri, invitee_uri)
+    return jsonify({"id": booking.id, "state": booking.state}), 202

@@ -1,0 +1,48 @@
+"""Liveness, readiness and metrics for the platform."""
+
+from __future__ import annotations
+
+import dramatiq
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from models.db import database
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+def _broker_reachable() -> bool:
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)  # Redis
+    if client is not None:
+        return bool(client.ping())
+    connection = getattr(broker, "connection", None)  # RabbitMQ: opening a channel proves the server
+    if connection is not None:
+        return connection.is_open
+    return True  # the in-process broker of `bookingflow dev` and the tests
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {}
+    try:
+        database.execute_sql("SELECT 1")
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "unreachable"
+    try:
+        checks["broker"] = "ok" if _broker_reachable() else "unreachable"
+    except Exception:
+        checks["broker"] = "unreachable"
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

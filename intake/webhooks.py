@@ -1,0 +1,93 @@
+"""Provider webhooks: verify, store, enqueue, answer. No provider call and no booking work here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import peewee
+from flask import Blueprint, current_app, jsonify, request
+
+from intake.errors import ApiError
+from intake.queue import enqueue
+from intake.signatures import SignatureInvalid, verify_calendly, verify_stripe
+from jobs.calendly_payloads import delivery_identity
+from jobs.dispatch import handler_for
+from jobs.events import process_event
+from models.db import utcnow
+from models.tables import ProviderEvent
+
+bp = Blueprint("webhooks", __name__)
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        parsed = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_json", "the body is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "invalid_json", "the body is not a JSON object")
+    return parsed
+
+
+def _bounded(value, name: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ApiError(400, "invalid_event", f"the event has no usable {name}")
+    return value
+
+
+def _store(provider: str, event_id: str, event_type: str, subject: str | None, body: bytes) -> tuple[ProviderEvent, bool]:
+    """Store the delivery once; (event, True) if it was new."""
+    handled = handler_for(provider, event_type) is not None
+    try:
+        event = ProviderEvent.create(
+            provider=provider, event_id=event_id, type=event_type[:100], subject=subject,
+            payload=body.decode("utf-8"),
+            # Unknown types are accepted and kept, but there is nothing to do with them.
+            processed_at=None if handled else utcnow(), outcome=None if handled else "ignored",
+        )
+        return event, True
+    except peewee.IntegrityError:
+        return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id), False
+
+
+def accept(provider: str, event_id: str, event_type: str, subject: str | None, body: bytes):
+    event, new = _store(provider, event_id, event_type, subject, body)
+    if event.processed_at is None:
+        # Also for a repeat of an unprocessed delivery: its first enqueue may have failed (we answered
+        # 503 then). Processing is idempotent, so an extra message costs nothing.
+        enqueue(process_event, event.id)
+    return jsonify({"received": True, "duplicate": not new}), 200
+
+
+def _verified_body(verify) -> bytes:
+    body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH turns an oversize body into 413
+    try:
+        verify(body)
+    except SignatureInvalid as exc:
+        raise ApiError(400, "invalid_signature", str(exc)) from None
+    return body
+
+
+@bp.post("/webhooks/stripe")
+def stripe_webhook():
+    secrets = current_app.config["SETTINGS"].stripe_webhook_secrets
+    body = _verified_body(lambda raw: verify_stripe(raw, request.headers.get("Stripe-Signature"), secrets))
+    event = _json_object(body)
+    event_id = _bounded(event.get("id"), "id", 255)
+    event_type = _bounded(event.get("type"), "type", 100)
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    obj = data.get("object") if isinstance(data.get("object"), dict) else {}
+    subject = obj.get("id") if isinstance(obj.get("id"), str) else None
+    return accept("stripe", event_id, event_type, subject and subject[:500], body)
+
+
+@bp.post("/webhooks/calendly")
+def calendly_webhook():
+    keys = current_app.config["SETTINGS"].calendly_signing_keys
+    body = _verified_body(lambda raw: verify_calendly(raw, request.headers.get("Calendly-Webhook-Signature"), keys))
+    delivery = _json_object(body)
+    event_type = _bounded(delivery.get("event"), "event", 100)
+    event_id, subject = delivery_identity(delivery)
+    if event_id is None:
+        event_id = f"{event_type}:sha256:{hashlib.sha256(body).hexdigest()}"
+    return accept("calendly", event_id[:255], event_type, subject, body)
