@@ -1,0 +1,122 @@
+"""The sandbox: both fakes, their webhook sender, and the WSGI app that serves them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from . import calendly_fake, stripe_fake
+from .calendly_fake import CalendlyFake
+from .deliveries import PROVIDER_ENDPOINTS, WebhookSender
+from .stripe_fake import StripeFake
+
+CALENDLY_KINDS = ("scheduled_event", "invitee")
+SHUTDOWN_POLL_SECONDS = 0.05
+
+
+@dataclass
+class SandboxConfig:
+    stripe_secret_key: str
+    stripe_webhook_secret: str
+    calendly_api_token: str
+    calendly_signing_key: str
+    public_base: str = ""  # externally visible base URL; empty = the host of the current request
+    stripe_webhook_url: str | None = None  # None keeps deliveries queued
+    calendly_webhook_url: str | None = None
+    delivery_attempts: int = 8
+    # Default Calendly webhook payload shape: "embedded" (payload.scheduled_event present) or
+    # "reference" (2023 shape, only the event URI); simulator actions may override per call.
+    calendly_payload_shape: str = "embedded"
+
+
+class Sandbox:
+    """Local fakes of Stripe and Calendly with signed webhook deliveries.
+
+    `config` may be changed at runtime (e.g. webhook URLs set after the server started):
+    every component reads it through this object on each use.
+    """
+
+    def __init__(self, config: SandboxConfig):
+        self.config = config
+        self._sender = WebhookSender(lambda: self.config)
+        self.stripe = StripeFake(lambda: self.config, self._sender, self._public_base)
+        self.calendly = CalendlyFake(lambda: self.config, self._sender, self._public_base)
+        self.app = create_app(self.stripe, self.calendly)
+
+    def _public_base(self) -> str:
+        """Base for URLs we hand out; only called while serving a request."""
+        configured = self.config.public_base.rstrip("/")
+        return configured or request.host_url.rstrip("/") + request.script_root
+
+    def _fake(self, provider: str) -> StripeFake | CalendlyFake:
+        fakes = {"stripe": self.stripe, "calendly": self.calendly}
+        if provider not in fakes:
+            raise ValueError(f"unknown provider {provider!r}; expected one of {tuple(fakes)}")
+        return fakes[provider]
+
+    def api_requests(self, provider: str) -> list[dict]:
+        return self._fake(provider).api_requests()
+
+    def objects(self, kind: str) -> list[dict]:
+        return self._fake("calendly" if kind in CALENDLY_KINDS else "stripe").objects(kind)
+
+    def deliveries(self, provider: str | None = None) -> list[dict]:
+        if provider is not None and provider not in PROVIDER_ENDPOINTS:
+            raise ValueError(f"unknown provider {provider!r}")
+        return self._sender.snapshots(provider)
+
+    def hold_deliveries(self, provider: str, hold: bool = True) -> None:
+        self._sender.hold(provider, hold)
+
+    def wait_deliveries_idle(self, timeout: float = 10) -> bool:
+        return self._sender.wait_idle(timeout)
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+def create_app(stripe: StripeFake, calendly: CalendlyFake) -> Flask:
+    app = Flask(__name__)
+    app.register_blueprint(stripe.blueprint())
+    app.register_blueprint(calendly.blueprint())
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Unknown URLs and wrong methods, answered in the format of the provider being imitated."""
+    if exc.code == 404 and request.path.startswith(stripe_fake.URL_PREFIX + "/"):
+        path = request.path.removeprefix(stripe_fake.URL_PREFIX)
+        return _error(404, f"Unrecognized request URL ({request.method}: {path}).")
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    # Logged here, never sent: clients get the provider's generic error body, not a traceback.
+    current_app.logger.exception("sandbox request failed: %s %s", request.method, request.path)
+    return _error(500, "An unexpected error occurred in the sandbox.")
+
+
+def _error(status: int, message: str) -> Response:
+    if request.path.startswith(stripe_fake.URL_PREFIX + "/"):
+        body = stripe_fake.error_body(status, message)
+    elif request.path.startswith(calendly_fake.URL_PREFIX + "/"):
+        body = calendly_fake.error_body(status, message)
+    else:
+        body = {"error": {"message": message}}
+    return Response(json.dumps(body), status, mimetype="application/json")
+
+
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> tuple[BaseWSGIServer, str]:
+    """Serve `app` from a daemon thread; returns (server, base URL). server.shutdown() stops it."""
+    server = make_server(host, port, app, threaded=True)
+    # A short poll interval keeps shutdown() quick; test suites stop many of these servers.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+                     name=f"wsgi-{server.server_port}", daemon=True).start()
+    return server, f"http://{host}:{server.server_port}"

@@ -1,0 +1,482 @@
+"""A local stand-in for the slice of Calendly API v2 that booking flows use.
+
+Resource URIs are always absolute on https://api.calendly.com, whatever host serves the fake,
+because that is what real payloads contain; clients are expected to call
+CALENDLY_API_BASE + <path of the URI>. The /book page and /_sandbox actions play the invitee
+(and the host's calendar UI), which the real API cannot be asked to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import secrets
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from flask import Blueprint, Response, request, url_for
+
+from .deliveries import WebhookSender
+
+URL_PREFIX = "/calendly"
+API_ORIGIN = "https://api.calendly.com"
+HOST_NAME = "Sandbox Host"
+HOST_EMAIL = "host@example.com"
+SHAPES = ("embedded", "reference")
+UTM_FIELDS = ("utm_campaign", "utm_source", "utm_medium", "utm_content", "utm_term")
+DEFAULT_PAGE_SIZE = 20
+TITLES = {400: "Invalid Argument", 401: "Unauthenticated", 403: "Permission Denied",
+          404: "Resource Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+NOT_FOUND_MESSAGE = "The server could not find the requested resource."
+
+
+class CalendlyError(Exception):
+    """An API failure, rendered as Calendly's {"title", "message"[, "details"]} body."""
+
+    def __init__(self, status: int, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+    def body(self) -> dict:
+        body = {"title": TITLES.get(self.status, "Error"), "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def error_body(status: int, message: str) -> dict:
+    """Body for failures outside a handler (unknown URL, crash), in Calendly's format."""
+    return CalendlyError(status, NOT_FOUND_MESSAGE if status == 404 else message).body()
+
+
+def _invalid(parameter: str, message: str) -> CalendlyError:
+    return CalendlyError(400, "The supplied parameters are invalid.",
+                         [{"parameter": parameter, "message": message}])
+
+
+def _not_found() -> CalendlyError:
+    return CalendlyError(404, NOT_FOUND_MESSAGE)
+
+
+# --- time and URIs -----------------------------------------------------------------------
+
+def iso(moment: datetime) -> str:
+    """Calendly's timestamp format: UTC with microseconds and a Z, e.g. 2020-07-22T01:30:00.000000Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: Any, parameter: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise _invalid(parameter, "must be an ISO 8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_start() -> datetime:
+    """The next whole hour, one day ahead: always in the future and easy to read in logs."""
+    return utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=25)
+
+
+def canonical_uri(value: Any) -> str:
+    """Accept a resource URI even when given with the host that served it, not api.calendly.com."""
+    text = str(value or "")
+    marker = text.find("/scheduled_events/")
+    return API_ORIGIN + text[marker:] if marker >= 0 else text
+
+
+# --- resource builders -------------------------------------------------------------------
+
+def build_scheduled_event(slug: str, start: datetime, minutes: int, host_uri: str) -> dict:
+    now = iso(utcnow())
+    return {
+        "uri": f"{API_ORIGIN}/scheduled_events/{uuid.uuid4()}",
+        "name": slug.replace("-", " ").replace("_", " ").title() or "Sandbox Session",
+        "meeting_notes_plain": None, "meeting_notes_html": None, "status": "active",
+        "start_time": iso(start), "end_time": iso(start + timedelta(minutes=minutes)),
+        "event_type": f"{API_ORIGIN}/event_types/{slug}",
+        "location": {"type": "custom", "location": "Sandbox video call"},
+        "invitees_counter": {"total": 1, "active": 1, "limit": 1},
+        "created_at": now, "updated_at": now,
+        "event_memberships": [{"user": host_uri, "user_email": HOST_EMAIL, "user_name": HOST_NAME}],
+        "event_guests": [],
+    }
+
+
+def build_invitee(event_uri: str, name: str, email: str, tracking: dict,
+                  old_invitee: str | None = None) -> dict:
+    invitee_uuid = uuid.uuid4()
+    now = iso(utcnow())
+    return {
+        "uri": f"{event_uri}/invitees/{invitee_uuid}", "email": email, "name": name,
+        "first_name": None, "last_name": None, "status": "active", "timezone": "UTC",
+        "event": event_uri, "created_at": now, "updated_at": now, "tracking": dict(tracking),
+        "text_reminder_number": None, "rescheduled": False, "old_invitee": old_invitee,
+        "new_invitee": None, "cancel_url": f"https://calendly.com/cancellations/{invitee_uuid}",
+        "reschedule_url": f"https://calendly.com/reschedulings/{invitee_uuid}",
+        "routing_form_submission": None, "questions_and_answers": [], "payment": None,
+        "no_show": None, "reconfirmation": None, "scheduling_method": None,
+        "invitee_scheduled_by": None,
+    }
+
+
+def build_cancellation(canceled_by: str, reason: str | None, canceler_type: str) -> dict:
+    return {"canceled_by": canceled_by, "reason": reason, "canceler_type": canceler_type,
+            "created_at": iso(utcnow())}
+
+
+def booking_from_url(scheduling_url: str) -> dict:
+    """What Calendly takes from a scheduling link: event type slug, prefilled invitee, UTM tags."""
+    parts = urlsplit(scheduling_url)
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    slug = [segment for segment in parts.path.split("/") if segment][-1:] or [""]
+    return {
+        "slug": slug[0],
+        "name": query.get("name") or "Sandbox Invitee",
+        "email": query.get("email") or "invitee@example.com",
+        "tracking": {**{field: query.get(field) for field in UTM_FIELDS}, "salesforce_uuid": None},
+    }
+
+
+def paginate(items: list[dict], args: dict, path: str) -> dict:
+    """Calendly's collection envelope; page tokens are opaque offsets into the filtered list."""
+    count = _int_arg(args, "count", DEFAULT_PAGE_SIZE)
+    if not 1 <= count <= 100:
+        raise _invalid("count", "must be between 1 and 100")
+    offset = _int_arg(args, "page_token", 0)
+    if offset < 0:
+        raise _invalid("page_token", "is not a valid page token")
+    page = items[offset:offset + count]
+    next_token = str(offset + count) if offset + count < len(items) else None
+    previous_token = str(max(0, offset - count)) if offset > 0 else None
+
+    def page_url(token: str | None) -> str | None:
+        return token and f"{API_ORIGIN}{path}?{urlencode({**args, 'page_token': token})}"
+
+    return {"collection": page, "pagination": {
+        "count": len(page), "next_page": page_url(next_token), "previous_page": page_url(previous_token),
+        "next_page_token": next_token, "previous_page_token": previous_token}}
+
+
+def _start_time(params: dict, default: datetime) -> datetime:
+    return parse_time(params["start_time"], "start_time") if params.get("start_time") else default
+
+
+def _int_arg(args: dict, name: str, default: int) -> int:
+    value = args.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _invalid(name, "must be an integer") from None
+
+
+def _sorted(items: list[dict], args: dict, default: str) -> list[dict]:
+    field, _, direction = args.get("sort", default).partition(":")
+    if field != default.partition(":")[0] or direction not in ("asc", "desc"):
+        raise _invalid("sort", f"must be {field}:asc or {field}:desc")
+    return sorted(items, key=lambda item: item[field], reverse=direction == "desc")
+
+
+# --- the fake ----------------------------------------------------------------------------
+
+class CalendlyFake:
+    """State and HTTP handlers of the Calendly fake; one lock serializes every request."""
+
+    def __init__(self, config_source: Callable[[], Any], sender: WebhookSender,
+                 public_base: Callable[[], str]):
+        self._config = config_source
+        self._sender = sender
+        self._public_base = public_base
+        self._lock = threading.RLock()
+        self.host_uri = f"{API_ORIGIN}/users/{uuid.uuid4()}"
+        self.organization_uri = f"{API_ORIGIN}/organizations/{uuid.uuid4()}"
+        self._events: dict[str, dict] = {}  # uri -> scheduled event resource
+        self._invitees: dict[str, dict] = {}  # uri -> invitee resource
+        self._requests: list[dict] = []
+
+    # inspection
+
+    def api_requests(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def objects(self, kind: str) -> list[dict]:
+        stores = {"scheduled_event": self._events, "invitee": self._invitees}
+        if kind not in stores:
+            raise ValueError(f"unknown Calendly object kind {kind!r}; expected one of {tuple(stores)}")
+        with self._lock:
+            return copy.deepcopy(list(stores[kind].values()))
+
+    # routing
+
+    def blueprint(self) -> Blueprint:
+        bp = Blueprint("calendly_fake", __name__, url_prefix=URL_PREFIX)
+        api = [
+            ("GET", "/users/me", self.current_user),
+            ("GET", "/scheduled_events", self.list_events),
+            ("GET", "/scheduled_events/<event_uuid>", self.get_event),
+            ("GET", "/scheduled_events/<event_uuid>/invitees", self.list_invitees),
+            ("GET", "/scheduled_events/<event_uuid>/invitees/<invitee_uuid>", self.get_invitee),
+            ("POST", "/scheduled_events/<event_uuid>/cancellation", self.cancel_event),
+        ]
+        for method, rule, handler in api:
+            name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
+            bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])
+        bp.add_url_rule("/book/<slug>", "booking_page", self.booking_page, methods=["GET"])
+        for action in ("schedule", "cancel", "reschedule"):
+            bp.add_url_rule(f"/_sandbox/{action}", action, self._action_view(action), methods=["POST"])
+        return bp
+
+    def _api_view(self, handler: Callable[..., tuple[int, dict]]) -> Callable[..., Response]:
+        def view(**route_args: str) -> Response:
+            args = request.args.to_dict()
+            body = request.get_json(silent=True) if request.method == "POST" else None
+            with self._lock:
+                try:
+                    self._authenticate()
+                    status, payload = handler(args, body if isinstance(body, dict) else {}, **route_args)
+                except CalendlyError as exc:
+                    status, payload = exc.status, exc.body()
+                self._requests.append({
+                    "method": request.method, "path": request.path.removeprefix(URL_PREFIX),
+                    "idempotency_key": None, "params": body if request.method == "POST" else args,
+                    "status": status})
+            return _json(payload, status)
+        return view
+
+    def _action_view(self, action: str) -> Callable[[], Response]:
+        handler = getattr(self, f"_{action}")
+
+        def view() -> Response:
+            body = request.get_json(silent=True)
+            params = body if isinstance(body, dict) else request.form.to_dict()
+            try:
+                with self._lock:
+                    status, payload = handler(params)
+            except CalendlyError as exc:
+                return _json(exc.body(), exc.status)
+            if action == "schedule" and params.get("via") == "page":
+                return Response(_scheduled_html(payload, self._event_for(payload)), mimetype="text/html")
+            return _json(payload, status)
+        return view
+
+    def _authenticate(self) -> None:
+        auth = request.authorization
+        token = auth.token if auth and auth.type == "bearer" else None
+        if not token or not secrets.compare_digest(token, self._config().calendly_api_token):
+            raise CalendlyError(401, "The access token is invalid")
+
+    # lookups (lock held)
+
+    def _event(self, event_uuid: str) -> dict:
+        found = self._events.get(f"{API_ORIGIN}/scheduled_events/{event_uuid}")
+        if found is None:
+            raise _not_found()
+        return found
+
+    def _invitee(self, uri: Any) -> dict:
+        found = self._invitees.get(canonical_uri(uri))
+        if found is None:
+            raise _not_found()
+        return found
+
+    def _event_for(self, payload: dict) -> dict:
+        with self._lock:
+            return copy.deepcopy(self._events[payload["event_uri"]])
+
+    # API handlers: (args, json body, route args) -> (status, body)
+
+    def current_user(self, args: dict, body: dict) -> tuple[int, dict]:
+        now = iso(utcnow())
+        return 200, {"resource": {
+            "uri": self.host_uri, "name": HOST_NAME, "slug": "sandbox-host", "email": HOST_EMAIL,
+            "scheduling_url": f"{self._public_base()}{URL_PREFIX}/book/sandbox-host",
+            "timezone": "UTC", "avatar_url": None, "locale": "en", "resource_type": "User",
+            "created_at": now, "updated_at": now, "current_organization": self.organization_uri}}
+
+    def list_events(self, args: dict, body: dict) -> tuple[int, dict]:
+        if not (args.get("organization") or args.get("user")):
+            raise _invalid("organization", "organization or user is required")
+        if args.get("organization", self.organization_uri) != self.organization_uri or \
+                args.get("user", self.host_uri) != self.host_uri:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+        events = [event for event in self._events.values() if self._event_matches(event, args)]
+        return 200, paginate(_sorted(events, args, "start_time:asc"), args, "/scheduled_events")
+
+    def _event_matches(self, event: dict, args: dict) -> bool:
+        start = parse_time(event["start_time"], "start_time")
+        if args.get("status") and event["status"] != args["status"]:
+            return False
+        if args.get("min_start_time") and start < parse_time(args["min_start_time"], "min_start_time"):
+            return False
+        if args.get("max_start_time") and start >= parse_time(args["max_start_time"], "max_start_time"):
+            return False
+        email = args.get("invitee_email")
+        return not email or any(i["event"] == event["uri"] and i["email"] == email
+                                for i in self._invitees.values())
+
+    def get_event(self, args: dict, body: dict, event_uuid: str) -> tuple[int, dict]:
+        return 200, {"resource": self._event(event_uuid)}
+
+    def list_invitees(self, args: dict, body: dict, event_uuid: str) -> tuple[int, dict]:
+        event = self._event(event_uuid)
+        invitees = [i for i in self._invitees.values() if i["event"] == event["uri"]
+                    and (not args.get("status") or i["status"] == args["status"])
+                    and (not args.get("email") or i["email"] == args["email"])]
+        path = f"/scheduled_events/{event_uuid}/invitees"
+        return 200, paginate(_sorted(invitees, args, "created_at:asc"), args, path)
+
+    def get_invitee(self, args: dict, body: dict, event_uuid: str, invitee_uuid: str) -> tuple[int, dict]:
+        self._event(event_uuid)
+        return 200, {"resource": self._invitee(f"{API_ORIGIN}/scheduled_events/{event_uuid}"
+                                               f"/invitees/{invitee_uuid}")}
+
+    def cancel_event(self, args: dict, body: dict, event_uuid: str) -> tuple[int, dict]:
+        event = self._event(event_uuid)
+        if event["status"] == "canceled":
+            raise CalendlyError(403, "Event is already canceled")
+        shape = self._shape(body)
+        cancellation = build_cancellation(HOST_NAME, body.get("reason"), "host")
+        self._cancel_event_record(event, cancellation)
+        for invitee in self._active_invitees(event["uri"]):
+            self._cancel_invitee_record(invitee, cancellation)
+            self._deliver("invitee.canceled", invitee, shape)
+        return 201, {"resource": cancellation}
+
+    # simulator actions: params -> (status, body)
+
+    def _schedule(self, params: dict) -> tuple[int, dict]:
+        if not params.get("scheduling_url"):
+            raise _invalid("scheduling_url", "is required")
+        shape = self._shape(params)
+        booking = booking_from_url(params["scheduling_url"])
+        start = _start_time(params, default_start())
+        minutes = _int_arg(params, "duration_minutes", 30)
+        if minutes < 1:
+            raise _invalid("duration_minutes", "must be a positive integer")
+        event = build_scheduled_event(booking["slug"], start, minutes, self.host_uri)
+        invitee = build_invitee(event["uri"], params.get("name") or booking["name"],
+                                params.get("email") or booking["email"], booking["tracking"])
+        self._events[event["uri"]] = event
+        self._invitees[invitee["uri"]] = invitee
+        self._deliver("invitee.created", invitee, shape)
+        return 201, {"event_uri": event["uri"], "invitee_uri": invitee["uri"]}
+
+    def _cancel(self, params: dict) -> tuple[int, dict]:
+        shape = self._shape(params)
+        invitee = self._active_invitee(params.get("invitee_uri"))
+        canceler_type = params.get("canceler_type") or "invitee"
+        if canceler_type not in ("invitee", "host"):
+            raise _invalid("canceler_type", "must be invitee or host")
+        canceled_by = invitee["name"] if canceler_type == "invitee" else HOST_NAME
+        cancellation = build_cancellation(canceled_by, params.get("reason"), canceler_type)
+        self._cancel_invitee_record(invitee, cancellation)
+        self._cancel_event_if_empty(invitee["event"], cancellation)
+        self._deliver("invitee.canceled", invitee, shape)
+        return 200, {"event_uri": invitee["event"], "invitee_uri": invitee["uri"]}
+
+    def _reschedule(self, params: dict) -> tuple[int, dict]:
+        shape = self._shape(params)
+        old = self._active_invitee(params.get("invitee_uri"))
+        order = params.get("order") or "canceled_first"
+        if order not in ("canceled_first", "created_first"):
+            raise _invalid("order", "must be canceled_first or created_first")
+        old_event = self._events[old["event"]]
+        old_start = parse_time(old_event["start_time"], "start_time")
+        start = _start_time(params, old_start + timedelta(days=1))
+        minutes = (parse_time(old_event["end_time"], "end_time") - old_start) // timedelta(minutes=1)
+        slug = old_event["event_type"].rsplit("/", 1)[-1]
+        event = build_scheduled_event(slug, start, minutes, self.host_uri)
+        new = build_invitee(event["uri"], old["name"], old["email"], old["tracking"], old["uri"])
+        self._events[event["uri"]] = event
+        self._invitees[new["uri"]] = new
+        cancellation = build_cancellation(old["name"], params.get("reason"), "invitee")
+        self._cancel_invitee_record(old, cancellation)
+        old.update(rescheduled=True, new_invitee=new["uri"])
+        self._cancel_event_if_empty(old["event"], cancellation)
+        deliveries = [("invitee.canceled", old), ("invitee.created", new)]
+        for name, invitee in deliveries if order == "canceled_first" else reversed(deliveries):
+            self._deliver(name, invitee, shape)
+        return 201, {"event_uri": event["uri"], "invitee_uri": new["uri"]}
+
+    # state changes (lock held)
+
+    def _active_invitee(self, uri: Any) -> dict:
+        if not uri:
+            raise _invalid("invitee_uri", "is required")
+        invitee = self._invitee(uri)
+        if invitee["status"] != "active":
+            raise CalendlyError(403, "Invitee is already canceled")
+        return invitee
+
+    def _active_invitees(self, event_uri: str) -> list[dict]:
+        return [i for i in self._invitees.values() if i["event"] == event_uri and i["status"] == "active"]
+
+    def _cancel_invitee_record(self, invitee: dict, cancellation: dict) -> None:
+        invitee.update(status="canceled", cancellation=dict(cancellation), updated_at=iso(utcnow()))
+        counter = self._events[invitee["event"]]["invitees_counter"]
+        counter["active"] = max(0, counter["active"] - 1)
+
+    def _cancel_event_if_empty(self, event_uri: str, cancellation: dict) -> None:
+        """A one-on-one event is canceled along with its only invitee."""
+        event = self._events[event_uri]
+        if event["status"] == "active" and not self._active_invitees(event_uri):
+            self._cancel_event_record(event, cancellation)
+
+    @staticmethod
+    def _cancel_event_record(event: dict, cancellation: dict) -> None:
+        event.update(status="canceled", cancellation=dict(cancellation), updated_at=iso(utcnow()))
+
+    def _shape(self, params: dict) -> str:
+        shape = params.get("shape") or getattr(self._config(), "calendly_payload_shape", "embedded")
+        if shape not in SHAPES:
+            raise _invalid("shape", "must be embedded or reference")
+        return shape
+
+    def _deliver(self, name: str, invitee: dict, shape: str) -> None:
+        payload = copy.deepcopy(invitee)
+        if shape == "embedded":
+            payload["scheduled_event"] = copy.deepcopy(self._events[invitee["event"]])
+        body = {"created_at": iso(utcnow()), "created_by": self.host_uri, "event": name,
+                "payload": payload}
+        self._sender.enqueue("calendly", name, invitee["uri"], body)
+
+    # invitee-facing page
+
+    def booking_page(self, slug: str) -> Response:
+        booking = booking_from_url(request.url)
+        esc = html.escape
+        page = (
+            f"<!doctype html><title>Sandbox Calendly</title><h1>Book: {esc(slug)}</h1>"
+            f'<form method="post" action="{esc(url_for(".schedule"))}">'
+            f'<input type="hidden" name="via" value="page">'
+            f'<input type="hidden" name="scheduling_url" value="{esc(request.url)}">'
+            f'<label>Name <input name="name" value="{esc(booking["name"])}"></label> '
+            f'<label>Email <input name="email" value="{esc(booking["email"])}"></label> '
+            f"<button>Schedule</button></form>")
+        return Response(page, mimetype="text/html")
+
+
+def _json(payload: dict, status: int) -> Response:
+    return Response(json.dumps(payload), status, mimetype="application/json")
+
+
+def _scheduled_html(result: dict, event: dict) -> str:
+    """Confirmation page that tells an embedding page what Calendly's widget would tell it."""
+    message = {"event": "calendly.event_scheduled",
+               "payload": {"event": {"uri": result["event_uri"]}, "invitee": {"uri": result["invitee_uri"]}}}
+    script_json = json.dumps(message).replace("</", "<\\/")
+    return (
+        "<!doctype html><title>Scheduled</title><h1>You are scheduled</h1>"
+        f"<p>{html.escape(event['name'])} at {html.escape(event['start_time'])}</p>"
+        f"<script>var message = {script_json};"
+        "if (window.parent !== window) { window.parent.postMessage(message, '*'); }"
+        "if (window.opener) { window.opener.postMessage(message, '*'); }</script>")

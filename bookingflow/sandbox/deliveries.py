@@ -1,0 +1,211 @@
+"""Signed webhook deliveries, sent from one background thread like the real providers do.
+
+Bodies are serialized when the event happens (providers deliver a snapshot), while the
+signature is computed at send time with the secret configured at that moment, so tests can
+rotate secrets or point the sandbox at a new receiver after it has started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_SECONDS = 5
+# How often the idle sender re-reads the (mutable) config: a test may set a webhook URL
+# by plain attribute assignment, which cannot notify anyone.
+CONFIG_POLL_SECONDS = 0.05
+BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """Which config fields hold a provider's webhook URL and secret, and the header it signs with."""
+
+    url_field: str
+    secret_field: str
+    signature_header: str
+
+
+PROVIDER_ENDPOINTS = {
+    "stripe": ProviderEndpoint("stripe_webhook_url", "stripe_webhook_secret", "Stripe-Signature"),
+    "calendly": ProviderEndpoint(
+        "calendly_webhook_url", "calendly_signing_key", "Calendly-Webhook-Signature"
+    ),
+}
+
+
+def signature_header(secret: str, body: bytes, timestamp: int) -> str:
+    """`t=<unix>,v1=<hex>`: both providers sign HMAC-SHA256 over "{t}.{raw body}".
+
+    For Stripe the key is the whole "whsec_..." string, exactly as stripe.Webhook verifies it.
+    """
+    message = f"{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def backoff_after(attempts: int) -> float:
+    """Delay before the next try once `attempts` tries have failed (0.2s, 0.5s, 1s, 2s, 4s, then 5s)."""
+    if attempts <= len(BACKOFF_SECONDS):
+        return BACKOFF_SECONDS[attempts - 1]
+    return MAX_BACKOFF_SECONDS
+
+
+@dataclass
+class Delivery:
+    provider: str
+    type: str
+    event_id: str
+    body: bytes
+    attempts: int = 0
+    status: int | None = None
+    delivered: bool = False
+    finished: bool = False  # delivered, or gave up after the last attempt
+    next_attempt_at: float = 0.0
+
+    def snapshot(self) -> dict:
+        return {
+            "provider": self.provider,
+            "type": self.type,
+            "event_id": self.event_id,
+            "attempts": self.attempts,
+            "status": self.status,
+            "delivered": self.delivered,
+            "payload": json.loads(self.body),
+        }
+
+
+class WebhookSender:
+    """Queues deliveries and POSTs them, retrying non-2xx and connection errors with backoff.
+
+    `config_source` returns the current sandbox config (read on every decision, because it is
+    mutable at runtime). Deliveries of a held provider, or of a provider without a webhook URL,
+    are parked: kept in order and sent once released / once a URL is set.
+    """
+
+    def __init__(self, config_source: Callable[[], Any]):
+        self._config_source = config_source
+        self._cond = threading.Condition()
+        self._all: list[Delivery] = []
+        self._held: set[str] = set()
+        self._in_flight: Delivery | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
+        self._thread.start()
+
+    def enqueue(self, provider: str, event_type: str, event_id: str, payload: dict) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        with self._cond:
+            self._all.append(Delivery(provider, event_type, event_id, body))
+            self._cond.notify_all()
+
+    def snapshots(self, provider: str | None = None) -> list[dict]:
+        with self._cond:
+            chosen = [d for d in self._all if provider is None or d.provider == provider]
+            return [d.snapshot() for d in chosen]
+
+    def hold(self, provider: str, hold: bool) -> None:
+        if provider not in PROVIDER_ENDPOINTS:
+            raise ValueError(f"unknown provider {provider!r}")
+        with self._cond:
+            if hold:
+                self._held.add(provider)
+            else:
+                self._held.discard(provider)
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once nothing sendable is pending or in flight; parked deliveries do not count."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._in_flight is not None or self._sendable_pending():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, CONFIG_POLL_SECONDS))
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(SEND_TIMEOUT_SECONDS + 1)
+
+    # --- internals (callers hold self._cond unless noted) ---
+
+    def _is_sendable(self, delivery: Delivery) -> bool:
+        if delivery.finished or delivery.provider in self._held:
+            return False
+        return self._url_for(delivery.provider) is not None
+
+    def _url_for(self, provider: str) -> str | None:
+        return getattr(self._config_source(), PROVIDER_ENDPOINTS[provider].url_field) or None
+
+    def _sendable_pending(self) -> bool:
+        return any(self._is_sendable(d) for d in self._all)
+
+    def _next_due(self) -> Delivery | None:
+        now = time.monotonic()
+        for delivery in self._all:
+            if self._is_sendable(delivery) and delivery.next_attempt_at <= now:
+                return delivery
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                delivery = self._next_due()
+                while delivery is None and not self._closed:
+                    self._cond.wait(CONFIG_POLL_SECONDS)
+                    delivery = self._next_due()
+                if self._closed:
+                    return
+                self._in_flight = delivery
+                request = self._build_request(delivery)
+            status = self._post(*request)  # outside the lock: the receiver may call back into us
+            with self._cond:
+                self._record_attempt(delivery, status)
+                self._in_flight = None
+                self._cond.notify_all()
+
+    def _build_request(self, delivery: Delivery) -> tuple[str, bytes, dict]:
+        config = self._config_source()
+        endpoint = PROVIDER_ENDPOINTS[delivery.provider]
+        secret = getattr(config, endpoint.secret_field)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"bookingflow-sandbox/{delivery.provider}",
+            endpoint.signature_header: signature_header(secret, delivery.body, int(time.time())),
+        }
+        return self._url_for(delivery.provider), delivery.body, headers
+
+    @staticmethod
+    def _post(url: str, body: bytes, headers: dict) -> int | None:
+        """HTTP status of the receiver's answer, or None when it could not be reached. No lock held."""
+        try:
+            response = requests.post(url, data=body, headers=headers, timeout=SEND_TIMEOUT_SECONDS)
+        except requests.RequestException as exc:
+            log.info("webhook delivery to %s failed: %s", url, exc)
+            return None
+        return response.status_code
+
+    def _record_attempt(self, delivery: Delivery, status: int | None) -> None:
+        delivery.attempts += 1
+        delivery.status = status
+        delivery.delivered = status is not None and 200 <= status < 300
+        max_attempts = getattr(self._config_source(), "delivery_attempts", 1)
+        if delivery.delivered or delivery.attempts >= max_attempts:
+            delivery.finished = True
+        else:
+            delivery.next_attempt_at = time.monotonic() + backoff_after(delivery.attempts)

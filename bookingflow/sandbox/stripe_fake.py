@@ -1,0 +1,660 @@
+"""A local stand-in for the slice of the Stripe API that Checkout-based payments use.
+
+It speaks Stripe's wire format (form-encoded nested params, Bearer auth, idempotency keys,
+Stripe error JSON, event envelopes) so stripe-python can talk to it unchanged. The
+/checkout/<id> pages and actions play the customer, which the real API cannot be asked to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+import stripe
+from flask import Blueprint, Response, redirect, request, url_for
+
+from .deliveries import WebhookSender
+
+URL_PREFIX = "/stripe"
+MIN_EXPIRY_SECONDS = 30 * 60
+MAX_EXPIRY_SECONDS = 24 * 60 * 60
+# Tolerates the moment between the client computing "now + 30 min" and our own clock reading.
+EXPIRY_GRACE_SECONDS = 10
+DEFAULT_LIST_LIMIT = 10
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event")
+# The param name Stripe reports when an id in the URL does not exist.
+MISSING_PARAM = {"checkout.session": "session", "payment_intent": "intent", "charge": "charge",
+                 "refund": "refund", "event": "id"}
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+class StripeError(Exception):
+    """An API failure, rendered as Stripe's {"error": {...}} body."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None,
+                 type: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.type, self.code = status, message, param, type, code
+
+    def body(self) -> dict:
+        error = {"type": self.type, "message": self.message}
+        if self.param:
+            error["param"] = self.param
+        if self.code:
+            error["code"] = self.code
+        return {"error": error}
+
+
+def error_body(status: int, message: str) -> dict:
+    """Body for failures outside a handler (unknown URL, crash), in Stripe's format."""
+    kind = "api_error" if status >= 500 else "invalid_request_error"
+    return StripeError(status, message, type=kind).body()
+
+
+# --- wire format -------------------------------------------------------------------------
+
+def decode_form(raw: str) -> dict:
+    """Decode Stripe's nested form keys (`a[b][0][c]=v`, `expand[]=x`) into dicts and lists."""
+    root: dict = {}
+    for key, value in parse_qsl(raw, keep_blank_values=True):
+        parts = key.replace("]", "").split("[")
+        node = root
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):  # a conflicting scalar loses, as a later key would
+                node[part] = {}
+            node = node[part]
+        if parts[-1] == "":
+            node.setdefault("", []).append(value)
+        else:
+            node[parts[-1]] = value
+    return _listify(root)
+
+
+def _listify(node: Any, key: str = "") -> Any:
+    """Turn {"0": a, "1": b} into [a, b]; metadata keeps its keys whatever they look like."""
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {""}:
+        return list(node[""])
+    converted = {k: _listify(v, k) for k, v in node.items()}
+    if key != "metadata" and converted and all(k.isdigit() for k in converted):
+        return [converted[k] for k in sorted(converted, key=int)]
+    return converted
+
+
+def _new_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+
+
+def _missing(param: str) -> StripeError:
+    return StripeError(400, f"Missing required param: {param}.", param=param, code="parameter_missing")
+
+
+def _integer(value: Any, param: str) -> int:
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise StripeError(400, f"Invalid integer: {value}", param=param, code="parameter_invalid_integer")
+
+
+def _dict_param(params: dict, name: str) -> dict:
+    value = params.get(name) or {}
+    if not isinstance(value, dict):
+        raise StripeError(400, "Invalid object", param=name)
+    return value
+
+
+# --- object builders ---------------------------------------------------------------------
+
+@dataclass
+class LineItem:
+    unit_amount: int
+    quantity: int
+    currency: str
+
+
+def parse_line_items(params: dict) -> list[LineItem]:
+    items = params.get("line_items")
+    if not items:
+        raise StripeError(400, "line_items is required in payment mode.", param="line_items")
+    if not isinstance(items, list):
+        raise StripeError(400, "Invalid array", param="line_items")
+    return [_parse_line_item(item, f"line_items[{i}]") for i, item in enumerate(items)]
+
+
+def _parse_line_item(item: Any, where: str) -> LineItem:
+    if not isinstance(item, dict):
+        raise StripeError(400, "Invalid object", param=where)
+    if "price" in item:
+        raise StripeError(400, f"No such price: '{item['price']}'", param=f"{where}[price]",
+                          code="resource_missing")
+    price = item.get("price_data")
+    if not isinstance(price, dict):
+        raise _missing(f"{where}[price_data]")
+    for field in ("currency", "unit_amount"):
+        if field not in price:
+            raise _missing(f"{where}[price_data][{field}]")
+    product = price.get("product_data")
+    if not isinstance(product, dict) or not product.get("name"):
+        raise _missing(f"{where}[price_data][product_data][name]")
+    if "quantity" not in item:
+        raise _missing(f"{where}[quantity]")
+    unit_amount = _integer(price["unit_amount"], f"{where}[price_data][unit_amount]")
+    quantity = _integer(item["quantity"], f"{where}[quantity]")
+    if unit_amount < 0:
+        raise StripeError(400, "This value must be greater than or equal to 0.",
+                          param=f"{where}[price_data][unit_amount]")
+    if quantity < 1:
+        raise StripeError(400, "This value must be greater than or equal to 1.", param=f"{where}[quantity]")
+    return LineItem(unit_amount, quantity, str(price["currency"]).lower())
+
+
+def validate_expires_at(params: dict, now: int) -> int:
+    if "expires_at" not in params:
+        return now + MAX_EXPIRY_SECONDS
+    expires_at = _integer(params["expires_at"], "expires_at")
+    if expires_at < now + MIN_EXPIRY_SECONDS - EXPIRY_GRACE_SECONDS:
+        raise StripeError(400, "The `expires_at` timestamp must be at least 30 minutes from "
+                          "Checkout Session creation.", param="expires_at")
+    if expires_at > now + MAX_EXPIRY_SECONDS + EXPIRY_GRACE_SECONDS:
+        raise StripeError(400, "The `expires_at` timestamp must be less than 24 hours from "
+                          "Checkout Session creation.", param="expires_at")
+    return expires_at
+
+
+def build_checkout_session(params: dict, items: list[LineItem], expires_at: int, url_base: str) -> dict:
+    session_id = _new_id("cs_test_", 58)
+    amount = sum(item.unit_amount * item.quantity for item in items)
+    return {
+        "id": session_id, "object": "checkout.session",
+        "adaptive_pricing": {"enabled": False}, "after_expiration": None,
+        "allow_promotion_codes": None, "amount_subtotal": amount, "amount_total": amount,
+        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
+        "billing_address_collection": None, "cancel_url": params.get("cancel_url"),
+        "client_reference_id": params.get("client_reference_id"), "client_secret": None,
+        "collected_information": None, "consent": None, "consent_collection": None,
+        "created": int(time.time()), "currency": items[0].currency, "currency_conversion": None,
+        "custom_fields": [],
+        "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
+                        "terms_of_service_acceptance": None},
+        "customer": None, "customer_account": None, "customer_creation": "if_required",
+        "customer_details": None, "customer_email": params.get("customer_email"),
+        "discounts": [], "expires_at": expires_at, "integration_identifier": None,
+        "invoice": None, "invoice_creation": {"enabled": False, "invoice_data": None},
+        "livemode": False, "locale": params.get("locale"), "managed_payments": None,
+        "metadata": _dict_param(params, "metadata"), "mode": "payment", "origin_context": None,
+        "payment_intent": None, "payment_link": None, "payment_method_collection": "if_required",
+        "payment_method_configuration_details": None, "payment_method_options": {},
+        "payment_method_types": params.get("payment_method_types") or ["card"],
+        "payment_status": "unpaid", "permissions": None, "phone_number_collection": {"enabled": False},
+        "recovered_from": None, "saved_payment_method_options": None, "setup_intent": None,
+        "shipping_address_collection": None, "shipping_cost": None, "shipping_options": [],
+        "status": "open", "submit_type": params.get("submit_type"), "subscription": None,
+        "success_url": params.get("success_url"),
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": "hosted", "url": f"{url_base}{URL_PREFIX}/checkout/{session_id}",
+        "wallet_options": None,
+    }
+
+
+def customer_details(session: dict) -> dict:
+    return {"address": None, "email": session["customer_email"] or "customer@example.com",
+            "name": "Sandbox Customer", "phone": None, "tax_exempt": "none", "tax_ids": [],
+            "business_name": None, "individual_name": None}
+
+
+def build_payment_intent(session: dict, metadata: dict, status: str) -> dict:
+    intent_id = _new_id("pi_")
+    return {
+        "id": intent_id, "object": "payment_intent", "amount": session["amount_total"],
+        "amount_capturable": 0, "amount_details": {"tip": {}}, "amount_received": 0,
+        "application": None, "application_fee_amount": None, "automatic_payment_methods": None,
+        "canceled_at": None, "cancellation_reason": None, "capture_method": "automatic_async",
+        "client_secret": f"{intent_id}_secret_{_new_id('', 25)}", "confirmation_method": "automatic",
+        "created": int(time.time()), "currency": session["currency"], "customer": None,
+        "description": None, "last_payment_error": None, "latest_charge": None, "livemode": False,
+        "metadata": metadata, "next_action": None, "on_behalf_of": None,
+        "payment_method": _new_id("pm_"), "payment_method_configuration_details": None,
+        "payment_method_options": {}, "payment_method_types": session["payment_method_types"],
+        "processing": None, "receipt_email": session["customer_email"], "review": None,
+        "setup_future_usage": None, "shipping": None, "statement_descriptor": None,
+        "statement_descriptor_suffix": None, "status": status, "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+def build_charge(intent: dict, email: str | None) -> dict:
+    charge_id = _new_id("ch_")
+    return {
+        "id": charge_id, "object": "charge", "amount": intent["amount"],
+        "amount_captured": intent["amount"], "amount_refunded": 0, "application": None,
+        "application_fee": None, "application_fee_amount": None,
+        "balance_transaction": _new_id("txn_"),
+        "billing_details": {"address": None, "email": email, "name": "Sandbox Customer",
+                            "phone": None, "tax_id": None},
+        "calculated_statement_descriptor": "SANDBOX", "captured": True, "created": int(time.time()),
+        "currency": intent["currency"], "customer": None, "description": None, "disputed": False,
+        "failure_balance_transaction": None, "failure_code": None, "failure_message": None,
+        "fraud_details": {}, "livemode": False, "metadata": dict(intent["metadata"]),
+        "on_behalf_of": None,
+        "outcome": {"network_status": "approved_by_network", "reason": None, "risk_level": "normal",
+                    "seller_message": "Payment complete.", "type": "authorized"},
+        "paid": True, "payment_intent": intent["id"], "payment_method": intent["payment_method"],
+        "payment_method_details": {"type": "card", "card": {
+            "brand": "visa", "country": "US", "exp_month": 12, "exp_year": 2034,
+            "funding": "credit", "last4": "4242", "network": "visa"}},
+        "receipt_email": email, "receipt_number": None, "receipt_url": None, "refunded": False,
+        "refunds": {"object": "list", "data": [], "has_more": False,
+                    "url": f"/v1/charges/{charge_id}/refunds"},
+        "review": None, "shipping": None, "source_transfer": None, "statement_descriptor": None,
+        "statement_descriptor_suffix": None, "status": "succeeded", "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+def build_refund(charge: dict, amount: int, params: dict) -> dict:
+    return {
+        "id": _new_id("re_"), "object": "refund", "amount": amount,
+        "balance_transaction": _new_id("txn_"), "charge": charge["id"], "created": int(time.time()),
+        "currency": charge["currency"], "customer": None, "customer_account": None,
+        "destination_details": {"card": {"reference_status": "pending", "reference_type":
+                                         "acquirer_reference_number", "type": "refund"},
+                                "type": "card"},
+        "metadata": _dict_param(params, "metadata"), "payment_intent": charge["payment_intent"],
+        "payment_method": charge["payment_method"], "reason": params.get("reason"),
+        "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
+        "transfer_reversal": None,
+    }
+
+
+def build_event(event_type: str, obj: dict, origin: dict) -> dict:
+    return {
+        "id": _new_id("evt_"), "object": "event", "api_version": stripe.api_version,
+        "created": int(time.time()), "data": {"object": copy.deepcopy(obj)}, "livemode": False,
+        "pending_webhooks": 1, "request": dict(origin), "type": event_type,
+    }
+
+
+def list_page(items: list[dict], params: dict, url: str) -> dict:
+    """Stripe list envelope with limit / starting_after / ending_before (items newest first)."""
+    limit = _integer(params.get("limit", str(DEFAULT_LIST_LIMIT)), "limit")
+    if not 1 <= limit <= 100:
+        raise StripeError(400, "This value must be between 1 and 100.", param="limit")
+    ids = [item["id"] for item in items]
+    for cursor in ("starting_after", "ending_before"):
+        if cursor in params and params[cursor] not in ids:
+            raise StripeError(400, f"No such object: '{params[cursor]}'", param=cursor,
+                              code="resource_missing")
+    if "starting_after" in params:
+        window = items[ids.index(params["starting_after"]) + 1:]
+        page, has_more = window[:limit], len(window) > limit
+    elif "ending_before" in params:
+        window = items[:ids.index(params["ending_before"])]
+        page, has_more = window[-limit:], len(window) > limit
+    else:
+        page, has_more = items[:limit], len(items) > limit
+    return {"object": "list", "data": page, "has_more": has_more, "url": url}
+
+
+# --- the fake ----------------------------------------------------------------------------
+
+class StripeFake:
+    """State and HTTP handlers of the Stripe fake. One lock serializes every request, which is
+    also what makes concurrent requests with one idempotency key create a single object."""
+
+    def __init__(self, config_source: Callable[[], Any], sender: WebhookSender,
+                 public_base: Callable[[], str]):
+        self._config = config_source
+        self._sender = sender
+        self._public_base = public_base
+        self._lock = threading.RLock()
+        self._objects: dict[str, dict] = {}  # id -> object, in creation order
+        self._intent_metadata: dict[str, dict] = {}  # session id -> metadata for its PaymentIntent
+        self._idempotent: dict[str, tuple[str, str, dict, str]] = {}  # key -> method, path, params, body
+        self._requests: list[dict] = []
+        self._origin = {"id": None, "idempotency_key": None}  # the API request causing new events
+
+    # inspection
+
+    def api_requests(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def objects(self, kind: str) -> list[dict]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown Stripe object kind {kind!r}; expected one of {KINDS}")
+        with self._lock:
+            return [copy.deepcopy(o) for o in self._objects.values() if o["object"] == kind]
+
+    # routing
+
+    def blueprint(self) -> Blueprint:
+        bp = Blueprint("stripe_fake", __name__, url_prefix=URL_PREFIX)
+        api = [
+            ("POST", "/v1/checkout/sessions", self.create_checkout_session),
+            ("GET", "/v1/checkout/sessions/<object_id>", self.retrieve("checkout.session")),
+            ("POST", "/v1/checkout/sessions/<object_id>/expire", self.expire_checkout_session),
+            ("GET", "/v1/payment_intents/<object_id>", self.retrieve("payment_intent")),
+            ("GET", "/v1/charges/<object_id>", self.retrieve("charge")),
+            ("POST", "/v1/refunds", self.create_refund),
+            ("GET", "/v1/refunds/<object_id>", self.retrieve("refund")),
+            ("GET", "/v1/events", self.list_events),
+            ("GET", "/v1/events/<object_id>", self.retrieve("event")),
+        ]
+        for method, rule, handler in api:
+            name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
+            bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])
+        bp.add_url_rule("/checkout/<session_id>", "checkout_page", self.checkout_page, methods=["GET"])
+        bp.add_url_rule("/checkout/<session_id>/pay", "pay", self.pay, methods=["POST"])
+        bp.add_url_rule("/checkout/<session_id>/settle", "settle", self.settle, methods=["POST"])
+        return bp
+
+    def _api_view(self, handler: Callable[..., dict]) -> Callable[..., Response]:
+        def view(**route_args: str) -> Response:
+            return self._serve(handler, route_args)
+        return view
+
+    def _serve(self, handler: Callable[..., dict], route_args: dict) -> Response:
+        is_post = request.method == "POST"
+        raw = request.get_data(as_text=True) if is_post else request.query_string.decode()
+        params = decode_form(raw)
+        key = request.headers.get("Idempotency-Key") if is_post else None
+        path = request.path.removeprefix(URL_PREFIX)
+        request_id = _new_id("req_", 14)
+        with self._lock:
+            status, body, replayed = self._respond(handler, route_args, params, key, path, request_id)
+            self._requests.append({"method": request.method, "path": path, "idempotency_key": key,
+                                   "params": params, "status": status})
+        response = Response(body, status, mimetype="application/json")
+        response.headers["Request-Id"] = request_id
+        if key:
+            response.headers["Idempotency-Key"] = key
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    def _respond(self, handler, route_args, params, key, path, request_id) -> tuple[int, str, bool]:
+        """(status, body, replayed) of one API request; caller holds the lock."""
+        try:
+            self._authenticate()
+            if key and key in self._idempotent:
+                return 200, self._replay(key, path, params), True
+            self._expire_overdue_sessions()
+            self._origin = {"id": request_id, "idempotency_key": key}
+            try:
+                result = handler(params, **route_args)
+            finally:
+                self._origin = {"id": None, "idempotency_key": None}
+            body = json.dumps(self._expand(result, params.get("expand") or []))
+        except StripeError as exc:
+            return exc.status, json.dumps(exc.body()), False
+        if key:  # like Stripe, only requests that executed are remembered, not validation errors
+            self._idempotent[key] = (request.method, path, params, body)
+        return 200, body, False
+
+    def _authenticate(self) -> None:
+        auth = request.authorization
+        supplied = (auth.token or auth.username) if auth else None
+        if not supplied:
+            raise StripeError(401, "You did not provide an API key. You need to provide your API key "
+                              "in the Authorization header, using Bearer auth (e.g. 'Authorization: "
+                              "Bearer YOUR_SECRET_KEY').")
+        if not secrets.compare_digest(supplied, self._config().stripe_secret_key):
+            raise StripeError(401, f"Invalid API Key provided: {supplied[:8]}****{supplied[-4:]}")
+
+    def _replay(self, key: str, path: str, params: dict) -> str:
+        method, first_path, first_params, body = self._idempotent[key]
+        if (method, first_path) != (request.method, path):
+            raise StripeError(400, "Keys for idempotent requests can only be used for the same "
+                              f"endpoint they were first used for ('{first_path}' vs '{path}'). "
+                              f"Try using a key other than '{key}' if you meant to execute a "
+                              "different request.", type="idempotency_error")
+        if first_params != params:
+            raise StripeError(400, "Keys for idempotent requests can only be used with the same "
+                              f"parameters they were first used with. Try using a key other than "
+                              f"'{key}' if you meant to execute a different request.",
+                              type="idempotency_error")
+        return body
+
+    # storage helpers (lock held)
+
+    def _get(self, kind: str, object_id: str) -> dict:
+        found = self._objects.get(object_id)
+        if found is None or found["object"] != kind:
+            raise StripeError(404, f"No such {kind}: '{object_id}'", param=MISSING_PARAM[kind],
+                              code="resource_missing")
+        return found
+
+    def _store(self, obj: dict) -> dict:
+        self._objects[obj["id"]] = obj
+        return obj
+
+    def _emit(self, event_type: str, obj: dict) -> None:
+        event = self._store(build_event(event_type, obj, self._origin))
+        self._sender.enqueue("stripe", event_type, event["id"], event)
+
+    def _expand(self, obj: dict, paths: list[str]) -> dict:
+        result = copy.deepcopy(obj)
+        for path in paths:
+            self._expand_path(result, path.split("."))
+        return result
+
+    def _expand_path(self, node: dict, parts: list[str]) -> None:
+        head, rest = parts[0], parts[1:]
+        if node.get("object") == "list" and head == "data":
+            for item in node["data"]:
+                if rest:
+                    self._expand_path(item, rest)
+            return
+        if head not in node:
+            raise StripeError(400, f"This property cannot be expanded ({head}).", param="expand")
+        value = node[head]
+        if isinstance(value, str) and value in self._objects:
+            node[head] = value = copy.deepcopy(self._objects[value])
+        if rest and isinstance(value, dict):
+            self._expand_path(value, rest)
+
+    def _expire_overdue_sessions(self) -> None:
+        """Stripe expires open sessions on its own once expires_at passes."""
+        now = time.time()
+        for obj in list(self._objects.values()):
+            if obj["object"] == "checkout.session" and obj["status"] == "open" and obj["expires_at"] <= now:
+                self._expire(obj)
+
+    def _expire(self, session: dict) -> None:
+        session.update(status="expired", url=None)
+        self._emit("checkout.session.expired", session)
+
+    # API handlers (lock held; return the response object or raise StripeError)
+
+    def retrieve(self, kind: str) -> Callable[..., dict]:
+        def handler(params: dict, object_id: str) -> dict:
+            return self._get(kind, object_id)
+        return handler
+
+    def create_checkout_session(self, params: dict) -> dict:
+        mode = params.get("mode")
+        if not mode:
+            raise _missing("mode")
+        if mode != "payment":
+            raise StripeError(400, f"The sandbox supports only mode=payment (got {mode!r}).", param="mode")
+        if not params.get("success_url"):
+            raise _missing("success_url")
+        items = parse_line_items(params)
+        if len({item.currency for item in items}) > 1:
+            raise StripeError(400, "All line items must use the same currency.", param="line_items")
+        expires_at = validate_expires_at(params, int(time.time()))
+        session = build_checkout_session(params, items, expires_at, self._public_base())
+        intent_data = _dict_param(params, "payment_intent_data")
+        self._intent_metadata[session["id"]] = {**session["metadata"], **_dict_param(intent_data, "metadata")}
+        return self._store(session)
+
+    def expire_checkout_session(self, params: dict, object_id: str) -> dict:
+        session = self._get("checkout.session", object_id)
+        if session["status"] != "open":
+            raise StripeError(400, 'Only Checkout Sessions with a status in ["open"] can be expired.',
+                              param="session")
+        self._expire(session)
+        return session
+
+    def create_refund(self, params: dict) -> dict:
+        charge = self._refundable_charge(params)
+        remaining = charge["amount"] - charge["amount_refunded"]
+        if remaining <= 0:
+            raise StripeError(400, f"Charge {charge['id']} has already been refunded.",
+                              code="charge_already_refunded")
+        amount = _integer(params["amount"], "amount") if "amount" in params else remaining
+        if amount <= 0:
+            raise StripeError(400, "Refund amount must be positive.", param="amount")
+        if amount > remaining:
+            raise StripeError(400, f"Refund amount ({amount}) is greater than unrefunded amount on "
+                              f"charge ({remaining})", param="amount", code="amount_too_large")
+        if params.get("reason") not in (None, *REFUND_REASONS):
+            raise StripeError(400, f"Invalid reason: must be one of {', '.join(REFUND_REASONS)}",
+                              param="reason")
+        refund = self._store(build_refund(charge, amount, params))
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        charge["refunds"]["data"].insert(0, copy.deepcopy(refund))
+        self._emit("refund.created", refund)
+        self._emit("charge.refunded", charge)
+        return refund
+
+    def _refundable_charge(self, params: dict) -> dict:
+        if params.get("charge"):
+            return self._get("charge", params["charge"])
+        if not params.get("payment_intent"):
+            raise StripeError(400, "One of the following params should be provided for this "
+                              "request: payment_intent or charge.", param="payment_intent")
+        intent = self._get("payment_intent", params["payment_intent"])
+        if intent["status"] != "succeeded" or not intent["latest_charge"]:
+            raise StripeError(400, f"This PaymentIntent ({intent['id']}) does not have a successful "
+                              "charge to refund.", param="payment_intent")
+        return self._get("charge", intent["latest_charge"])
+
+    def list_events(self, params: dict) -> dict:
+        wanted = params.get("type")
+        events = [o for o in reversed(self._objects.values()) if o["object"] == "event"
+                  and (wanted is None or _type_matches(o["type"], wanted))]
+        return list_page(events, params, "/v1/events")
+
+    # customer simulator (not part of Stripe's API)
+
+    def checkout_page(self, session_id: str) -> Response:
+        with self._lock:
+            self._expire_overdue_sessions()
+            session = copy.deepcopy(self._objects.get(session_id))
+        if session is None or session["object"] != "checkout.session":
+            return Response("<h1>Checkout session not found</h1>", 404, mimetype="text/html")
+        return Response(_checkout_html(session, request.args.get("declined") == "1"),
+                        mimetype="text/html")
+
+    def pay(self, session_id: str) -> Response:
+        action = _action_params()
+        try:
+            with self._lock:
+                self._expire_overdue_sessions()
+                session = copy.deepcopy(self._pay(session_id, action.get("outcome")))
+        except StripeError as exc:
+            return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
+        if action.get("via") == "page":
+            return _page_redirect(session)
+        return Response(json.dumps(session), mimetype="application/json")
+
+    def settle(self, session_id: str) -> Response:
+        outcome = _action_params().get("outcome")
+        try:
+            with self._lock:
+                session = copy.deepcopy(self._settle(session_id, outcome))
+        except StripeError as exc:
+            return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
+        return Response(json.dumps(session), mimetype="application/json")
+
+    def _pay(self, session_id: str, outcome: str | None) -> dict:
+        session = self._get("checkout.session", session_id)
+        if outcome not in ("paid", "failed", "delayed"):
+            raise StripeError(400, "outcome must be one of paid, failed, delayed.", param="outcome")
+        if session["status"] != "open":
+            raise StripeError(400, f"This Checkout Session is no longer open (status: "
+                              f"{session['status']}).", param="session")
+        if outcome == "failed":  # a declined card leaves the session open for another try
+            return session
+        intent = self._store(build_payment_intent(
+            session, self._intent_metadata.get(session_id, {}), "processing"))
+        if outcome == "paid":
+            self._capture(intent, session)
+        session.update(status="complete", url=None, payment_intent=intent["id"],
+                       payment_status="paid" if outcome == "paid" else "unpaid",
+                       customer_details=customer_details(session))
+        self._emit("checkout.session.completed", session)
+        return session
+
+    def _settle(self, session_id: str, outcome: str | None) -> dict:
+        session = self._get("checkout.session", session_id)
+        if outcome not in ("succeeded", "failed"):
+            raise StripeError(400, "outcome must be one of succeeded, failed.", param="outcome")
+        intent = self._objects.get(session["payment_intent"] or "")
+        if session["status"] != "complete" or not intent or intent["status"] != "processing":
+            raise StripeError(400, "Only a completed Checkout Session with a delayed payment "
+                              "still processing can be settled.", param="session")
+        if outcome == "succeeded":
+            self._capture(intent, session)
+            session["payment_status"] = "paid"
+            self._emit("checkout.session.async_payment_succeeded", session)
+        else:
+            intent.update(status="requires_payment_method", last_payment_error={
+                "type": "card_error", "code": "payment_method_provider_decline",
+                "message": "The payment was declined."})
+            self._emit("checkout.session.async_payment_failed", session)
+        return session
+
+    def _capture(self, intent: dict, session: dict) -> None:
+        charge = self._store(build_charge(intent, session["customer_email"]))
+        intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
+
+
+def _type_matches(event_type: str, wanted: str) -> bool:
+    """Stripe's `type` filter accepts a trailing wildcard, e.g. `checkout.session.*`."""
+    if wanted.endswith("*"):
+        return event_type.startswith(wanted[:-1])
+    return event_type == wanted
+
+
+def _action_params() -> dict:
+    """Simulator actions accept JSON (tests) or an HTML form (the checkout page)."""
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else request.form.to_dict()
+
+
+def _page_redirect(session: dict) -> Response:
+    if session["status"] == "complete":
+        return redirect(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]), 303)
+    return redirect(url_for(".checkout_page", session_id=session["id"], declined="1"), 303)
+
+
+def _checkout_html(session: dict, declined: bool) -> str:
+    esc = html.escape
+    amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
+    pay_url = esc(url_for(".pay", session_id=session["id"]))
+    if session["status"] != "open":
+        body = f"<p>This checkout session is {esc(session['status'])}.</p>"
+    else:
+        buttons = "".join(
+            f'<button name="outcome" value="{value}">{label}</button> '
+            for value, label in (("paid", "Pay"), ("failed", "Fail (card declined)"),
+                                 ("delayed", "Pay later (delayed method)")))
+        notice = "<p><strong>Your card was declined.</strong></p>" if declined else ""
+        cancel = (f'<p><a href="{esc(session["cancel_url"])}">Cancel</a></p>'
+                  if session["cancel_url"] else "")
+        body = (f'{notice}<form method="post" action="{pay_url}">'
+                f'<input type="hidden" name="via" value="page">{buttons}</form>{cancel}')
+    return (f"<!doctype html><title>Sandbox Checkout</title><h1>Sandbox Checkout</h1>"
+            f"<p>Amount due: {esc(amount)}</p>{body}")
