@@ -42,7 +42,7 @@ def open_database(url: str) -> peewee.Database:
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
         pooled = urlunsplit(parts._replace(scheme="postgresql+pool"))
-        db = connect_url(pooled, max_connections=32, stale_timeout=300, timeout=10, autorollback=True)
+        db = connect_url(pooled, max_connections=32, stale_timeout=300, timeout=10)
     elif parts.scheme == "sqlite":
         db = connect_url(
             url,

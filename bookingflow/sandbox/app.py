@@ -73,6 +73,10 @@ class Sandbox:
     def hold_deliveries(self, provider: str, hold: bool = True) -> None:
         self._sender.hold(provider, hold)
 
+    def drop_pending_deliveries(self, provider: str | None = None) -> int:
+        """Never send what is still queued (held or retrying): a delivery the provider gave up on."""
+        return self._sender.drop_pending(provider)
+
     def wait_deliveries_idle(self, timeout: float = 10) -> bool:
         return self._sender.wait_idle(timeout)
 

@@ -125,6 +125,16 @@ class WebhookSender:
                 self._held.discard(provider)
             self._cond.notify_all()
 
+    def drop_pending(self, provider: str | None = None) -> int:
+        """Give up on every delivery not yet delivered, as a provider does after its last retry."""
+        with self._cond:
+            dropped = [d for d in self._all if not d.finished and d is not self._in_flight
+                       and (provider is None or d.provider == provider)]
+            for delivery in dropped:
+                delivery.finished = True
+            self._cond.notify_all()
+            return len(dropped)
+
     def wait_idle(self, timeout: float) -> bool:
         """True once nothing sendable is pending or in flight; parked deliveries do not count."""
         deadline = time.monotonic() + timeout

@@ -1,0 +1,193 @@
+"""Fixtures: the database (SQLite, or PostgreSQL with TEST_DATABASE_URL), the broker (stub, or Redis
+with TEST_REDIS_URL), the provider sandbox on a local port, the app, a live server and workers.
+
+A test that needs PostgreSQL or Redis skips when they are absent, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+
+import pytest
+
+from bookingflow import settings as settings_module
+
+CI = os.environ.get("CI", "").lower() == "true"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+_TMP = tempfile.mkdtemp(prefix="bookingflow-tests-")
+
+STRIPE_KEY = "sk_test_" + secrets.token_hex(12)
+STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(24)
+CALENDLY_TOKEN = "calendly_test_" + secrets.token_hex(12)
+CALENDLY_KEY = secrets.token_hex(24)
+
+
+def require_service(name: str, problem: str | None) -> None:
+    """Skip (locally) or fail (CI) when a service the test needs is missing."""
+    if problem is None:
+        return
+    if CI:
+        pytest.fail(f"{name} is required under CI=true: {problem}")
+    pytest.skip(f"{name} not available: {problem}")
+
+
+def postgres_problem(url: str) -> str | None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(url, connect_timeout=3).close()
+    except Exception as exc:
+        return f"{url}: {exc.__class__.__name__}"
+    return None
+
+
+def redis_problem(url: str) -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        return f"{url}: {exc.__class__.__name__}"
+    return None
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.02, message: str = "condition"):
+    """Poll with a deadline; returns the predicate's truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
+
+    box = Sandbox(SandboxConfig(
+        stripe_secret_key=STRIPE_KEY, stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        calendly_api_token=CALENDLY_TOKEN, calendly_signing_key=CALENDLY_KEY,
+    ))
+    server, base = serve_in_thread(box.app)
+    box.config.public_base = base
+    box.base = base
+    yield box
+    box.close()
+    server.shutdown()
+
+
+def service_environment(sandbox_base: str, database_url: str, broker_url: str) -> dict[str, str]:
+    """The environment a serving process of the suite runs with (also handed to real processes)."""
+    return {
+        "DATABASE_URL": database_url,
+        "BROKER_URL": broker_url,
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        "STRIPE_API_BASE": sandbox_base + "/stripe",
+        "CALENDLY_API_TOKEN": CALENDLY_TOKEN,
+        "CALENDLY_WEBHOOK_SIGNING_KEY": CALENDLY_KEY,
+        "CALENDLY_API_BASE": sandbox_base + "/calendly",
+        "PUBLIC_URL": "https://frontend.example",
+    }
+
+
+@pytest.fixture(scope="session")
+def service_settings(sandbox):
+    if TEST_DATABASE_URL:
+        require_service("PostgreSQL", postgres_problem(TEST_DATABASE_URL))
+    if TEST_REDIS_URL:
+        require_service("Redis", redis_problem(TEST_REDIS_URL))
+    database_url = TEST_DATABASE_URL or f"sqlite:///{_TMP}/suite.db"
+    broker_url = TEST_REDIS_URL or settings_module.EMBEDDED_BROKER_URL
+    return settings_module.configure(settings_module.load(service_environment(sandbox.base, database_url, broker_url)))
+
+
+@pytest.fixture(scope="session")
+def app(service_settings):
+    from intake import create_app
+    from models import migrations
+    from models.db import database
+
+    application = create_app(service_settings)
+    with database.connection_context():
+        migrations.upgrade()
+    return application
+
+
+@pytest.fixture(scope="session")
+def broker(app):
+    import jobs
+
+    return jobs.broker
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request):
+    """Every test starts with empty tables and an empty queue."""
+    if "app" not in request.fixturenames and "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("app")
+    from models.db import database
+    from models.tables import ALL_TABLES
+
+    broker = request.getfixturevalue("broker")
+    broker.flush_all()
+    with database.connection_context():
+        for table in reversed(ALL_TABLES):
+            table.delete().execute()
+    database.connect(reuse_if_open=True)
+    yield
+    if not database.is_closed():
+        database.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(app, sandbox):
+    """Our app on a real local port, where the sandbox sends its signed deliveries."""
+    from bookingflow.sandbox import serve_in_thread
+
+    server, base = serve_in_thread(app)
+    sandbox.config.stripe_webhook_url = base + "/webhooks/stripe"
+    sandbox.config.calendly_webhook_url = base + "/webhooks/calendly"
+    yield base
+    server.shutdown()
+
+
+@pytest.fixture
+def worker(broker):
+    import dramatiq
+
+    running = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def session_type(app, sandbox):
+    return make_session_type(sandbox.base, "coaching-hour", price=12000)
+
+
+def make_session_type(sandbox_base: str, slug: str, price: int = 5000, currency: str = "usd", **extra):
+    from bookingflow.catalog import import_session_types
+    from models.tables import SessionType
+
+    import_session_types([{
+        "slug": slug, "name": slug.replace("-", " ").title(), "duration_minutes": 60, "price": price,
+        "currency": currency, "calendly_event_type": f"https://api.calendly.com/event_types/{slug}",
+        "scheduling_url": f"{sandbox_base}/calendly/book/{slug}", **extra,
+    }])
+    return SessionType.get(SessionType.slug == slug)
