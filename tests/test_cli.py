@@ -1,0 +1,279 @@
+"""The `bookingflow` command, run as a real process against its own SQLite file.
+
+The suite's database is bound inside this process, so the CLI's database is read and seeded with the
+stdlib sqlite3 module, mirroring the columns of models/tables.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).with_name("bookingflow")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bookingflow.cli"]
+
+POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
+
+
+def session_type(slug: str, **changes) -> dict:
+    return {
+        "slug": slug, "name": slug.replace("-", " ").title(), "duration_minutes": 60, "price": 12000,
+        "currency": "usd", "calendly_event_type": f"https://api.calendly.com/event_types/{slug}",
+        "scheduling_url": f"https://calendly.com/acme/{slug}", **changes,
+    }
+
+
+class Cli:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.database = directory / "cli.db"
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess:
+        env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+        env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{self.database}")
+        return subprocess.run([*COMMAND, *args], cwd=self.directory, env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    def write(self, name: str, content) -> str:
+        path = self.directory / name
+        path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+        return str(path)
+
+    def import_types(self, items) -> subprocess.CompletedProcess:
+        return self("session-types", "import", self.write("types.json", items))
+
+    def rows(self, sql: str, *params) -> list[sqlite3.Row]:
+        with closing(sqlite3.connect(self.database)) as connection:
+            connection.row_factory = sqlite3.Row
+            return connection.execute(sql, params).fetchall()
+
+    def session_types(self) -> dict[str, dict]:
+        return {row["slug"]: dict(row) for row in self.rows("SELECT * FROM session_type ORDER BY id")}
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    runner = Cli(tmp_path)
+    upgraded = runner("db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    return runner
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# --- db upgrade -----------------------------------------------------------------------------------
+
+def test_db_upgrade_creates_the_schema_and_is_safe_to_run_again(tmp_path):
+    cli = Cli(tmp_path)
+
+    first = cli("db", "upgrade")
+    second = cli("db", "upgrade")
+
+    assert first.returncode == 0, first.stderr
+    tables = {row["name"] for row in cli.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"session_type", "booking", "transition", "provider_event", "schema_version"} <= tables
+    assert second.returncode == 0, second.stderr
+    assert "up to date" in second.stdout
+    assert [row["version"] for row in cli.rows("SELECT version FROM schema_version")] == [1]
+
+
+def test_db_upgrade_keeps_the_data_already_there(cli):
+    cli.import_types([session_type("coaching-hour")])
+
+    assert cli("db", "upgrade").returncode == 0
+    assert list(cli.session_types()) == ["coaching-hour"]
+
+
+# --- session-types import -------------------------------------------------------------------------
+
+def test_import_creates_session_types_with_the_contract_fields(cli):
+    result = cli.import_types([
+        session_type("coaching-hour", currency="USD", refund_policy=POLICY),
+        session_type("intro-call", name="Intro call", duration_minutes=30, price=0),
+    ])
+
+    assert result.returncode == 0, result.stderr
+    assert "2 created, 0 updated" in result.stdout
+    rows = cli.session_types()
+    assert list(rows) == ["coaching-hour", "intro-call"]
+    coaching = rows["coaching-hour"]
+    assert (coaching["name"], coaching["duration_minutes"], coaching["price"], coaching["currency"]) == (
+        "Coaching Hour", 60, 12000, "usd")
+    assert coaching["calendly_event_type"] == "https://api.calendly.com/event_types/coaching-hour"
+    assert coaching["scheduling_url"] == "https://calendly.com/acme/coaching-hour"
+    assert json.loads(coaching["refund_policy"]) == POLICY
+    assert rows["intro-call"]["refund_policy"] is None
+    assert (rows["intro-call"]["duration_minutes"], rows["intro-call"]["price"]) == (30, 0)
+
+
+def test_reimport_updates_by_slug_and_never_duplicates(cli):
+    cli.import_types([session_type("coaching-hour"), session_type("intro-call")])
+    before = cli.session_types()
+
+    result = cli.import_types([
+        session_type("coaching-hour", name="Coaching, one hour", price=15000, refund_policy=POLICY),
+        session_type("intro-call"),
+        session_type("deep-dive", duration_minutes=120),
+    ])
+
+    assert result.returncode == 0, result.stderr
+    assert "1 created, 2 updated" in result.stdout
+    after = cli.session_types()
+    assert list(after) == ["coaching-hour", "intro-call", "deep-dive"]
+    assert after["coaching-hour"]["id"] == before["coaching-hour"]["id"]
+    assert (after["coaching-hour"]["name"], after["coaching-hour"]["price"]) == ("Coaching, one hour", 15000)
+    assert json.loads(after["coaching-hour"]["refund_policy"]) == POLICY
+    assert cli.rows("SELECT COUNT(*) AS n FROM session_type")[0]["n"] == 3
+
+
+@pytest.mark.parametrize(("bad_item", "named"), [
+    (session_type("bad-price", price="12.50"), "price"),
+    (session_type("float-price", price=12.5), "price"),
+    ({key: value for key, value in session_type("no-slug").items() if key != "slug"}, "slug"),
+    (session_type("bad-currency", currency="dollars"), "currency"),
+    (session_type("bad-policy", refund_policy={**POLICY, "fee_percent": 10}), "refund_policy"),
+    (session_type("greedy-policy", refund_policy={"partial_percent": 150}), "partial_percent"),
+    (session_type("no-duration", duration_minutes=0), "duration_minutes"),
+    (session_type("bad-link", scheduling_url="calendly.com/acme/x"), "scheduling_url"),
+    (session_type("coaching-hour", name="Duplicate"), "coaching-hour"),
+], ids=["price-as-string", "price-as-float", "missing-slug", "bad-currency", "unknown-policy-key",
+        "percent-over-100", "zero-duration", "relative-url", "duplicate-slug"])
+def test_a_file_with_one_bad_item_is_refused_whole_and_changes_nothing(cli, bad_item, named):
+    cli.import_types([session_type("coaching-hour", refund_policy=POLICY)])
+    before = cli.session_types()
+
+    result = cli.import_types([
+        session_type("coaching-hour", name="Renamed", price=99),
+        session_type("brand-new"),
+        bad_item,
+    ])
+
+    assert named in one_error_line(result)
+    assert cli.session_types() == before
+
+
+def test_a_missing_file_is_a_clear_error(cli):
+    result = cli("session-types", "import", str(cli.directory / "nowhere.json"))
+
+    line = one_error_line(result)
+    assert "nowhere.json" in line
+    assert "cannot read" in line
+    assert cli.session_types() == {}
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("slug,name\ncoaching-hour,Coaching\n", "not JSON"),
+    (json.dumps({"slug": "coaching-hour"}), "list"),
+], ids=["csv", "object-not-list"])
+def test_a_file_that_is_not_a_json_list_is_a_clear_error(cli, content, says):
+    result = cli("session-types", "import", cli.write("types.csv", content))
+
+    line = one_error_line(result)
+    assert "types.csv" in line
+    assert says in line
+    assert cli.session_types() == {}
+
+
+# --- bookings list / show -------------------------------------------------------------------------
+
+HISTORY = [
+    (None, "CALENDLY_SCHEDULING", "startCalendlyScheduling", None, "2024-05-01 10:00:00"),
+    ("CALENDLY_SCHEDULING", "CALENDLY_SCHEDULED", "onCalendlyEventCreated", "client-report", "2024-05-01 10:04:00"),
+    ("CALENDLY_SCHEDULED", "CALENDLY_WEBHOOK_RECEIVED", "onCalendlyWebhookReceived", "evt_cal_1",
+     "2024-05-01 10:04:02"),
+]
+
+
+def insert(connection: sqlite3.Connection, table: str, **values) -> None:
+    """Insert a row as the models would write it. NOT NULL integer columns left out (counters and
+    amounts whose default of 0 lives in the model, not in the DDL) get 0."""
+    for _, column, kind, not_null, default, primary_key in connection.execute(f'PRAGMA table_info("{table}")'):
+        if not_null and default is None and not primary_key and kind == "INTEGER":
+            values.setdefault(column, 0)
+    columns = ", ".join(f'"{column}"' for column in values)
+    connection.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join("?" for _ in values)})',
+                       tuple(values.values()))
+
+
+def insert_booking(cli: Cli, booking_id: str, state: str, email: str, created_at: str, history=()) -> None:
+    [type_row] = cli.rows("SELECT id, price, currency FROM session_type WHERE slug = 'coaching-hour'")
+    with closing(sqlite3.connect(cli.database)) as connection, connection:
+        insert(connection, "booking", id=booking_id, session_type_id=type_row["id"], state=state, version=1,
+               email=email, name="Ada Lovelace", amount=type_row["price"], currency=type_row["currency"],
+               calendly_event_uri="https://api.calendly.com/scheduled_events/ev_1",
+               state_changed_at=created_at, created_at=created_at, updated_at=created_at)
+        for from_state, to_state, trigger, cause, at in history:
+            insert(connection, "transition", booking_id=booking_id, from_state=from_state, state=to_state,
+                   trigger=trigger, cause=cause, at=at)
+
+
+@pytest.fixture
+def bookings(cli) -> Cli:
+    assert cli.import_types([session_type("coaching-hour")]).returncode == 0
+    insert_booking(cli, "bk_older", "CALENDLY_WEBHOOK_RECEIVED", "ada@example.com", "2024-05-01 10:00:00", HISTORY)
+    insert_booking(cli, "bk_newer", "PAYMENT_PENDING", "grace@example.org", "2024-05-02 08:00:00")
+    return cli
+
+
+def test_bookings_list_shows_every_booking_newest_first_with_masked_emails(bookings):
+    result = bookings("bookings", "list")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["bk_newer", "bk_older"]
+    assert "PAYMENT_PENDING" in lines[0] and "g***@example.org" in lines[0]
+    assert "CALENDLY_WEBHOOK_RECEIVED" in lines[1] and "a***@example.com" in lines[1]
+    assert "ada@example.com" not in result.stdout
+
+
+def test_bookings_list_filters_by_state(bookings):
+    result = bookings("bookings", "list", "--state", "payment_pending")
+
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["bk_newer"]
+
+
+def test_bookings_list_with_an_unknown_state_says_so(bookings):
+    result = bookings("bookings", "list", "--state", "PAID")
+
+    assert result.returncode != 0
+    assert "unknown state" in result.stdout and "PAID" in result.stdout
+
+
+def test_bookings_show_prints_the_booking_and_its_history_in_order(bookings):
+    result = bookings("bookings", "show", "bk_older")
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.splitlines()[0].startswith("booking bk_older: CALENDLY_WEBHOOK_RECEIVED")
+    assert "coaching-hour" in out and "12000 usd" in out
+    assert "a***@example.com" in out and "ada@example.com" not in out
+    assert "https://api.calendly.com/scheduled_events/ev_1" in out
+    after_heading = out.split("\nhistory:\n", 1)[1].splitlines()
+    history = list(itertools.takewhile(lambda line: line.startswith("  "), after_heading))
+    assert [line.split() for line in history] == [
+        f"{at}Z {from_state or '-'} -> {state} {trigger} ({cause or '-'})".split()
+        for from_state, state, trigger, cause, at in HISTORY
+    ]
+
+
+def test_bookings_show_of_an_unknown_id_exits_1_with_a_clear_line(bookings):
+    result = bookings("bookings", "show", "bk_unknown")
+
+    assert result.returncode == 1
+    assert one_error_line(result) == "no booking bk_unknown"

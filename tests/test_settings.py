@@ -1,0 +1,214 @@
+"""Configuration: `settings.load` with explicit environments, and the real processes stopping at start
+with one line naming the variable when it is missing or malformed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bookingflow import settings
+from bookingflow.settings import SERVICE_REQUIREMENTS, SettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SERVICE_ENV = {
+    "BROKER_URL": "redis://127.0.0.1:6379/0",
+    "STRIPE_SECRET_KEY": "sk_test_do_not_print_1",
+    "STRIPE_WEBHOOK_SECRET": "whsec_do_not_print_2",
+    "CALENDLY_API_TOKEN": "calendly_do_not_print_3",
+    "CALENDLY_WEBHOOK_SIGNING_KEY": "signing_do_not_print_4",
+    "PUBLIC_URL": "https://frontend.example",
+}
+
+
+def test_defaults_follow_the_contract():
+    loaded = settings.load({})
+
+    assert loaded.database_url == "sqlite:///bookingflow.db"
+    assert loaded.calendly_api_base == "https://api.calendly.com"
+    assert loaded.port == 5000
+    assert loaded.checkout_expires_minutes == 30
+    assert loaded.payment_hold_minutes == 60
+    assert loaded.sweep_interval_seconds == 60
+    assert loaded.state_timeouts == {}
+    assert loaded.broker_url == ""
+
+
+def test_blank_values_count_as_unset():
+    loaded = settings.load({"PORT": "  ", "DATABASE_URL": "", "CHECKOUT_EXPIRES_MINUTES": " "})
+
+    assert (loaded.port, loaded.database_url, loaded.checkout_expires_minutes) == (
+        5000, "sqlite:///bookingflow.db", 30)
+
+
+def test_values_in_range_are_read():
+    loaded = settings.load({
+        "DATABASE_URL": "postgresql://app@db.internal:5432/bookings", "PORT": "8080",
+        "CHECKOUT_EXPIRES_MINUTES": "1440", "PAYMENT_HOLD_MINUTES": "15", "SWEEP_INTERVAL_SECONDS": "5",
+        "CALENDLY_API_BASE": "http://127.0.0.1:9000/calendly/",
+    })
+
+    assert loaded.database_url == "postgresql://app@db.internal:5432/bookings"
+    assert (loaded.port, loaded.checkout_expires_minutes) == (8080, 1440)
+    assert (loaded.payment_hold_minutes, loaded.sweep_interval_seconds) == (15, 5)
+    assert loaded.calendly_api_base == "http://127.0.0.1:9000/calendly"
+
+
+def test_the_broker_falls_back_to_redis_url():
+    assert settings.load({"REDIS_URL": "redis://cache:6379/1"}).broker_url == "redis://cache:6379/1"
+
+
+def test_broker_url_wins_over_redis_url():
+    loaded = settings.load({"BROKER_URL": "amqp://rabbit:5672", "REDIS_URL": "redis://cache:6379/1"})
+
+    assert loaded.broker_url == "amqp://rabbit:5672"
+
+
+def test_comma_separated_secrets_become_tuples_without_blanks():
+    loaded = settings.load({
+        "STRIPE_WEBHOOK_SECRET": " whsec_new , whsec_old,, ",
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "key_one",
+    })
+
+    assert loaded.stripe_webhook_secrets == ("whsec_new", "whsec_old")
+    assert loaded.calendly_signing_keys == ("key_one",)
+    assert settings.load({}).stripe_webhook_secrets == ()
+
+
+def test_state_timeouts_are_parsed_into_a_dict_of_state_names():
+    loaded = settings.load({"STATE_TIMEOUTS": "payment_pending=90, CALENDLY_SCHEDULED = 30"})
+
+    assert loaded.state_timeouts == {"PAYMENT_PENDING": 90, "CALENDLY_SCHEDULED": 30}
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"PORT": "abc"}, "PORT"),
+    ({"PORT": "70000"}, "PORT"),
+    ({"CHECKOUT_EXPIRES_MINUTES": "10"}, "CHECKOUT_EXPIRES_MINUTES"),
+    ({"CHECKOUT_EXPIRES_MINUTES": "2000"}, "CHECKOUT_EXPIRES_MINUTES"),
+    ({"PAYMENT_HOLD_MINUTES": "0"}, "PAYMENT_HOLD_MINUTES"),
+    ({"SWEEP_INTERVAL_SECONDS": "1.5"}, "SWEEP_INTERVAL_SECONDS"),
+    ({"BROKER_URL": "http://x"}, "BROKER_URL"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"STATE_TIMEOUTS": "NOPE=5"}, "STATE_TIMEOUTS"),
+    ({"STATE_TIMEOUTS": "PAYMENT_PENDING=abc"}, "STATE_TIMEOUTS"),
+    ({"STATE_TIMEOUTS": "PAYMENT_PENDING"}, "STATE_TIMEOUTS"),
+    ({"PUBLIC_URL": "ftp://x"}, "PUBLIC_URL"),
+    ({"STRIPE_API_BASE": "api.stripe.com"}, "STRIPE_API_BASE"),
+    ({"SMTP_URL": "http://mail.example"}, "SMTP_URL"),
+    ({"ALERT_WEBHOOK_URL": "mailto:ops@example.com"}, "ALERT_WEBHOOK_URL"),
+], ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else "")
+def test_a_malformed_value_raises_one_line_naming_the_variable(env, variable):
+    with pytest.raises(SettingsError) as error:
+        settings.load(env)
+
+    message = str(error.value)
+    assert variable in message
+    assert "\n" not in message
+
+
+def test_a_malformed_secret_is_not_echoed_back():
+    with pytest.raises(SettingsError) as error:
+        settings.load({"SMTP_URL": "http://user:hunter2@mail.example"})
+
+    assert "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize("missing", [variable for variable, _ in SERVICE_REQUIREMENTS])
+def test_require_service_names_the_missing_variable(missing):
+    env = {name: value for name, value in SERVICE_ENV.items() if name != missing}
+
+    with pytest.raises(SettingsError) as error:
+        settings.require_service(settings.load(env))
+
+    assert missing in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_require_service_names_the_first_missing_variable_in_order():
+    first, second = SERVICE_REQUIREMENTS[0][0], SERVICE_REQUIREMENTS[1][0]
+
+    with pytest.raises(SettingsError, match=first):
+        settings.require_service(settings.load({}))
+    with pytest.raises(SettingsError, match=second) as error:
+        settings.require_service(settings.load({first: SERVICE_ENV[first]}))
+    assert first not in str(error.value)
+
+
+def test_require_service_accepts_a_complete_environment():
+    loaded = settings.load(SERVICE_ENV)
+
+    assert settings.require_service(loaded) is loaded
+
+
+def test_secrets_never_appear_in_the_repr():
+    env = {
+        **SERVICE_ENV,
+        "STRIPE_WEBHOOK_SECRET": "whsec_do_not_print_2,whsec_do_not_print_5",
+        "SMTP_URL": "smtp://mailer:smtp_do_not_print_6@mail.example:587",
+        "ALERT_WEBHOOK_URL": "https://hooks.example/alerts/hook_do_not_print_7",
+    }
+
+    shown = repr(settings.load(env))
+
+    assert "do_not_print" not in shown
+    assert "frontend.example" in shown  # the repr is still useful
+
+
+# --- the real processes ---------------------------------------------------------------------------
+
+def run(args: list[str], cwd: Path, timeout: float = 20, **env: str) -> subprocess.CompletedProcess:
+    """Run a command with a minimal environment: only what the case sets, plus what Python needs."""
+    base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    base["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=timeout)
+
+
+def bookingflow(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bookingflow.cli", *args]
+
+
+def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("missing", [variable for variable, _ in SERVICE_REQUIREMENTS])
+def test_the_scheduler_stops_at_start_with_one_line_naming_the_first_missing_variable(tmp_path, missing):
+    names = [variable for variable, _ in SERVICE_REQUIREMENTS]
+    env = {name: SERVICE_ENV[name] for name in names[:names.index(missing)]}
+
+    result = run(bookingflow("scheduler"), tmp_path, **env)
+
+    assert result.returncode != 0
+    [line] = stderr_lines(result)
+    assert missing in line
+    assert "Traceback" not in result.stderr
+    assert all(secret not in result.stdout + result.stderr for secret in env.values() if "do_not_print" in secret)
+
+
+def test_the_worker_refuses_to_start_without_a_broker(tmp_path):
+    result = run([sys.executable, "-m", "dramatiq", "--processes", "1", "--threads", "1", "jobs"], tmp_path,
+                 timeout=60, **{name: value for name, value in SERVICE_ENV.items() if name != "BROKER_URL"})
+
+    assert result.returncode != 0
+    assert "BROKER_URL" in result.stdout + result.stderr
+
+
+def test_db_upgrade_with_a_malformed_port_prints_one_line_naming_it_and_touches_no_database(tmp_path):
+    result = run(bookingflow("db", "upgrade"), tmp_path, PORT="abc")
+
+    assert result.returncode != 0
+    [line] = stderr_lines(result)
+    assert "PORT" in line
+    assert list(tmp_path.iterdir()) == []  # the default sqlite:///bookingflow.db was never created
+
+
+def test_db_upgrade_needs_no_service_credentials(tmp_path):
+    result = run(bookingflow("db", "upgrade"), tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bookingflow.db").exists()  # the contract's default DATABASE_URL
