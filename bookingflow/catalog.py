@@ -26,8 +26,11 @@ class ImportResult:
 
 def _require(item: dict, key: str, kind, where: str):
     value = item.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
-        raise CatalogInvalid(f"{where}: {key} is required ({kind.__name__})")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise CatalogInvalid(f"{where}: {key} is required")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        wanted = "a whole number" if kind is int else "text"
+        raise CatalogInvalid(f"{where}: {key} must be {wanted}, got {value!r}")
     return value.strip() if isinstance(value, str) else value
 
 

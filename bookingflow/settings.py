@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    broker_url: str = ""
+    # URLs may carry passwords: kept out of repr() like the secrets.
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    broker_url: str = field(default="", repr=False)
     stripe_secret_key: str = field(default="", repr=False)
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     stripe_api_base: str = DEFAULT_STRIPE_API_BASE
@@ -100,7 +102,7 @@ def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
     for item in raw.split(","):
         name, sep, seconds = item.partition("=")
         name = name.strip().upper()
-        if not sep or name not in State.__members__ or not seconds.strip().isdigit():
+        if not sep or name not in State.__members__ or not re.fullmatch(r"[0-9]+", seconds.strip()):
             raise SettingsError(f"STATE_TIMEOUTS must look like STATE=seconds,STATE=seconds; bad item {item.strip()!r}")
         timeouts[name] = int(seconds)
     return timeouts
@@ -109,9 +111,10 @@ def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every variable; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
-    broker_url = _text(env, "BROKER_URL") or _text(env, "REDIS_URL")
+    broker_variable = "BROKER_URL" if _text(env, "BROKER_URL") else "REDIS_URL"
+    broker_url = _text(env, broker_variable)
     if broker_url and urlsplit(broker_url).scheme not in ("redis", "rediss", "amqp", "amqps", "stub"):
-        raise SettingsError("BROKER_URL must start with redis://, rediss:// or amqp://")
+        raise SettingsError(f"{broker_variable} must start with redis://, rediss:// or amqp://")
     database_url = _text(env, "DATABASE_URL", DEFAULT_DATABASE_URL)
     if urlsplit(database_url).scheme not in ("sqlite", "postgres", "postgresql"):
         raise SettingsError("DATABASE_URL must start with postgresql:// or sqlite:///")

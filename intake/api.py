@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -11,9 +12,9 @@ from bookingflow.privacy import mask_email
 from intake.errors import ApiError
 from intake.queue import enqueue
 from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
-from jobs.client_reports import client_reported_scheduled
+from jobs.client_requests import client_cancelled, client_reported_scheduled, client_retried_payment
 from models.db import utcnow, write_transaction
-from models.states import State, record_creation
+from models.states import State, Trigger, allowed, record_creation, update_fields
 from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
@@ -151,3 +152,61 @@ def report_scheduled(booking_id: str):
         raise ApiError(409, "wrong_state", "the booking was abandoned", state=booking.state)
     enqueue(client_reported_scheduled, booking.id, event_uri, invitee_uri)
     return jsonify({"id": booking.id, "state": booking.state}), 202
+
+
+def _require(booking: Booking, triggers: tuple[Trigger, ...], action: str) -> None:
+    """409 unless the state machine would take one of `triggers` now (the job decides for good)."""
+    if not any(allowed(booking, trigger) for trigger in triggers):
+        raise ApiError(409, "wrong_state", f"cannot {action} a booking in {booking.state}", state=booking.state)
+
+
+def _optional_json_body() -> dict:
+    if not request.get_data(cache=True):
+        return {}
+    return _json_body()
+
+
+@bp.post("/v1/bookings/<booking_id>/cancel")
+def cancel_booking(booking_id: str):
+    booking = _booking_or_404(booking_id)
+    body = _optional_json_body()
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ApiError(422, "invalid_field", "reason must be text of at most 500 characters", field="reason")
+    _require(booking, (Trigger.cancelBooking, Trigger.cancelBookingProcess), "cancel")
+    enqueue(client_cancelled, booking.id, reason.strip(), secrets.token_hex(8))
+    return jsonify({"id": booking.id, "state": booking.state}), 202
+
+
+@bp.post("/v1/bookings/<booking_id>/retry-payment")
+def retry_payment(booking_id: str):
+    booking = _booking_or_404(booking_id)
+    _require(booking, (Trigger.retryPayment,), "retry the payment of")
+    enqueue(client_retried_payment, booking.id, secrets.token_hex(8))
+    return jsonify({"id": booking.id, "state": booking.state}), 202
+
+
+@bp.post("/v1/bookings/<booking_id>/reschedule")
+def reschedule_booking(booking_id: str):
+    booking = _booking_or_404(booking_id)
+    body = _optional_json_body()
+    _require(booking, (Trigger.rescheduleBooking,), "reschedule")
+    slug = body.get("session_type")
+    current = booking.session_type
+    if slug is not None and (not isinstance(slug, str) or not slug.strip()):
+        raise ApiError(422, "invalid_field", "session_type must be a session type slug", field="session_type")
+    if slug and slug != current.slug:
+        target = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
+        if target is None:
+            raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
+        # Remembered so the new invitee is taken for a reschedule, priced as `target`.
+        update_fields(booking.id, reschedule_session_type=target.id)
+        link = scheduling_url(target, booking)
+    elif booking.calendly_reschedule_url:
+        # Calendly's own reschedule page: it cancels the old slot and tells us both halves.
+        update_fields(booking.id, reschedule_session_type=None)
+        link = booking.calendly_reschedule_url
+    else:
+        update_fields(booking.id, reschedule_session_type=current.id)
+        link = scheduling_url(current, booking)
+    return jsonify({"id": booking.id, "state": booking.state, "scheduling_url": link}), 202

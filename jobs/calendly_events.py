@@ -1,4 +1,9 @@
-"""Calendly deliveries: an invitee scheduled (and, later, canceled or rescheduled)."""
+"""Calendly deliveries: an invitee scheduled, cancelled, or rescheduled (two deliveries, any order).
+
+A reschedule arrives as `invitee.canceled` with `rescheduled: true` and `new_invitee`, and
+`invitee.created` with `old_invitee`. Both halves apply the same rescheduleBooking with the same cause,
+so whichever comes first moves the booking and the other finds it done; the cancel half never refunds.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,29 @@ from bookingflow.providers import calendly_client
 from jobs import flow
 from jobs.calendly_payloads import InviteeNotice, parse_invitee_notice, scheduled_event_info
 from jobs.dispatch import Outcome, handles
-from models.states import State, Trigger, TransitionRefused, apply
+from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, ProviderEvent
 
 log = logging.getLogger(__name__)
 
 AWAITING_INVITEE = (State.CALENDLY_SCHEDULING, State.CALENDLY_SCHEDULED)
+BEFORE_CONFIRMATION = frozenset(ABANDONABLE) | {State.PAYMENT_SUCCEEDED}
 
 
 def find_booking(notice: InviteeNotice) -> Booking | None:
-    """Ours by the utm_content we put on the scheduling link, else by the URIs the client reported."""
+    """Ours by the utm_content we put on the scheduling link, else by the invitee URIs we know."""
     if notice.utm_content:
         booking = Booking.get_or_none(Booking.id == notice.utm_content)
         if booking is not None:
             return booking
-    booking = Booking.get_or_none(Booking.calendly_invitee_uri == notice.invitee_uri)
-    if booking is None:
-        booking = Booking.get_or_none(
-            (Booking.calendly_event_uri == notice.event_uri) & Booking.calendly_invitee_uri.is_null()
-        )
-    return booking
+    for field, uri in ((Booking.calendly_invitee_uri, notice.invitee_uri),
+                       (Booking.reschedule_invitee_uri, notice.invitee_uri),
+                       (Booking.calendly_invitee_uri, notice.old_invitee)):
+        if uri:
+            booking = Booking.get_or_none(field == uri)
+            if booking is not None:
+                return booking
+    return Booking.get_or_none((Booking.calendly_event_uri == notice.event_uri) & Booking.calendly_invitee_uri.is_null())
 
 
 def _event_details(notice: InviteeNotice):
@@ -35,29 +43,52 @@ def _event_details(notice: InviteeNotice):
     return notice.event or scheduled_event_info(calendly_client.get_scheduled_event(notice.event_uri))
 
 
+def _slot_fields(notice: InviteeNotice) -> dict:
+    details = _event_details(notice)
+    return dict(
+        calendly_event_uri=notice.event_uri, calendly_invitee_uri=notice.invitee_uri,
+        calendly_cancel_url=notice.cancel_url, calendly_reschedule_url=notice.reschedule_url,
+        scheduled_start=details.start, scheduled_end=details.end,
+    )
+
+
+def reschedule_cause(old_invitee: str, new_invitee: str) -> str:
+    return f"reschedule-{old_invitee}->{new_invitee}"[:255]
+
+
 def accept_invitee(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
-    if State(booking.state) not in AWAITING_INVITEE:
-        same = booking.calendly_invitee_uri == notice.invitee_uri
-        return Outcome("duplicate" if same else "stale", booking.id, None if same else f"booking is {booking.state}")
+    """A first invitee for a booking that awaits one."""
     if booking.calendly_invitee_uri and booking.calendly_invitee_uri != notice.invitee_uri:
         # The client reported one invitee and Calendly tells of another for the same booking.
         log.warning("booking %s: invitee %s differs from the reported one", booking.id, notice.invitee_uri)
         return Outcome("conflict", booking.id, "invitee differs from the one the client reported")
-    details = _event_details(notice)
-    if details.event_type and details.event_type != booking.session_type.calendly_event_type:
-        log.warning("booking %s scheduled as event type %s, sold as %s", booking.id, details.event_type,
-                    booking.session_type.calendly_event_type)
     try:
-        apply(
-            booking.id, Trigger.onCalendlyWebhookReceived, cause=cause,
-            calendly_event_uri=notice.event_uri, calendly_invitee_uri=notice.invitee_uri,
-            calendly_cancel_url=notice.cancel_url, calendly_reschedule_url=notice.reschedule_url,
-            scheduled_start=details.start, scheduled_end=details.end,
-        )
+        flow.move(booking.id, Trigger.onCalendlyWebhookReceived, cause=cause, **_slot_fields(notice))
     except TransitionRefused as refused:
         return Outcome("stale", booking.id, str(refused))
     flow.advance(booking.id)
     return Outcome("advanced", booking.id)
+
+
+def _new_slot_for_confirmed(booking: Booking, notice: InviteeNotice) -> Outcome:
+    """A new invitee for a confirmed booking: Calendly's reschedule (old_invitee is ours), or the
+    client's move to another slot or session type through a fresh link (utm_content is ours)."""
+    if not notice.old_invitee and booking.reschedule_session_type_id is None:
+        # A second slot booked with the same link, unasked: not a reschedule. Left to an operator.
+        log.warning("booking %s: unexpected second invitee %s", booking.id, notice.invitee_uri)
+        return Outcome("conflict", booking.id, "a second invitee without a reschedule request")
+    old = notice.old_invitee or booking.calendly_invitee_uri
+    fields = _slot_fields(notice)
+    # A client's move through a fresh link leaves the old event for us to cancel; Calendly's own
+    # reschedule cancels it itself.
+    fields["replaced_event_uri"] = None if notice.old_invitee else booking.calendly_event_uri
+    try:
+        flow.move(booking.id, Trigger.rescheduleBooking, cause=reschedule_cause(old, notice.invitee_uri),
+                  reschedule_invitee_uri=notice.invitee_uri, **fields)
+    except TransitionRefused as refused:
+        return Outcome("stale", booking.id, str(refused))
+    flow.advance(booking.id)
+    return Outcome("rescheduled", booking.id)
 
 
 @handles("calendly", "invitee.created")
@@ -67,4 +98,76 @@ def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
     if booking is None:
         # Kept: the client's report of these URIs will match it (an early webhook without utm_content).
         return Outcome("unmatched", detail="no booking carries this invitee yet")
-    return accept_invitee(booking, notice, cause=event.event_id)
+    state = State(booking.state)
+    if booking.calendly_invitee_uri == notice.invitee_uri and state not in AWAITING_INVITEE:
+        return Outcome("duplicate", booking.id)
+    if state in AWAITING_INVITEE:
+        return accept_invitee(booking, notice, cause=event.event_id)
+    if state == State.BOOKING_CONFIRMED:
+        return _new_slot_for_confirmed(booking, notice)
+    if state == State.BOOKING_RESCHEDULED and booking.reschedule_invitee_uri == notice.invitee_uri:
+        # The cancel half came first; now we know the new slot without asking the API.
+        update_fields(booking.id, **_slot_fields(notice))
+        flow.advance(booking.id)
+        return Outcome("rescheduled", booking.id)
+    if state in BEFORE_CONFIRMATION and notice.old_invitee and notice.old_invitee == booking.calendly_invitee_uri:
+        # Rescheduled in Calendly before paying: the booking simply follows the new slot.
+        update_fields(booking.id, **_slot_fields(notice))
+        return Outcome("slot_moved", booking.id)
+    return Outcome("stale", booking.id, f"booking is {booking.state}")
+
+
+def _cancel_half_of_reschedule(booking: Booking, notice: InviteeNotice) -> Outcome:
+    state = State(booking.state)
+    if booking.calendly_invitee_uri == notice.new_invitee or booking.reschedule_invitee_uri == notice.new_invitee:
+        return Outcome("duplicate", booking.id, "the reschedule is already applied")
+    if booking.calendly_invitee_uri != notice.invitee_uri:
+        return Outcome("stale", booking.id, "not the booking's current invitee")
+    if state == State.BOOKING_CONFIRMED:
+        try:
+            flow.move(booking.id, Trigger.rescheduleBooking, cause=reschedule_cause(notice.invitee_uri, notice.new_invitee),
+                      reschedule_invitee_uri=notice.new_invitee, replaced_event_uri=None)
+        except TransitionRefused as refused:
+            return Outcome("stale", booking.id, str(refused))
+        flow.advance(booking.id)
+        return Outcome("rescheduled", booking.id)
+    if state in BEFORE_CONFIRMATION:
+        # Moved in Calendly before paying: the created half carries the new slot; no state changes.
+        return Outcome("slot_moving", booking.id)
+    return Outcome("stale", booking.id, f"booking is {booking.state}")
+
+
+def _cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
+    if booking.calendly_invitee_uri != notice.invitee_uri:
+        # An invitee the booking has moved away from (a replaced slot we cancelled ourselves).
+        return Outcome("stale", booking.id, "not the booking's current invitee")
+    cancelled_by = "host" if notice.canceler_type == "host" else "invitee"
+    reason = notice.cancel_reason or f"cancelled in Calendly by the {cancelled_by}"
+    state = State(booking.state)
+    if state == State.PAYMENT_SUCCEEDED:
+        flow.advance(booking.id)  # confirm first; the cancellation then refunds by policy
+        state = State(Booking.get_by_id(booking.id).state)
+    try:
+        if state in (State.BOOKING_CONFIRMED, State.BOOKING_RESCHEDULED):
+            flow.move(booking.id, Trigger.cancelBooking, cause=cause, cancelled_by=cancelled_by,
+                      cancel_reason=reason, released_at=None, settled_at=None)
+        elif state in ABANDONABLE:
+            flow.move(booking.id, Trigger.cancelBookingProcess, cause=cause, cancelled_by=cancelled_by,
+                      cancel_reason=reason, released_at=None, settled_at=None)
+        else:
+            return Outcome("duplicate", booking.id, f"booking already {booking.state}")
+    except TransitionRefused as refused:
+        return Outcome("stale", booking.id, str(refused))
+    flow.advance(booking.id)
+    return Outcome("cancelled", booking.id)
+
+
+@handles("calendly", "invitee.canceled")
+def invitee_canceled(event: ProviderEvent, body: dict) -> Outcome:
+    notice = parse_invitee_notice(body)
+    booking = find_booking(notice)
+    if booking is None:
+        return Outcome("unmatched", detail="no booking carries this invitee")
+    if notice.rescheduled and notice.new_invitee:
+        return _cancel_half_of_reschedule(booking, notice)
+    return _cancelled(booking, notice, cause=event.event_id)

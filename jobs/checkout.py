@@ -43,7 +43,7 @@ def session_params(booking: Booking) -> dict:
                 "quantity": 1,
                 "price_data": {
                     "currency": booking.currency,
-                    "unit_amount": booking.amount,
+                    "unit_amount": booking.amount_due,
                     "product_data": {"name": session_type.name[:250]},
                 },
             }

@@ -1,9 +1,12 @@
-"""Moving a booking along the automatic part of its path.
+"""Moving a booking along the automatic parts of its path.
 
-`advance(booking_id)` looks at the booking's state and runs that state's entry action, again and
-again, until the booking rests in a state that waits for the outside world (a client, Calendly or
-Stripe). Every action is idempotent, so running it twice, or from two workers at once, or after a
-worker died half-way, ends in the same place: one transition, one Checkout Session.
+`advance(booking_id)` runs the entry action of the booking's state, again and again, until the booking
+rests in a state that waits for the outside world (a client, Calendly or Stripe). Every action is
+idempotent, so running it twice, from two workers at once, or after a worker died half-way, ends in
+the same place: one transition, one Checkout Session, one refund.
+
+`move()` is how jobs change state: the state machine's apply(), with the transition's e-mail
+written into the outbox in the same transaction and sent after it commits.
 """
 
 from __future__ import annotations
@@ -14,24 +17,38 @@ from collections.abc import Callable
 
 import dramatiq
 
-from jobs import checkout
+from bookingflow.providers import calendly_client
+from jobs import checkout, ledger, outbox, refund_policy
+from jobs.calendly_payloads import scheduled_event_info
 from models.db import utcnow
-from models.states import State, Trigger, TransitionRefused, apply, update_fields
+from models.states import Applied, State, Trigger, TransitionRefused, apply, update_fields
 from models.tables import Booking
 
 log = logging.getLogger(__name__)
 
-# Enough steps for the longest automatic run (WEBHOOK_RECEIVED -> PENDING -> PROCESSING); a bound, so a
-# bug can never spin a worker.
-MAX_STEPS = 8
+# More than the longest automatic run (RESCHEDULED -> PENDING -> PROCESSING, or IDLE -> REFUND_PENDING
+# -> REFUND_COMPLETED); a bound, so that a bug can never spin a worker.
+MAX_STEPS = 10
 
+# Refunds that close a booking (REFUND_PENDING waits for them); a reschedule's refund does not.
+CLOSING_REFUNDS = ("cancellation", "abandoned")
+
+
+def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes) -> Applied:
+    applied = apply(booking_id, trigger, cause=cause, effects=outbox.queue_for_transition, **changes)
+    if applied.changed:
+        outbox.send_waiting(booking_id)
+    return applied
+
+
+# --- entry actions ----------------------------------------------------------------------------
 
 def _initiate_payment(booking: Booking) -> None:
     attempt = booking.payment_attempt + 1
-    apply(
+    move(
         booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}",
-        payment_attempt=attempt, checkout_expires_at=checkout.attempt_expiry(utcnow()),
-        checkout_session_id=None, checkout_url=None,
+        payment_attempt=attempt, amount_due=booking.amount,
+        checkout_expires_at=checkout.attempt_expiry(utcnow()), checkout_session_id=None, checkout_url=None,
     )
 
 
@@ -39,28 +56,137 @@ def _create_checkout_session(booking: Booking) -> None:
     if not checkout.attempt_still_creatable(booking, utcnow()):
         # A retry long after the attempt began: its expires_at is too close for Stripe. Start a fresh
         # attempt (a new idempotency key) rather than send different parameters under the old key.
-        update_fields(
-            booking.id, payment_attempt=booking.payment_attempt + 1,
-            checkout_expires_at=checkout.attempt_expiry(utcnow()),
-        )
+        update_fields(booking.id, payment_attempt=booking.payment_attempt + 1,
+                      checkout_expires_at=checkout.attempt_expiry(utcnow()))
         booking = Booking.get_by_id(booking.id)
+    # Only the newest checkout may be paid: expire any older one still open.
+    ledger.expire_open_sessions(booking)
     session = checkout.create_session(booking)
-    apply(
+    ledger.record_session(booking, session)
+    move(
         booking.id, Trigger.onStripeSessionCreated, cause=session.id,
-        checkout_session_id=session.id, checkout_url=session.url,
+        checkout_session_id=session.id, checkout_url=session.url, payment_failure=None,
         checkout_expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.timezone.utc),
     )
 
 
 def _confirm(booking: Booking) -> None:
-    apply(booking.id, Trigger.confirmBooking, cause=f"payment-{booking.checkout_session_id or booking.payment_intent_id}")
+    changes = {}
+    if booking.reschedule_session_type_id:
+        # A reschedule to another session type, its difference now paid: the booking becomes that type.
+        new_type = booking.reschedule_session_type
+        changes = dict(session_type=new_type.id, amount=new_type.price, reschedule_session_type=None)
+    move(booking.id, Trigger.confirmBooking, cause=f"confirm-{booking.payment_attempt}-{booking.calendly_invitee_uri}",
+         checkout_url=None, **changes)
+
+
+def _release(booking: Booking) -> None:
+    """Abandoned (IDLE): free the Calendly slot and close open checkouts, once."""
+    if booking.released_at is None:
+        ledger.expire_open_sessions(booking)
+        if booking.calendly_event_uri:
+            calendly_client.release_scheduled_event(booking.calendly_event_uri, "Booking abandoned before payment")
+        update_fields(booking.id, released_at=utcnow())
+
+
+def _release_and_refund(booking: Booking) -> None:
+    _release(booking)
+    booking = Booking.get_by_id(booking.id)
+    held = ledger.net_paid(booking)
+    if held > 0:
+        # Money that arrived for an abandoned flow goes back in full.
+        ledger.plan_refund(booking, "abandoned", held, f"v{booking.amount_paid}", "payment after the flow was abandoned")
+        move(booking.id, Trigger.onLatePayment, cause=f"late-payment-{booking.amount_paid}", settled_at=None)
+    else:
+        update_fields(booking.id, settled_at=utcnow())
+
+
+def _refund_cancellation(booking: Booking) -> None:
+    """Cancelled after confirmation: free the slot if the client asked, then refund by policy."""
+    if booking.cancelled_by == "client" and booking.released_at is None and booking.calendly_event_uri:
+        calendly_client.release_scheduled_event(booking.calendly_event_uri, booking.cancel_reason or "Cancelled by the client")
+        update_fields(booking.id, released_at=utcnow())
+    decision = refund_policy.decide(
+        ledger.net_paid(booking), booking.session_type.refund_policy, booking.scheduled_start,
+        cancelled_at=booking.state_changed_at, cancelled_by=booking.cancelled_by,
+    )
+    rows = ledger.plan_refund(booking, "cancellation", decision.amount, "cancel", decision.reason)
+    if not rows:
+        # Nothing to give back: the booking rests here, and says why.
+        update_fields(booking.id, settled_at=utcnow(), cancel_reason=_with(booking.cancel_reason, decision.reason))
+        return
+    move(booking.id, Trigger.initiateRefund, cause="cancellation-refund", cancel_reason=_with(booking.cancel_reason, decision.reason))
+
+
+def _with(reason: str | None, addition: str) -> str:
+    return (f"{reason}; {addition}" if reason and addition not in reason else reason or addition)[:500]
+
+
+def _settle_refunds(booking: Booking) -> None:
+    """REFUND_PENDING: make sure every refund was asked for; finish when Stripe says they succeeded."""
+    rows = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
+    for row in rows:
+        if row.status == "new":
+            ledger.issue(row)
+    settle_refund_state(booking.id)
+
+
+def settle_refund_state(booking_id: str) -> None:
+    booking = Booking.get_by_id(booking_id)
+    if booking.state != State.REFUND_PENDING.value:
+        return
+    rows = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
+    failed = [row for row in rows if row.status in ledger.DEAD_REFUND]
+    if failed:
+        move(booking_id, Trigger.onPaymentError, cause=f"refund-failed-{failed[0].id}",
+             payment_failure=f"refund {failed[0].stripe_refund_id or failed[0].id} {failed[0].status}")
+    elif rows and all(row.status in ledger.SETTLED_REFUND for row in rows):
+        move(booking_id, Trigger.completeRefund, cause="refunds-succeeded", settled_at=utcnow())
+
+
+def _settle_reschedule(booking: Booking) -> None:
+    """BOOKING_RESCHEDULED: learn the new slot, free the old one if it is ours to free, settle the
+    price difference, and confirm."""
+    if booking.reschedule_invitee_uri and booking.reschedule_invitee_uri != booking.calendly_invitee_uri:
+        # Calendly told of the cancel half only: ask it for the new invitee and its event.
+        invitee = calendly_client.get_invitee(booking.reschedule_invitee_uri)
+        event = scheduled_event_info(calendly_client.get_scheduled_event(invitee["event"]))
+        update_fields(booking.id, calendly_invitee_uri=booking.reschedule_invitee_uri, calendly_event_uri=event.uri,
+                      scheduled_start=event.start, scheduled_end=event.end,
+                      calendly_cancel_url=invitee.get("cancel_url"), calendly_reschedule_url=invitee.get("reschedule_url"))
+        booking = Booking.get_by_id(booking.id)
+    if booking.replaced_event_uri and booking.replaced_event_uri != booking.calendly_event_uri:
+        calendly_client.release_scheduled_event(booking.replaced_event_uri, "Rescheduled to another session")
+    new_price = booking.reschedule_session_type.price if booking.reschedule_session_type_id else booking.amount
+    difference = new_price - booking.amount
+    if difference > 0:
+        attempt = booking.payment_attempt + 1
+        move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,
+             amount_due=difference, checkout_expires_at=checkout.attempt_expiry(utcnow()),
+             checkout_session_id=None, checkout_url=None)
+        return
+    if difference < 0:
+        rows = ledger.plan_refund(booking, "reschedule", -difference, f"to-{booking.reschedule_session_type_id}",
+                                  "rescheduled to a cheaper session")
+        for row in rows:
+            ledger.issue(row)
+    _confirm(booking)
 
 
 ENTRY_ACTIONS: dict[State, Callable[[Booking], None]] = {
     State.CALENDLY_WEBHOOK_RECEIVED: _initiate_payment,
     State.PAYMENT_PENDING: _create_checkout_session,
     State.PAYMENT_SUCCEEDED: _confirm,
+    State.BOOKING_RESCHEDULED: _settle_reschedule,
+    State.BOOKING_CANCELLED: _refund_cancellation,
+    State.REFUND_PENDING: _settle_refunds,
+    State.IDLE: _release_and_refund,
 }
+
+# States that must not last: a booking found resting in one of them was left by a dead worker.
+TRANSIENT = (State.CALENDLY_WEBHOOK_RECEIVED, State.PAYMENT_PENDING, State.PAYMENT_SUCCEEDED, State.BOOKING_RESCHEDULED)
+# States whose closing work is done once settled_at is set.
+CLOSING = (State.IDLE, State.BOOKING_CANCELLED)
 
 
 def advance(booking_id: str) -> State | None:
@@ -69,17 +195,40 @@ def advance(booking_id: str) -> State | None:
         booking = Booking.get_or_none(Booking.id == booking_id)
         if booking is None:
             return None
-        action = ENTRY_ACTIONS.get(State(booking.state))
-        if action is None:
-            return State(booking.state)
+        state = State(booking.state)
+        action = ENTRY_ACTIONS.get(state)
+        if action is None or (state in CLOSING and booking.settled_at is not None):
+            return state
         try:
             action(booking)
         except TransitionRefused:
-            # Another worker moved the booking while we acted; look again.
             log.info("booking %s moved under us from %s", booking_id, booking.state)
+            continue
+        after = Booking.get_by_id(booking_id)
+        if after.state == booking.state:
+            return state  # the action made no transition: the booking waits here
     return State(Booking.get_by_id(booking_id).state)
 
 
 @dramatiq.actor(max_retries=6, min_backoff=1_000, max_backoff=120_000, max_age=6 * 3600_000, time_limit=120_000)
 def advance_booking(booking_id: str) -> None:
     advance(booking_id)
+
+
+def release_hold(booking_id: str) -> None:
+    """The payment hold ran out: abandon the booking, which frees its slot and closes its checkouts."""
+    booking = Booking.get_or_none(Booking.id == booking_id)
+    if booking is None or booking.state != State.PAYMENT_FAILED.value:
+        return
+    try:
+        move(booking_id, Trigger.cancelBookingProcess, cause=f"hold-expired-{booking.payment_attempt}",
+             cancelled_by="system", cancel_reason="payment not completed while the slot was held",
+             released_at=None, settled_at=None)
+    except TransitionRefused:
+        return
+    advance(booking_id)
+
+
+@dramatiq.actor(max_retries=6, min_backoff=1_000, max_backoff=120_000, max_age=6 * 3600_000, time_limit=120_000)
+def release_held_slot(booking_id: str) -> None:
+    release_hold(booking_id)

@@ -1,14 +1,15 @@
-"""Stripe deliveries about Checkout Sessions."""
+"""Stripe deliveries: Checkout Sessions paid, failed or expired, and refunds settling."""
 
 from __future__ import annotations
 
 import logging
 
-from jobs import flow
+from bookingflow.providers import stripe_client
+from jobs import flow, ledger
 from jobs.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handles
-from models.states import State, Trigger, TransitionRefused, apply
-from models.tables import Booking, ProviderEvent
+from models.states import State, Trigger, TransitionRefused, update_fields
+from models.tables import Booking, ProviderEvent, Refund
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +19,17 @@ PAID = ("paid", "no_payment_required")
 AWAITING_PAYMENT = (State.PAYMENT_PENDING, State.PAYMENT_PROCESSING, State.PAYMENT_FAILED)
 
 
-def checkout_session_of(body: dict) -> dict:
+def stripe_object(body: dict, prefix: str) -> dict:
     data = body.get("data") if isinstance(body, dict) else None
-    session = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(session, dict) or not isinstance(session.get("id"), str):
-        raise PayloadInvalid("data.object is not a Checkout Session")
-    return session
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"].startswith(prefix):
+        raise PayloadInvalid(f"data.object is not a {prefix}... object")
+    return obj
 
 
-def booking_of(session: dict) -> Booking | None:
-    metadata = session.get("metadata") if isinstance(session.get("metadata"), dict) else {}
-    booking_id = session.get("client_reference_id") or metadata.get("booking_id")
+def booking_of(obj: dict) -> Booking | None:
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    booking_id = obj.get("client_reference_id") or metadata.get("booking_id")
     if not isinstance(booking_id, str):
         return None
     return Booking.get_or_none(Booking.id == booking_id)
@@ -36,32 +37,97 @@ def booking_of(session: dict) -> Booking | None:
 
 def payment_received(booking: Booking, session: dict) -> Outcome:
     amount, currency = session.get("amount_total"), session.get("currency")
-    if amount != booking.amount or (currency or "").lower() != booking.currency:
-        log.warning("booking %s paid %s %s, expected %s %s", booking.id, amount, currency, booking.amount, booking.currency)
-    if State(booking.state) not in AWAITING_PAYMENT:
-        if booking.checkout_session_id == session["id"] and booking.amount_paid:
-            return Outcome("duplicate", booking.id)
-        log.error("booking %s: payment for session %s arrived in %s", booking.id, session["id"], booking.state)
-        return Outcome("unhandled", booking.id, f"payment arrived in {booking.state}")
-    try:
-        apply(
-            booking.id, Trigger.onPaymentSucceeded, cause=f"paid-{session['id']}",
-            checkout_session_id=session["id"], checkout_url=None,
-            payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None,
-            amount_paid=amount if isinstance(amount, int) else booking.amount,
-        )
-    except TransitionRefused as refused:
-        return Outcome("stale", booking.id, str(refused))
-    flow.advance(booking.id)
-    return Outcome("advanced", booking.id)
+    if amount != booking.amount_due or (currency or "").lower() != booking.currency:
+        log.warning("booking %s paid %s %s, expected %s %s", booking.id, amount, currency, booking.amount_due, booking.currency)
+    first_time = ledger.mark_paid(booking, session)
+    state = State(booking.state)
+    if state in AWAITING_PAYMENT:
+        try:
+            flow.move(booking.id, Trigger.onPaymentSucceeded, cause=f"paid-{session['id']}",
+                      checkout_session_id=session["id"], checkout_url=None, payment_failure=None,
+                      payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None)
+        except TransitionRefused as refused:
+            return Outcome("stale", booking.id, str(refused))
+        flow.advance(booking.id)
+        return Outcome("advanced", booking.id)
+    if state == State.IDLE:
+        # The race: the client abandoned the flow, and paid anyway. The money goes back in full.
+        update_fields(booking.id, settled_at=None)
+        flow.advance(booking.id)
+        return Outcome("refunding_late_payment", booking.id)
+    if session["id"] == booking.checkout_session_id and not first_time:
+        return Outcome("duplicate", booking.id)
+    if session["id"] == booking.checkout_session_id:
+        return Outcome("recorded", booking.id)
+    # A second checkout of the same booking was paid: that money is not owed, refund it whole.
+    rows = ledger.plan_refund(booking, "duplicate_payment", amount if isinstance(amount, int) else 0,
+                              session["id"], "a second payment for the same booking")
+    for row in rows:
+        ledger.issue(row)
+    return Outcome("refunded_duplicate", booking.id, f"session {session['id']} paid in {booking.state}")
 
 
 @handles("stripe", "checkout.session.completed", "checkout.session.async_payment_succeeded")
 def checkout_paid(event: ProviderEvent, body: dict) -> Outcome:
-    session = checkout_session_of(body)
+    session = stripe_object(body, "cs_")
     booking = booking_of(session)
     if booking is None:
         return Outcome("unmatched", detail="not a bookingflow Checkout Session")
     if session.get("payment_status") not in PAID:
         return Outcome("awaiting_payment", booking.id, "completed, payment still settling")
     return payment_received(booking, session)
+
+
+FAILURE_REASONS = {
+    "checkout.session.async_payment_failed": "the payment failed",
+    "checkout.session.expired": "the checkout expired",
+}
+
+
+@handles("stripe", *FAILURE_REASONS)
+def checkout_failed(event: ProviderEvent, body: dict) -> Outcome:
+    session = stripe_object(body, "cs_")
+    booking = booking_of(session)
+    if booking is None:
+        return Outcome("unmatched", detail="not a bookingflow Checkout Session")
+    ledger.mark_session(session["id"], "expired" if event.type.endswith("expired") else "failed")
+    if session["id"] != booking.checkout_session_id or booking.state != State.PAYMENT_PROCESSING.value:
+        return Outcome("recorded", booking.id, f"not the open checkout of a booking in {booking.state}")
+    try:
+        flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
+                  payment_failure=FAILURE_REASONS[event.type], checkout_url=None)
+    except TransitionRefused as refused:
+        return Outcome("stale", booking.id, str(refused))
+    return Outcome("advanced", booking.id)
+
+
+def _refund_changed(refund: Refund, status: str, stripe_refund_id: str) -> Outcome:
+    ledger.record_status(refund.id, stripe_refund_id, status)
+    flow.settle_refund_state(refund.booking_id)
+    return Outcome("refund_" + status, refund.booking_id)
+
+
+@handles("stripe", "refund.created", "refund.updated", "refund.failed")
+def refund_event(event: ProviderEvent, body: dict) -> Outcome:
+    obj = stripe_object(body, "re_")
+    refund = ledger.refund_of_stripe(obj)
+    if refund is None:
+        return Outcome("unmatched", detail="not a bookingflow refund")
+    status = "failed" if event.type == "refund.failed" else obj.get("status")
+    if not isinstance(status, str):
+        raise PayloadInvalid("refund without status")
+    return _refund_changed(refund, status, obj["id"])
+
+
+@handles("stripe", "charge.refunded")
+def charge_refunded(event: ProviderEvent, body: dict) -> Outcome:
+    # Since API version 2022-11-15 the charge no longer lists its refunds: ask Stripe about ours.
+    charge = stripe_object(body, "ch_")
+    intent = charge.get("payment_intent")
+    pending = Refund.select().where(Refund.payment_intent_id == intent, Refund.stripe_refund_id.is_null(False),
+                                    Refund.status.not_in(("succeeded", "failed", "canceled")))
+    outcome = Outcome("recorded", detail="no refund of ours awaiting news")
+    for refund in pending:
+        current = stripe_client.retrieve_refund(refund.stripe_refund_id)
+        outcome = _refund_changed(refund, current.status, current.id)
+    return outcome

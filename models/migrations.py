@@ -46,7 +46,7 @@ def _drop_initial_tables(db: peewee.Database) -> None:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "bookings, session types, history, provider events", _create_initial_tables, _drop_initial_tables),
+    Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox", _create_initial_tables, _drop_initial_tables),
 )
 
 

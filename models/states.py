@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import peewee
@@ -141,6 +142,24 @@ TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
     **{(state, T.attemptRecovery): S.ERROR_RECOVERY for state in RECOVERABLE},
 }
 
+# Guards: conditions on the booking, beyond its state, for a pair of the table to apply.
+BEFORE_MONEY = frozenset({
+    S.CALENDLY_SCHEDULING, S.CALENDLY_SCHEDULED, S.CALENDLY_WEBHOOK_RECEIVED,
+    S.PAYMENT_PENDING, S.PAYMENT_PROCESSING, S.PAYMENT_FAILED,
+})
+
+
+def went_wrong_before_payment(booking) -> bool:
+    """An error that struck before any money was taken. One that struck a refund (or anything after
+    payment) must go back through recovery: never to a fresh checkout, never to IDLE."""
+    return booking.error_origin is None or State(booking.error_origin) in BEFORE_MONEY
+
+
+GUARDS: dict[tuple[State, Trigger], Callable] = {
+    (S.ERROR_PAYMENT, T.retryPayment): went_wrong_before_payment,
+    **{(state, T.cancelBookingProcess): went_wrong_before_payment for state in ERROR_STATES},
+}
+
 # Where a failed recovery lands, by the state the booking was in when it went wrong.
 ERROR_STATE_FOR = {
     S.CALENDLY_SCHEDULING: S.ERROR_CALENDLY,
@@ -153,7 +172,7 @@ DEFAULT_ERROR_STATE = S.ERROR_PAYMENT
 RESTING = frozenset({S.IDLE, S.BOOKING_CONFIRMED, S.REFUND_COMPLETED})
 
 # How long a booking may stay in each other state before the scheduler looks at it (seconds).
-# Overridable with STATE_TIMEOUTS. PAYMENT_FAILED's is the hold window (PAYMENT_HOLD_MINUTES).
+# Overridable with STATE_TIMEOUTS.
 TIMEOUTS: dict[State, int] = {
     S.CALENDLY_SCHEDULING: 2 * 3600,  # the client is choosing a slot
     S.CALENDLY_SCHEDULED: 10 * 60,  # invitee.created normally follows within seconds
@@ -161,7 +180,7 @@ TIMEOUTS: dict[State, int] = {
     S.PAYMENT_PENDING: 5 * 60,
     S.PAYMENT_PROCESSING: 25 * 3600,  # past the longest Checkout lifetime (24 h)
     S.PAYMENT_SUCCEEDED: 5 * 60,
-    S.PAYMENT_FAILED: 60 * 60,
+    S.PAYMENT_FAILED: 60 * 60,  # the payment hold: PAYMENT_HOLD_MINUTES when given
     S.BOOKING_CANCELLED: 15 * 60,
     S.BOOKING_RESCHEDULED: 60 * 60,
     S.REFUND_PENDING: 24 * 3600,
@@ -172,11 +191,14 @@ TIMEOUTS: dict[State, int] = {
 }
 
 
-def timeout_for(state: State, overrides: dict[str, int] | None = None) -> dt.timedelta | None:
+def timeout_for(state: State, overrides: dict[str, int] | None = None,
+                payment_hold_minutes: int | None = None) -> dt.timedelta | None:
     if state in RESTING:
         return None
-    seconds = (overrides or {}).get(state.value, TIMEOUTS[state])
-    return dt.timedelta(seconds=seconds)
+    default = TIMEOUTS[state]
+    if state == S.PAYMENT_FAILED and payment_hold_minutes is not None:
+        default = payment_hold_minutes * 60
+    return dt.timedelta(seconds=(overrides or {}).get(state.value, default))
 
 
 class TransitionRefused(Exception):
@@ -203,7 +225,8 @@ def target_of(booking: Booking, trigger: Trigger) -> State:
     """Where `trigger` takes `booking`, or TransitionRefused."""
     current = State(booking.state)
     target = TRANSITIONS.get((current, trigger))
-    if target is None:
+    guard = GUARDS.get((current, trigger))
+    if target is None or (guard is not None and not guard(booking)):
         raise TransitionRefused(booking.id, current.value, trigger.value)
     if target == ORIGIN:
         if not booking.error_origin:
@@ -213,6 +236,15 @@ def target_of(booking: Booking, trigger: Trigger) -> State:
         origin = State(booking.error_origin) if booking.error_origin else None
         return ERROR_STATE_FOR.get(origin, DEFAULT_ERROR_STATE)
     return target
+
+
+def allowed(booking: Booking, trigger: Trigger) -> bool:
+    """Whether `trigger` applies to the booking as it is now (its state and the guards)."""
+    try:
+        target_of(booking, trigger)
+    except TransitionRefused:
+        return False
+    return True
 
 
 def _already_applied(booking_id: str, trigger: Trigger, cause: str | None) -> bool:
@@ -233,12 +265,18 @@ def _error_origin_after(booking: Booking, target: State) -> str | None:
     return None
 
 
-def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, **changes) -> Applied:
+Effects = Callable[[Booking, State, Trigger], None]
+
+
+def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effects: Effects | None = None,
+          **changes) -> Applied:
     """Apply `trigger` to the booking: compare-and-set on its state, plus the history row.
 
-    `changes` are other booking fields written in the same statement. Replaying a (trigger, cause)
-    already applied is a no-op (`changed=False`); any other pair not in the table raises
-    TransitionRefused and changes nothing.
+    `changes` are other booking fields written in the same statement. `effects(booking, from_state,
+    trigger)` runs inside the same transaction with the booking as changed, for what must happen
+    exactly once with the transition (an e-mail in the outbox). Replaying a (trigger, cause) already
+    applied is a no-op (`changed=False`); any other pair not in the table raises TransitionRefused
+    and changes nothing.
     """
     trigger = Trigger(trigger)
     while True:
@@ -269,6 +307,8 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, **chan
                     booking=booking_id, from_state=booking.state, state=target.value,
                     trigger=trigger.value, cause=cause, at=now,
                 )
+                if effects is not None:
+                    effects(Booking.get(Booking.id == booking_id), State(booking.state), trigger)
         except peewee.IntegrityError:
             # The same cause won a race against us on the unique history key: a replay.
             return Applied(Booking.get(Booking.id == booking_id), changed=False)

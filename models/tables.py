@@ -53,6 +53,9 @@ class Booking(BaseModel):
     name = peewee.CharField(max_length=200)
     amount = peewee.BigIntegerField()  # what the booking costs, minor units
     currency = peewee.CharField(max_length=3)
+    # What the current payment attempt charges: the price, or a reschedule's price difference.
+    amount_due = peewee.BigIntegerField(default=0)
+    # Sums of the Payment and Refund ledgers below, kept beside the booking for the status page.
     amount_paid = peewee.BigIntegerField(default=0)
     amount_refunded = peewee.BigIntegerField(default=0)
     calendly_event_uri = peewee.CharField(max_length=500, null=True, index=True)
@@ -67,6 +70,18 @@ class Booking(BaseModel):
     checkout_url = peewee.TextField(null=True)
     checkout_expires_at = UTCDateTimeField(null=True)
     payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
+    payment_failure = peewee.CharField(max_length=200, null=True)  # why the last attempt failed
+    cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host or system
+    cancel_reason = peewee.CharField(max_length=500, null=True)
+    # A reschedule in progress: the session type chosen (when it changes), the invitee Calendly
+    # created, and the event it replaces (cancelled by us when the client moved to another type).
+    reschedule_session_type = peewee.ForeignKeyField(SessionType, null=True, on_delete="SET NULL")
+    reschedule_invitee_uri = peewee.CharField(max_length=500, null=True, index=True)
+    replaced_event_uri = peewee.CharField(max_length=500, null=True)
+    # Closing work of a cancelled or abandoned booking: the Calendly slot and open checkouts released,
+    # then the refund decided. A sweep finishes whatever a dead worker left undone.
+    released_at = UTCDateTimeField(null=True)
+    settled_at = UTCDateTimeField(null=True)
     # The state a booking was in when it went wrong; ERROR_RECOVERY returns there.
     error_origin = peewee.CharField(max_length=40, null=True)
     state_changed_at = UTCDateTimeField(default=utcnow)
@@ -116,4 +131,51 @@ class ProviderEvent(BaseModel):
         )
 
 
-ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent)
+class Payment(BaseModel):
+    """One Checkout Session we created: one per booking and payment attempt."""
+
+    booking = peewee.ForeignKeyField(Booking, backref="payments", on_delete="CASCADE")
+    attempt = peewee.IntegerField(index=True)
+    checkout_session_id = peewee.CharField(max_length=255, unique=True)
+    amount = peewee.BigIntegerField()
+    currency = peewee.CharField(max_length=3)
+    status = peewee.CharField(max_length=20, default="open")  # open, paid, expired, failed
+    payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+class Refund(BaseModel):
+    """Money we send back, one row per Stripe refund. The row exists before the Stripe call, and
+    its key names the decision (purpose and booking), so a retried job finds it instead of refunding twice."""
+
+    booking = peewee.ForeignKeyField(Booking, backref="refunds", on_delete="CASCADE")
+    key = peewee.CharField(max_length=255, unique=True)
+    purpose = peewee.CharField(max_length=30)  # cancellation, abandoned, reschedule, duplicate_payment
+    payment_intent_id = peewee.CharField(max_length=255)
+    amount = peewee.BigIntegerField()
+    currency = peewee.CharField(max_length=3)
+    status = peewee.CharField(max_length=20, default="new")  # new, pending, succeeded, failed, canceled
+    stripe_refund_id = peewee.CharField(max_length=255, null=True, unique=True)
+    reason = peewee.CharField(max_length=500, null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+class Outbox(BaseModel):
+    """E-mails to clients, written in the same transaction as the change they announce."""
+
+    booking = peewee.ForeignKeyField(Booking, null=True, backref="emails", on_delete="SET NULL")
+    key = peewee.CharField(max_length=255, unique=True)
+    kind = peewee.CharField(max_length=40)
+    recipient = peewee.CharField(max_length=320)
+    subject = peewee.CharField(max_length=300)
+    body = peewee.TextField()
+    created_at = UTCDateTimeField(default=utcnow)
+    claimed_at = UTCDateTimeField(null=True)
+    sent_at = UTCDateTimeField(null=True, index=True)
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.CharField(max_length=500, null=True)
+
+
+ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox)

@@ -100,13 +100,23 @@ def service_environment(sandbox_base: str, database_url: str, broker_url: str) -
 
 @pytest.fixture(scope="session")
 def service_settings(sandbox):
+    scratch = None
     if TEST_DATABASE_URL:
+        from realstack import ScratchDatabase
+
         require_service("PostgreSQL", postgres_problem(TEST_DATABASE_URL))
+        # A database of the suite's own on that server: nothing left there by earlier runs matters.
+        scratch = ScratchDatabase(TEST_DATABASE_URL)
     if TEST_REDIS_URL:
         require_service("Redis", redis_problem(TEST_REDIS_URL))
-    database_url = TEST_DATABASE_URL or f"sqlite:///{_TMP}/suite.db"
+    database_url = scratch.url if scratch else f"sqlite:///{_TMP}/suite.db"
     broker_url = TEST_REDIS_URL or settings_module.EMBEDDED_BROKER_URL
-    return settings_module.configure(settings_module.load(service_environment(sandbox.base, database_url, broker_url)))
+    yield settings_module.configure(settings_module.load(service_environment(sandbox.base, database_url, broker_url)))
+    if scratch:
+        from models.db import database
+
+        database.close_all()  # return the pool's connections before the database goes
+        scratch.drop()
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,42 @@ def history_states(view: dict) -> list[str]:
 
 def sessions_of(sandbox, booking_id: str) -> list[dict]:
     return [s for s in sandbox.objects("checkout.session") if s.get("client_reference_id") == booking_id]
+
+
+def confirmed_booking(frontend: Client, slug: str, **schedule_options) -> dict:
+    view, _ = frontend.book_and_wait_for_checkout(slug, **schedule_options)
+    frontend.pay(view["checkout_url"])
+    return frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+
+
+def hours_from_now(hours: float) -> str:
+    import datetime as dt
+
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours)
+    return start.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def money_at_stripe(sandbox, booking_id: str) -> tuple[int, int]:
+    """(charged, refunded) for the booking as the Stripe sandbox counts it."""
+    sessions = [s for s in sandbox.objects("checkout.session")
+                if s.get("client_reference_id") == booking_id and s.get("payment_status") == "paid"]
+    intents = {s["payment_intent"] for s in sessions}
+    refunded = sum(r["amount"] for r in sandbox.objects("refund")
+                   if r["payment_intent"] in intents and r["status"] in ("succeeded", "pending"))
+    return sum(s["amount_total"] for s in sessions), refunded
+
+
+def assert_money(sandbox, view: dict, kept: int) -> None:
+    """Charged minus refunded is what the booking keeps, at Stripe and in our books alike."""
+    from models.tables import Booking
+
+    charged, refunded = money_at_stripe(sandbox, view["id"])
+    booking = Booking.get_by_id(view["id"])
+    assert charged - refunded == kept, f"Stripe: charged {charged}, refunded {refunded}; expected to keep {kept}"
+    assert (booking.amount_paid, booking.amount_refunded) == (charged, refunded)
+    assert view["amount_refunded"] == booking.amount_refunded or view["amount_refunded"] <= refunded
+
+
+def calendly_event(sandbox, event_uri: str) -> dict:
+    (event,) = [e for e in sandbox.objects("scheduled_event") if e["uri"] == event_uri]
+    return event

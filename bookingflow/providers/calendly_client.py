@@ -73,3 +73,20 @@ def get_invitee(invitee_uri: str) -> dict:
 def cancel_scheduled_event(event_uri: str, reason: str) -> dict:
     path = urlsplit(event_uri).path.rstrip("/") + "/cancellation"
     return _request("POST", path, json={"reason": reason[:500]})["resource"]
+
+
+def release_scheduled_event(event_uri: str, reason: str) -> bool:
+    """Cancel the event unless it is already gone; True if this call cancelled it.
+
+    Calendly answers 403 for an event already cancelled (or in the past) and 404 for one that no
+    longer exists: either way the slot is free, which is all a release needs.
+    """
+    try:
+        cancel_scheduled_event(event_uri, reason)
+        return True
+    except CalendlyNotFound:
+        return False
+    except CalendlyError as exc:
+        if exc.status == 403:
+            return False
+        raise

@@ -32,6 +32,9 @@ class SandboxConfig:
     # Default Calendly webhook payload shape: "embedded" (payload.scheduled_event present) or
     # "reference" (2023 shape, only the event URI); simulator actions may override per call.
     calendly_payload_shape: str = "embedded"
+    # The status a new refund gets: "succeeded" (most card refunds) or "pending" (settled later
+    # through POST /stripe/refunds/<id>/settle).
+    refund_status: str = "succeeded"
 
 
 class Sandbox:

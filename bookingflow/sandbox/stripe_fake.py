@@ -355,6 +355,7 @@ class StripeFake:
         bp.add_url_rule("/checkout/<session_id>", "checkout_page", self.checkout_page, methods=["GET"])
         bp.add_url_rule("/checkout/<session_id>/pay", "pay", self.pay, methods=["POST"])
         bp.add_url_rule("/checkout/<session_id>/settle", "settle", self.settle, methods=["POST"])
+        bp.add_url_rule("/refunds/<refund_id>/settle", "settle_refund", self.settle_refund, methods=["POST"])
         return bp
 
     def _api_view(self, handler: Callable[..., dict]) -> Callable[..., Response]:
@@ -523,10 +524,33 @@ class StripeFake:
         refund = self._store(build_refund(charge, amount, params))
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        # Most card refunds succeed at once; some stay pending and settle later (refund.updated),
+        # or fail (refund.failed) and give the money back to the balance.
+        refund["status"] = getattr(self._config(), "refund_status", "succeeded")
         charge["refunds"]["data"].insert(0, copy.deepcopy(refund))
         self._emit("refund.created", refund)
         self._emit("charge.refunded", charge)
         return refund
+
+    def settle_refund(self, refund_id: str) -> Response:
+        outcome = _action_params().get("outcome")
+        try:
+            with self._lock:
+                refund = self._get("refund", refund_id)
+                if outcome not in ("succeeded", "failed") or refund["status"] != "pending":
+                    raise StripeError(400, "Only a pending refund settles, as succeeded or failed.", param="outcome")
+                refund["status"] = outcome
+                if outcome == "failed":
+                    refund["failure_reason"] = "expired_or_canceled_card"
+                    charge = self._get("charge", refund["charge"])
+                    charge["amount_refunded"] -= refund["amount"]
+                    charge["refunded"] = False
+                    self._emit("refund.failed", refund)
+                self._emit("refund.updated", refund)
+                refund = copy.deepcopy(refund)
+        except StripeError as exc:
+            return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
+        return Response(json.dumps(refund), mimetype="application/json")
 
     def _refundable_charge(self, params: dict) -> dict:
         if params.get("charge"):

@@ -1,0 +1,175 @@
+"""The money of a booking: Checkout Sessions paid or not, and refunds, each a row of its own.
+
+A refund row is written before Stripe is asked, under a key that names the decision; the Stripe
+call carries an idempotency key derived from that row. A retried job therefore finds the row and
+repeats the same request, and Stripe answers with the same refund.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import peewee
+import stripe
+
+from bookingflow.providers import stripe_client
+from models.db import utcnow, write_transaction
+from models.states import update_fields
+from models.tables import Booking, Payment, Refund
+
+log = logging.getLogger(__name__)
+
+SETTLED_REFUND = ("succeeded",)
+DEAD_REFUND = ("failed", "canceled")
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+def record_session(booking: Booking, session) -> None:
+    """Remember a Checkout Session we created (idempotent on its id)."""
+    try:
+        Payment.create(
+            booking=booking.id, attempt=booking.payment_attempt, checkout_session_id=session.id,
+            amount=session.amount_total if session.amount_total is not None else booking.amount_due,
+            currency=(session.currency or booking.currency).lower(),
+        )
+    except peewee.IntegrityError:
+        pass
+
+
+def _refresh_totals(booking_id: str) -> None:
+    paid = Payment.select(peewee.fn.COALESCE(peewee.fn.SUM(Payment.amount), 0)).where(
+        Payment.booking == booking_id, Payment.status == "paid").scalar()
+    refunded = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
+        Refund.booking == booking_id, Refund.status.in_(SETTLED_REFUND)).scalar()
+    update_fields(booking_id, amount_paid=int(paid), amount_refunded=int(refunded))
+
+
+def mark_paid(booking: Booking, session: dict) -> bool:
+    """Record the money of a paid session; True the first time."""
+    amount = session.get("amount_total")
+    with write_transaction():
+        payment = Payment.get_or_none(Payment.checkout_session_id == session["id"])
+        if payment is None:  # a session whose creation we never got to record
+            metadata = session.get("metadata") if isinstance(session.get("metadata"), dict) else {}
+            attempt = int(metadata["payment_attempt"]) if str(metadata.get("payment_attempt", "")).isdigit() else 0
+            payment = Payment.create(
+                booking=booking.id, attempt=attempt, checkout_session_id=session["id"],
+                amount=amount if isinstance(amount, int) else booking.amount_due,
+                currency=(session.get("currency") or booking.currency).lower(),
+            )
+        if payment.status == "paid":
+            return False
+        Payment.update(
+            status="paid", updated_at=utcnow(),
+            amount=amount if isinstance(amount, int) else payment.amount,
+            payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None,
+        ).where(Payment.id == payment.id).execute()
+        _refresh_totals(booking.id)
+    return True
+
+
+def mark_session(session_id: str, status: str) -> None:
+    Payment.update(status=status, updated_at=utcnow()).where(
+        Payment.checkout_session_id == session_id, Payment.status == "open").execute()
+
+
+def expire_open_sessions(booking: Booking, keep_session_id: str | None = None) -> int:
+    """Expire, through Stripe, every open session of the booking but `keep_session_id`, so that an
+    abandoned or superseded checkout can no longer be paid."""
+    expired = 0
+    open_payments = Payment.select().where(Payment.booking == booking.id, Payment.status == "open")
+    for payment in open_payments:
+        if payment.checkout_session_id == keep_session_id:
+            continue
+        try:
+            session = stripe_client.expire_checkout_session(
+                payment.checkout_session_id, idempotency_key=f"bookingflow-expire-{payment.checkout_session_id}")
+            status = "expired" if session.status == "expired" else None
+        except stripe.InvalidRequestError:
+            # Not open any more (paid, or expired on its own): ask what it is now.
+            session = stripe_client.retrieve_checkout_session(payment.checkout_session_id)
+            status = "expired" if session.status == "expired" else None
+        if status:
+            mark_session(payment.checkout_session_id, status)
+            expired += 1
+        # A session that turned out paid is left to its webhook: the money is handled there.
+    return expired
+
+
+def net_paid(booking: Booking) -> int:
+    """Money held for the booking: paid, less refunds done or under way."""
+    committed = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
+        Refund.booking == booking.id, Refund.status.not_in(DEAD_REFUND)).scalar()
+    return booking.amount_paid - int(committed)
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+def plan_refund(booking: Booking, purpose: str, amount: int, decision_key: str, reason: str) -> list[Refund]:
+    """Rows for refunding `amount` across the booking's paid payments, newest first; idempotent on
+    `decision_key`. Returns the rows of that decision (created now or earlier)."""
+    prefix = f"{purpose}:{booking.id}:{decision_key}:"
+    with write_transaction():
+        existing = list(Refund.select().where(Refund.key.startswith(prefix)))
+        if existing or amount <= 0:
+            return existing
+        remaining = amount
+        payments = Payment.select().where(Payment.booking == booking.id, Payment.status == "paid",
+                                          Payment.payment_intent_id.is_null(False)).order_by(Payment.created_at.desc())
+        for payment in payments:
+            already = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
+                Refund.payment_intent_id == payment.payment_intent_id, Refund.status.not_in(DEAD_REFUND)).scalar()
+            share = min(remaining, payment.amount - int(already))
+            if share <= 0:
+                continue
+            existing.append(Refund.create(
+                booking=booking.id, key=prefix + payment.payment_intent_id, purpose=purpose,
+                payment_intent_id=payment.payment_intent_id, amount=share, currency=payment.currency,
+                reason=reason[:500],
+            ))
+            remaining -= share
+            if remaining == 0:
+                break
+        if remaining:
+            log.error("booking %s: %s refund of %s short by %s", booking.id, purpose, amount, remaining)
+    return existing
+
+
+def issue(refund: Refund) -> Refund:
+    """Ask Stripe for the refund (again, harmlessly, if the row already has one)."""
+    if refund.stripe_refund_id and refund.status != "new":
+        return refund
+    created = stripe_client.create_refund(
+        {
+            "payment_intent": refund.payment_intent_id,
+            "amount": refund.amount,
+            "reason": "requested_by_customer",
+            "metadata": {"booking_id": refund.booking_id, "refund_key": refund.key[:500]},
+        },
+        idempotency_key=f"bookingflow-refund-{refund.key}",
+    )
+    record_status(refund.id, created.id, created.status)
+    return Refund.get_by_id(refund.id)
+
+
+def record_status(refund_id: int, stripe_refund_id: str, status: str) -> None:
+    with write_transaction():
+        Refund.update(stripe_refund_id=stripe_refund_id, status=status, updated_at=utcnow()).where(
+            Refund.id == refund_id).execute()
+        _refresh_totals(Refund.get_by_id(refund_id).booking_id)
+
+
+def refund_of_stripe(obj: dict) -> Refund | None:
+    """Our row for a Stripe refund object, by its id or the key we put in its metadata."""
+    refund = Refund.get_or_none(Refund.stripe_refund_id == obj.get("id"))
+    if refund is None:
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        key = metadata.get("refund_key")
+        refund = Refund.get_or_none(Refund.key == key) if isinstance(key, str) else None
+    return refund
+
+
+def refunds_in_flight(booking: Booking, purposes: tuple[str, ...]) -> list[Refund]:
+    return list(Refund.select().where(Refund.booking == booking.id, Refund.purpose.in_(purposes)))
+
