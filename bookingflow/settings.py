@@ -46,6 +46,7 @@ class Settings:
     smtp_url: str = field(default="", repr=False)
     mail_from: str = "bookings@localhost"
     alert_webhook_url: str = field(default="", repr=False)
+    payload_retention_days: int = 90
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -137,6 +138,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         smtp_url=smtp_url,
         mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),
         alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", "", ("http", "https")),
+        payload_retention_days=_int(env, "PAYLOAD_RETENTION_DAYS", 90, 1, 3650),
     )
 
 

@@ -6,7 +6,7 @@ import re
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from bookingflow.privacy import mask_email
 from intake.errors import ApiError
@@ -14,7 +14,7 @@ from intake.queue import enqueue
 from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
 from jobs.client_requests import client_cancelled, client_reported_scheduled, client_retried_payment
 from models.db import utcnow, write_transaction
-from models.states import State, Trigger, allowed, record_creation, update_fields
+from models.states import State, Trigger, allowed, first_check_at, record_creation, update_fields
 from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
@@ -80,12 +80,13 @@ def create_booking():
     session_type = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
     if session_type is None:
         raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
-    now = utcnow()
+    now, current = utcnow(), current_app.config["SETTINGS"]
     with write_transaction():
         booking = Booking.create(
             session_type=session_type, state=State.CALENDLY_SCHEDULING.value, email=email, name=name,
             amount=session_type.price, currency=session_type.currency,
             state_changed_at=now, created_at=now, updated_at=now,
+            next_check_at=first_check_at(State.CALENDLY_SCHEDULING, now, overrides=current.state_timeouts),
         )
         record_creation(booking, cause="client")
     status_url = url_for("api.get_booking", booking_id=booking.id, _external=True)

@@ -14,6 +14,6 @@ open_configured_database(settings)
 broker = build_broker(settings.broker_url)
 dramatiq.set_broker(broker)
 
-from jobs import client_requests, events, flow, outbox  # noqa: E402  (actors need the broker set first)
+from jobs import alerts, client_requests, events, flow, outbox, reconcile  # noqa: E402  (actors need the broker first)
 
-__all__ = ["broker", "client_requests", "events", "flow", "outbox"]
+__all__ = ["alerts", "broker", "client_requests", "events", "flow", "outbox", "reconcile"]

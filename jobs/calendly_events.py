@@ -43,7 +43,7 @@ def _event_details(notice: InviteeNotice):
     return notice.event or scheduled_event_info(calendly_client.get_scheduled_event(notice.event_uri))
 
 
-def _slot_fields(notice: InviteeNotice) -> dict:
+def slot_fields(notice: InviteeNotice) -> dict:
     details = _event_details(notice)
     return dict(
         calendly_event_uri=notice.event_uri, calendly_invitee_uri=notice.invitee_uri,
@@ -63,7 +63,7 @@ def accept_invitee(booking: Booking, notice: InviteeNotice, cause: str) -> Outco
         log.warning("booking %s: invitee %s differs from the reported one", booking.id, notice.invitee_uri)
         return Outcome("conflict", booking.id, "invitee differs from the one the client reported")
     try:
-        flow.move(booking.id, Trigger.onCalendlyWebhookReceived, cause=cause, **_slot_fields(notice))
+        flow.move(booking.id, Trigger.onCalendlyWebhookReceived, cause=cause, **slot_fields(notice))
     except TransitionRefused as refused:
         return Outcome("stale", booking.id, str(refused))
     flow.advance(booking.id)
@@ -78,7 +78,7 @@ def _new_slot_for_confirmed(booking: Booking, notice: InviteeNotice) -> Outcome:
         log.warning("booking %s: unexpected second invitee %s", booking.id, notice.invitee_uri)
         return Outcome("conflict", booking.id, "a second invitee without a reschedule request")
     old = notice.old_invitee or booking.calendly_invitee_uri
-    fields = _slot_fields(notice)
+    fields = slot_fields(notice)
     # A client's move through a fresh link leaves the old event for us to cancel; Calendly's own
     # reschedule cancels it itself.
     fields["replaced_event_uri"] = None if notice.old_invitee else booking.calendly_event_uri
@@ -107,17 +107,17 @@ def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
         return _new_slot_for_confirmed(booking, notice)
     if state == State.BOOKING_RESCHEDULED and booking.reschedule_invitee_uri == notice.invitee_uri:
         # The cancel half came first; now we know the new slot without asking the API.
-        update_fields(booking.id, **_slot_fields(notice))
+        update_fields(booking.id, **slot_fields(notice))
         flow.advance(booking.id)
         return Outcome("rescheduled", booking.id)
     if state in BEFORE_CONFIRMATION and notice.old_invitee and notice.old_invitee == booking.calendly_invitee_uri:
         # Rescheduled in Calendly before paying: the booking simply follows the new slot.
-        update_fields(booking.id, **_slot_fields(notice))
+        update_fields(booking.id, **slot_fields(notice))
         return Outcome("slot_moved", booking.id)
     return Outcome("stale", booking.id, f"booking is {booking.state}")
 
 
-def _cancel_half_of_reschedule(booking: Booking, notice: InviteeNotice) -> Outcome:
+def cancel_half_of_reschedule(booking: Booking, notice: InviteeNotice) -> Outcome:
     state = State(booking.state)
     if booking.calendly_invitee_uri == notice.new_invitee or booking.reschedule_invitee_uri == notice.new_invitee:
         return Outcome("duplicate", booking.id, "the reschedule is already applied")
@@ -137,7 +137,7 @@ def _cancel_half_of_reschedule(booking: Booking, notice: InviteeNotice) -> Outco
     return Outcome("stale", booking.id, f"booking is {booking.state}")
 
 
-def _cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
+def cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
     if booking.calendly_invitee_uri != notice.invitee_uri:
         # An invitee the booking has moved away from (a replaced slot we cancelled ourselves).
         return Outcome("stale", booking.id, "not the booking's current invitee")
@@ -169,5 +169,5 @@ def invitee_canceled(event: ProviderEvent, body: dict) -> Outcome:
     if booking is None:
         return Outcome("unmatched", detail="no booking carries this invitee")
     if notice.rescheduled and notice.new_invitee:
-        return _cancel_half_of_reschedule(booking, notice)
-    return _cancelled(booking, notice, cause=event.event_id)
+        return cancel_half_of_reschedule(booking, notice)
+    return cancelled(booking, notice, cause=event.event_id)

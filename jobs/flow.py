@@ -18,7 +18,7 @@ from collections.abc import Callable
 import dramatiq
 
 from bookingflow.providers import calendly_client
-from jobs import checkout, ledger, outbox, refund_policy
+from jobs import alerts, checkout, ledger, outbox, refund_policy
 from jobs.calendly_payloads import scheduled_event_info
 from models.db import utcnow
 from models.states import Applied, State, Trigger, TransitionRefused, apply, update_fields
@@ -138,8 +138,12 @@ def settle_refund_state(booking_id: str) -> None:
     rows = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
     failed = [row for row in rows if row.status in ledger.DEAD_REFUND]
     if failed:
-        move(booking_id, Trigger.onPaymentError, cause=f"refund-failed-{failed[0].id}",
-             payment_failure=f"refund {failed[0].stripe_refund_id or failed[0].id} {failed[0].status}")
+        refund = failed[0]
+        move(booking_id, Trigger.onPaymentError, cause=f"refund-failed-{refund.id}",
+             last_error=f"refund {refund.stripe_refund_id or refund.id} {refund.status}")
+        alerts.raise_alert(f"refund_failed:{refund.id}", "refund_failed",
+                           f"refund {refund.stripe_refund_id or refund.id} of {refund.amount} {refund.currency} "
+                           f"for booking {booking_id} {refund.status}: the client has not been paid back", booking_id)
     elif rows and all(row.status in ledger.SETTLED_REFUND for row in rows):
         move(booking_id, Trigger.completeRefund, cause="refunds-succeeded", settled_at=utcnow())
 
@@ -228,7 +232,3 @@ def release_hold(booking_id: str) -> None:
         return
     advance(booking_id)
 
-
-@dramatiq.actor(max_retries=6, min_backoff=1_000, max_backoff=120_000, max_age=6 * 3600_000, time_limit=120_000)
-def release_held_slot(booking_id: str) -> None:
-    release_hold(booking_id)

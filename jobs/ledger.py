@@ -47,6 +47,13 @@ def _refresh_totals(booking_id: str) -> None:
 
 def mark_paid(booking: Booking, session: dict) -> bool:
     """Record the money of a paid session; True the first time."""
+    try:
+        return _mark_paid(booking, session)
+    except peewee.IntegrityError:
+        return _mark_paid(booking, session)  # a concurrent worker recorded the session first
+
+
+def _mark_paid(booking: Booking, session: dict) -> bool:
     amount = session.get("amount_total")
     with write_transaction():
         payment = Payment.get_or_none(Payment.checkout_session_id == session["id"])
@@ -110,6 +117,14 @@ def plan_refund(booking: Booking, purpose: str, amount: int, decision_key: str, 
     """Rows for refunding `amount` across the booking's paid payments, newest first; idempotent on
     `decision_key`. Returns the rows of that decision (created now or earlier)."""
     prefix = f"{purpose}:{booking.id}:{decision_key}:"
+    try:
+        return _plan_refund_rows(booking, purpose, amount, prefix, reason)
+    except peewee.IntegrityError:
+        # Another worker planned the same decision at the same moment; its rows are the plan.
+        return list(Refund.select().where(Refund.key.startswith(prefix)))
+
+
+def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, reason: str) -> list[Refund]:
     with write_transaction():
         existing = list(Refund.select().where(Refund.key.startswith(prefix)))
         if existing or amount <= 0:

@@ -201,6 +201,45 @@ def timeout_for(state: State, overrides: dict[str, int] | None = None,
     return dt.timedelta(seconds=(overrides or {}).get(state.value, default))
 
 
+# How soon the scheduler first looks at a booking that entered a state, when sooner than the state's
+# timeout (seconds): to finish an entry action a dead worker left, or to ask a provider about a
+# webhook that may never come. Other states are first looked at when their timeout runs out.
+FIRST_LOOK: dict[State, int] = {
+    S.CALENDLY_WEBHOOK_RECEIVED: 60,
+    S.PAYMENT_PENDING: 60,
+    S.PAYMENT_SUCCEEDED: 60,
+    S.BOOKING_RESCHEDULED: 60,
+    S.BOOKING_CANCELLED: 60,
+    S.IDLE: 60,  # closing work of an abandoned booking: release the slot, refund a late payment
+    S.ERROR_RECOVERY: 0,
+    S.PAYMENT_PROCESSING: 10 * 60,
+    S.REFUND_PENDING: 10 * 60,
+}
+# A confirmed booking is checked against Calendly this long before it starts (a lost cancellation).
+PRESTART_CHECK = dt.timedelta(hours=24)
+
+
+def first_check_at(state: State, now: dt.datetime, scheduled_start: dt.datetime | None = None,
+                   overrides: dict[str, int] | None = None, payment_hold_minutes: int | None = None) -> dt.datetime | None:
+    if state == S.REFUND_COMPLETED:
+        return None
+    if state == S.BOOKING_CONFIRMED:
+        if scheduled_start is None or scheduled_start <= now:
+            return None
+        return max(now + dt.timedelta(minutes=10), scheduled_start - PRESTART_CHECK)
+    timeout = timeout_for(state, overrides, payment_hold_minutes)
+    seconds = FIRST_LOOK[state] if timeout is None else min(FIRST_LOOK.get(state, timeout.total_seconds()),
+                                                           timeout.total_seconds())
+    return now + dt.timedelta(seconds=seconds)
+
+
+def _configured_check(state: State, now: dt.datetime, scheduled_start) -> dt.datetime | None:
+    from bookingflow import settings as settings_module  # the timeouts operators override
+
+    current = settings_module.get()
+    return first_check_at(state, now, scheduled_start, current.state_timeouts, current.payment_hold_minutes)
+
+
 class TransitionRefused(Exception):
     def __init__(self, booking_id: str, state: str, trigger: str):
         self.booking_id, self.state, self.trigger = booking_id, state, trigger
@@ -287,6 +326,8 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
             return Applied(booking, changed=False)
         target = target_of(booking, trigger)
         now = utcnow()
+        start = changes.get("scheduled_start", booking.scheduled_start)
+        schedule = {"next_check_at": _configured_check(target, now, start), "check_attempts": 0}
         try:
             with write_transaction():
                 updated = (
@@ -296,7 +337,7 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
                         state_changed_at=now,
                         updated_at=now,
                         error_origin=_error_origin_after(booking, target),
-                        **changes,
+                        **{**schedule, **changes},
                     )
                     .where(Booking.id == booking_id, Booking.state == booking.state)
                     .execute()
@@ -324,6 +365,11 @@ def update_fields(booking_id: str, **changes) -> int:
         .where(Booking.id == booking_id)
         .execute()
     )
+
+
+def schedule_check(booking_id: str, when: dt.datetime | None) -> None:
+    """When the scheduler looks at the booking next. Not a change a client can see: no version bump."""
+    Booking.update(next_check_at=when).where(Booking.id == booking_id).execute()
 
 
 def record_creation(booking: Booking, cause: str | None = None) -> None:

@@ -71,6 +71,7 @@ class Booking(BaseModel):
     checkout_expires_at = UTCDateTimeField(null=True)
     payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
     payment_failure = peewee.CharField(max_length=200, null=True)  # why the last attempt failed
+    last_error = peewee.CharField(max_length=500, null=True)  # what went wrong last, for people
     cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host or system
     cancel_reason = peewee.CharField(max_length=500, null=True)
     # A reschedule in progress: the session type chosen (when it changes), the invitee Calendly
@@ -82,6 +83,14 @@ class Booking(BaseModel):
     # then the refund decided. A sweep finishes whatever a dead worker left undone.
     released_at = UTCDateTimeField(null=True)
     settled_at = UTCDateTimeField(null=True)
+    # When the scheduler looks at the booking next (a provider check, a timeout, a recovery), and
+    # how often it has looked in this state. A sweep claims a due booking by moving this forward.
+    next_check_at = UTCDateTimeField(null=True, index=True)
+    check_attempts = peewee.IntegerField(default=0)
+    recovery_attempts = peewee.IntegerField(default=0)
+    # Set when automation gave up: an operator must look (the alert went out once).
+    flagged_at = UTCDateTimeField(null=True, index=True)
+    flag_reason = peewee.CharField(max_length=500, null=True)
     # The state a booking was in when it went wrong; ERROR_RECOVERY returns there.
     error_origin = peewee.CharField(max_length=40, null=True)
     state_changed_at = UTCDateTimeField(default=utcnow)
@@ -117,7 +126,7 @@ class ProviderEvent(BaseModel):
     # The Calendly invitee (or Stripe object) the event is about, to match it later.
     subject = peewee.CharField(max_length=500, null=True, index=True)
     booking = peewee.ForeignKeyField(Booking, null=True, backref="events", on_delete="SET NULL")
-    received_at = UTCDateTimeField(default=utcnow)
+    received_at = UTCDateTimeField(default=utcnow, index=True)
     processed_at = UTCDateTimeField(null=True)
     outcome = peewee.CharField(max_length=40, null=True)
     detail = peewee.TextField(null=True)
@@ -178,4 +187,16 @@ class Outbox(BaseModel):
     last_error = peewee.CharField(max_length=500, null=True)
 
 
-ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox)
+class Alert(BaseModel):
+    """A critical incident for operators, raised once per key and POSTed to ALERT_WEBHOOK_URL."""
+
+    key = peewee.CharField(max_length=255, unique=True)
+    kind = peewee.CharField(max_length=40)  # flagged_booking, refund_failed, delivery_failing
+    booking = peewee.ForeignKeyField(Booking, null=True, backref="alerts", on_delete="SET NULL")
+    text = peewee.TextField()
+    created_at = UTCDateTimeField(default=utcnow)
+    sent_at = UTCDateTimeField(null=True, index=True)
+    attempts = peewee.IntegerField(default=0)
+
+
+ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert)

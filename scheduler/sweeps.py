@@ -1,8 +1,10 @@
-"""Sweeps: find what is late and hand it to the same jobs that webhooks and clients trigger.
+"""Sweeps: find what is due and hand it to the same idempotent jobs webhooks and clients trigger.
 
-Each sweep is a function `sweep(now) -> int` that looks at due rows only (each query is served by an
-index on the column it filters), enqueues one idempotent job per row, and returns how many. Two
-schedulers running the same sweep at once cost a duplicate message, never a duplicate action.
+Each sweep is a function `sweep(now) -> int` that reads due rows only (each query is served by an
+index on the column it filters, so its cost follows the due rows, not the table), handles them one
+at a time, and returns how many it handled. A booking is claimed by a compare-and-set that pushes
+its next check forward first: a second scheduler finds it taken, and a booking whose check keeps
+failing backs off instead of crowding out the others.
 """
 
 from __future__ import annotations
@@ -11,72 +13,110 @@ import datetime as dt
 import logging
 
 from bookingflow import settings as settings_module
+from jobs.alerts import raise_alert, send_alert
 from jobs.events import process_event
-from jobs.flow import CLOSING, TRANSIENT, advance_booking, release_held_slot
 from jobs.outbox import CLAIM_TIMEOUT, send_email
-from models.states import State
-from models.tables import Booking, Outbox, ProviderEvent
+from jobs.reconcile import reconcile_booking
+from models.tables import Alert, Booking, Outbox, ProviderEvent
 
 log = logging.getLogger(__name__)
 
 BATCH = 100
-# Give the normal path time to act before a sweep steps in.
-EVENT_GRACE = dt.timedelta(minutes=2)
-ENTRY_ACTION_GRACE = dt.timedelta(minutes=1)
+EVENT_GRACE = dt.timedelta(minutes=2)  # the normal path's time to act before a sweep steps in
 OUTBOX_GRACE = dt.timedelta(minutes=1)
+ALERT_GRACE = dt.timedelta(minutes=1)
 MAX_EVENT_ATTEMPTS = 20
+ALERT_AFTER_EVENT_ATTEMPTS = 5
+CHECK_BACKOFF_BASE = dt.timedelta(seconds=30)
+CHECK_BACKOFF_MAX = dt.timedelta(hours=1)
+PRUNE_BATCH = 1000
 
 
-def _send_each(query, actor) -> int:
-    count = 0
-    for row in query.limit(BATCH):
-        actor.send(row.id)
-        count += 1
-    return count
+def check_backoff(attempts: int) -> dt.timedelta:
+    return min(CHECK_BACKOFF_BASE * (2 ** min(attempts, 16)), CHECK_BACKOFF_MAX)
+
+
+def claim_due_bookings(now: dt.datetime) -> int:
+    """Bookings whose next check is due: claimed, then reconciled with the providers by a job."""
+    due = (
+        Booking.select(Booking.id, Booking.next_check_at, Booking.check_attempts)
+        .where(Booking.next_check_at <= now)
+        .order_by(Booking.next_check_at)
+        .limit(BATCH)
+    )
+    claimed = 0
+    for row in due:
+        won = (
+            Booking.update(next_check_at=now + check_backoff(row.check_attempts),
+                           check_attempts=Booking.check_attempts + 1)
+            .where(Booking.id == row.id, Booking.next_check_at == row.next_check_at)
+            .execute()
+        )
+        if won:
+            reconcile_booking.send(row.id)
+            claimed += 1
+    return claimed
 
 
 def requeue_unprocessed_events(now: dt.datetime) -> int:
     """Deliveries stored but never processed (the broker lost the message, or it died in retries)."""
-    return _send_each(
-        ProviderEvent.select(ProviderEvent.id).where(
-            ProviderEvent.processed_at.is_null(), ProviderEvent.received_at < now - EVENT_GRACE,
-            ProviderEvent.attempts < MAX_EVENT_ATTEMPTS,
-        ).order_by(ProviderEvent.received_at),
-        process_event,
+    due = (
+        ProviderEvent.select(ProviderEvent.id, ProviderEvent.attempts, ProviderEvent.provider, ProviderEvent.type,
+                             ProviderEvent.event_id, ProviderEvent.booking)
+        .where(ProviderEvent.processed_at.is_null(), ProviderEvent.received_at < now - EVENT_GRACE,
+               ProviderEvent.attempts < MAX_EVENT_ATTEMPTS)
+        .order_by(ProviderEvent.received_at)
+        .limit(BATCH)
     )
-
-
-def resume_stalled_bookings(now: dt.datetime) -> int:
-    """Bookings in a state whose entry action should already have moved them on, and cancelled or
-    abandoned bookings whose closing work (release, refund) is unfinished."""
-    transient = Booking.state.in_([state.value for state in TRANSIENT])
-    closing = Booking.state.in_([state.value for state in CLOSING]) & Booking.settled_at.is_null()
-    return _send_each(
-        Booking.select(Booking.id).where(transient | closing, Booking.state_changed_at < now - ENTRY_ACTION_GRACE)
-        .order_by(Booking.state_changed_at),
-        advance_booking,
-    )
-
-
-def release_expired_holds(now: dt.datetime) -> int:
-    """PAYMENT_FAILED for longer than PAYMENT_HOLD_MINUTES: the slot is released."""
-    hold = dt.timedelta(minutes=settings_module.get().payment_hold_minutes)
-    return _send_each(
-        Booking.select(Booking.id).where(Booking.state == State.PAYMENT_FAILED.value,
-                                         Booking.state_changed_at < now - hold).order_by(Booking.state_changed_at),
-        release_held_slot,
-    )
+    count = 0
+    for event in due:
+        if event.attempts >= ALERT_AFTER_EVENT_ATTEMPTS:
+            raise_alert(f"delivery_failing:{event.id}", "delivery_failing",
+                        f"{event.provider} {event.type} {event.event_id} failed {event.attempts} times",
+                        event.booking_id)
+        process_event.send(event.id)
+        count += 1
+    return count
 
 
 def resend_unsent_emails(now: dt.datetime) -> int:
     """Outbox rows whose message was lost, or whose sender died mid-send."""
-    return _send_each(
-        Outbox.select(Outbox.id).where(
-            Outbox.sent_at.is_null(), Outbox.created_at < now - OUTBOX_GRACE,
-            Outbox.claimed_at.is_null() | (Outbox.claimed_at < now - CLAIM_TIMEOUT),
-        ).order_by(Outbox.created_at),
-        send_email,
+    due = (
+        Outbox.select(Outbox.id)
+        .where(Outbox.sent_at.is_null(), Outbox.created_at < now - OUTBOX_GRACE,
+               Outbox.claimed_at.is_null() | (Outbox.claimed_at < now - CLAIM_TIMEOUT))
+        .order_by(Outbox.created_at)
+        .limit(BATCH)
     )
+    count = 0
+    for row in due:
+        send_email.send(row.id)
+        count += 1
+    return count
 
 
-SWEEPS = (requeue_unprocessed_events, resume_stalled_bookings, release_expired_holds, resend_unsent_emails)
+def resend_unsent_alerts(now: dt.datetime) -> int:
+    due = Alert.select(Alert.id).where(Alert.sent_at.is_null(), Alert.created_at < now - ALERT_GRACE).limit(BATCH)
+    count = 0
+    for alert in due:
+        send_alert.send(alert.id)
+        count += 1
+    return count
+
+
+def prune_old_payloads(now: dt.datetime) -> int:
+    """Raw payloads of processed events go after PAYLOAD_RETENTION_DAYS; the rows and the history stay."""
+    cutoff = now - dt.timedelta(days=settings_module.get().payload_retention_days)
+    old = (
+        ProviderEvent.select(ProviderEvent.id)
+        .where(ProviderEvent.received_at < cutoff, ProviderEvent.processed_at.is_null(False),
+               ProviderEvent.payload.is_null(False))
+        .limit(PRUNE_BATCH)
+    )
+    ids = [event.id for event in old]
+    if not ids:
+        return 0
+    return ProviderEvent.update(payload=None).where(ProviderEvent.id.in_(ids)).execute()
+
+
+SWEEPS = (claim_due_bookings, requeue_unprocessed_events, resend_unsent_emails, resend_unsent_alerts, prune_old_payloads)

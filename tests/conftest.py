@@ -67,16 +67,40 @@ def wait_until(predicate, timeout: float = 20, interval: float = 0.02, message: 
         time.sleep(interval)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Settled before any test module is imported, so tests may import product modules at the top
+# (importing `jobs` builds the broker from the settings). Nothing connects yet: the fixtures below
+# start the sandbox on this port, create the scratch database and skip or fail on missing services.
+SANDBOX_BASE = f"http://127.0.0.1:{_free_port()}"
+SCRATCH_DATABASE = f"bookingflow_test_{secrets.token_hex(6)}"
+
+
+def _suite_database_url() -> str:
+    if not TEST_DATABASE_URL:
+        return f"sqlite:///{_TMP}/suite.db"
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{SCRATCH_DATABASE}"))
+
+
 @pytest.fixture(scope="session")
 def sandbox():
+    from urllib.parse import urlsplit
+
     from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
 
     box = Sandbox(SandboxConfig(
         stripe_secret_key=STRIPE_KEY, stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-        calendly_api_token=CALENDLY_TOKEN, calendly_signing_key=CALENDLY_KEY,
+        calendly_api_token=CALENDLY_TOKEN, calendly_signing_key=CALENDLY_KEY, public_base=SANDBOX_BASE,
     ))
-    server, base = serve_in_thread(box.app)
-    box.config.public_base = base
+    server, base = serve_in_thread(box.app, port=urlsplit(SANDBOX_BASE).port)
     box.base = base
     yield box
     box.close()
@@ -98,6 +122,10 @@ def service_environment(sandbox_base: str, database_url: str, broker_url: str) -
     }
 
 
+SUITE_SETTINGS = settings_module.configure(settings_module.load(service_environment(
+    SANDBOX_BASE, _suite_database_url(), TEST_REDIS_URL or settings_module.EMBEDDED_BROKER_URL)))
+
+
 @pytest.fixture(scope="session")
 def service_settings(sandbox):
     scratch = None
@@ -106,12 +134,10 @@ def service_settings(sandbox):
 
         require_service("PostgreSQL", postgres_problem(TEST_DATABASE_URL))
         # A database of the suite's own on that server: nothing left there by earlier runs matters.
-        scratch = ScratchDatabase(TEST_DATABASE_URL)
+        scratch = ScratchDatabase(TEST_DATABASE_URL, name=SCRATCH_DATABASE)
     if TEST_REDIS_URL:
         require_service("Redis", redis_problem(TEST_REDIS_URL))
-    database_url = scratch.url if scratch else f"sqlite:///{_TMP}/suite.db"
-    broker_url = TEST_REDIS_URL or settings_module.EMBEDDED_BROKER_URL
-    yield settings_module.configure(settings_module.load(service_environment(sandbox.base, database_url, broker_url)))
+    yield settings_module.configure(SUITE_SETTINGS)
     if scratch:
         from models.db import database
 

@@ -42,11 +42,11 @@ def run_cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedPr
 class ScratchDatabase:
     """A PostgreSQL database of its own, created on the server of `admin_url` and dropped after."""
 
-    def __init__(self, admin_url: str):
+    def __init__(self, admin_url: str, name: str | None = None):
         import psycopg2
 
         self.admin_url = admin_url
-        self.name = f"bookingflow_e2e_{secrets.token_hex(6)}"
+        self.name = name or f"bookingflow_e2e_{secrets.token_hex(6)}"
         self._connect = psycopg2.connect
         self._execute(f'CREATE DATABASE "{self.name}"')
         parts = urlsplit(admin_url)

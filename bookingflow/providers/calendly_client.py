@@ -90,3 +90,42 @@ def release_scheduled_event(event_uri: str, reason: str) -> bool:
         if exc.status == 403:
             return False
         raise
+
+
+_organization: dict[str, str] = {}
+
+
+def current_organization() -> str:
+    """The organization of the token's user (cached per token)."""
+    token = settings_module.get().calendly_api_token
+    if token not in _organization:
+        _organization[token] = _request("GET", "/users/me")["resource"]["current_organization"]
+    return _organization[token]
+
+
+def _collection(path: str, params: dict, limit_pages: int = 10) -> list[dict]:
+    """Every item of a paginated collection (bounded: a sweep must not page forever)."""
+    items: list[dict] = []
+    for _ in range(limit_pages):
+        answer = _request("GET", path, params=params)
+        items.extend(answer.get("collection") or [])
+        token = (answer.get("pagination") or {}).get("next_page_token")
+        if not token:
+            break
+        params = {**params, "page_token": token}
+    return items
+
+
+def find_invitee_by_tracking(email: str, utm_content: str, scheduled_after) -> tuple[dict, dict] | None:
+    """The active invitee (and its event) that carries `utm_content`, among the client's events
+    starting after `scheduled_after`: how a booking whose webhook never came is found."""
+    events = _collection("/scheduled_events", {
+        "organization": current_organization(), "invitee_email": email, "status": "active",
+        "min_start_time": scheduled_after.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "count": 100,
+    })
+    for event in events:
+        for invitee in _collection(urlsplit(event["uri"]).path + "/invitees", {"email": email, "count": 100}):
+            tracking = invitee.get("tracking") or {}
+            if tracking.get("utm_content") == utm_content and invitee.get("status") == "active":
+                return invitee, event
+    return None

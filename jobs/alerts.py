@@ -1,0 +1,51 @@
+"""Critical alerts for operators: raised once per incident, POSTed as JSON to ALERT_WEBHOOK_URL
+(Slack-compatible: a `text` field), or logged when no URL is set."""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+import peewee
+import requests
+
+from bookingflow import settings as settings_module
+from models.db import utcnow
+from models.tables import Alert
+
+log = logging.getLogger(__name__)
+
+
+def raise_alert(key: str, kind: str, text: str, booking_id: str | None = None) -> bool:
+    """Record the incident and send it; False if this incident was already raised."""
+    try:
+        alert = Alert.create(key=key[:255], kind=kind, text=text[:2000], booking=booking_id)
+    except peewee.IntegrityError:
+        return False
+    log.error("alert %s: %s", kind, text)
+    try:
+        send_alert.send(alert.id)
+    except Exception:  # the broker is down: the scheduler's sweep sends unsent alerts
+        log.warning("alert %s stored, not yet sent", alert.id)
+    return True
+
+
+def deliver(alert_id: int) -> bool:
+    alert = Alert.get_or_none(Alert.id == alert_id)
+    if alert is None or alert.sent_at is not None:
+        return False
+    Alert.update(attempts=Alert.attempts + 1).where(Alert.id == alert_id).execute()
+    url = settings_module.get().alert_webhook_url
+    if url:
+        response = requests.post(url, timeout=10, json={
+            "text": f"bookingflow {alert.kind}: {alert.text}", "kind": alert.kind,
+            "booking_id": alert.booking_id, "raised_at": alert.created_at.isoformat(),
+        })
+        response.raise_for_status()
+    # An incident is delivered at most once per receiving endpoint that answered 2xx.
+    return bool(Alert.update(sent_at=utcnow()).where(Alert.id == alert_id, Alert.sent_at.is_null()).execute())
+
+
+@dramatiq.actor(max_retries=10, min_backoff=5_000, max_backoff=600_000, max_age=24 * 3600_000, time_limit=30_000)
+def send_alert(alert_id: int) -> None:
+    deliver(alert_id)

@@ -1,0 +1,231 @@
+"""Reconciliation: the providers' APIs are the truth, webhooks only hints that may never come.
+
+The scheduler claims bookings whose `next_check_at` is due and sends them here. For each state the
+job asks Stripe or Calendly what really happened and moves the booking as the webhook would have;
+a booking past its state's timeout that nothing moved goes to ERROR_RECOVERY, which re-runs the
+state's entry action with backoff, and after the last attempt flags it for an operator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+import dramatiq
+
+from bookingflow import settings as settings_module
+from bookingflow.providers import calendly_client, stripe_client
+from jobs import alerts, calendly_events, flow, ledger, stripe_events
+from jobs.calendly_payloads import parse_invitee_notice
+from jobs.checkout import attempt_expiry
+from models.db import utcnow
+from models.states import ERROR_STATES, State, Trigger, TransitionRefused, schedule_check, timeout_for
+from models.tables import Booking
+
+log = logging.getLogger(__name__)
+
+MAX_RECOVERY_ATTEMPTS = 3
+PAYMENT_POLL = dt.timedelta(minutes=10)
+# Stripe expires a session on its own clock: give it a moment before we expire it ourselves.
+EXPIRY_GRACE = dt.timedelta(minutes=1)
+LAST_CHECK_BEFORE_START = dt.timedelta(hours=1)
+
+
+def _age(booking: Booking, now: dt.datetime) -> dt.timedelta:
+    return now - booking.state_changed_at
+
+
+def _timed_out(booking: Booking, now: dt.datetime) -> bool:
+    current = settings_module.get()
+    timeout = timeout_for(State(booking.state), current.state_timeouts, current.payment_hold_minutes)
+    return timeout is not None and _age(booking, now) >= timeout
+
+
+def _notice_from_api(invitee: dict, event: dict | None = None):
+    payload = dict(invitee)
+    if event is not None:
+        payload["scheduled_event"] = event
+    kind = "invitee.canceled" if invitee.get("status") == "canceled" else "invitee.created"
+    return parse_invitee_notice({"event": kind, "payload": payload})
+
+
+# --- per-state checks: each may move the booking; returning leaves the timeout logic to decide ---
+
+def _check_scheduling(booking: Booking, now: dt.datetime) -> None:
+    """No report and no webhook: look for an invitee carrying our utm_content before giving up."""
+    if not _timed_out(booking, now):
+        return
+    found = calendly_client.find_invitee_by_tracking(booking.email, booking.id, booking.created_at)
+    if found is None:
+        flow.move(booking.id, Trigger.cancelBookingProcess, cause="scheduling-timeout", cancelled_by="system",
+                  cancel_reason="no slot was scheduled in time", released_at=None, settled_at=None)
+        flow.advance(booking.id)
+        return
+    notice = _notice_from_api(*found)
+    flow.move(booking.id, Trigger.onCalendlyEventCreated, cause=f"reconciled-{notice.invitee_uri}",
+              **calendly_events.slot_fields(notice))
+    _check_scheduled(Booking.get_by_id(booking.id), now, force=True)
+
+
+def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) -> None:
+    """Reported by the client, never confirmed by a webhook: ask Calendly about the invitee."""
+    if not (force or _timed_out(booking, now)):
+        return
+    try:
+        invitee = calendly_client.get_invitee(booking.calendly_invitee_uri)
+    except calendly_client.CalendlyNotFound:
+        flow.move(booking.id, Trigger.onWebhookError, cause="invitee-not-found",
+                  last_error="Calendly does not know the reported invitee")
+        return
+    notice = _notice_from_api(invitee)
+    if notice.status == "canceled":
+        flow.move(booking.id, Trigger.cancelBookingProcess, cause=f"reconciled-cancel-{notice.invitee_uri}",
+                  cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None)
+    else:
+        attempt = booking.payment_attempt + 1
+        flow.move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,
+                  amount_due=booking.amount, checkout_expires_at=attempt_expiry(now),
+                  **calendly_events.slot_fields(notice))
+    flow.advance(booking.id)
+
+
+def _check_checkout(booking: Booking, now: dt.datetime) -> None:
+    """PAYMENT_PROCESSING: was it paid, did it expire? (The webhook may be late, or lost.)"""
+    session = stripe_client.retrieve_checkout_session(booking.checkout_session_id).to_dict()
+    if session.get("payment_status") in stripe_events.PAID:
+        stripe_events.payment_received(booking, session)
+        return
+    expires = dt.datetime.fromtimestamp(session["expires_at"], dt.timezone.utc)
+    if session.get("status") == "open" and now >= expires + EXPIRY_GRACE:
+        ledger.expire_open_sessions(booking)
+        session = stripe_client.retrieve_checkout_session(booking.checkout_session_id).to_dict()
+    if session.get("status") == "expired":
+        ledger.mark_session(session["id"], "expired")
+        flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
+                  payment_failure="the checkout expired", checkout_url=None)
+        return
+    schedule_check(booking.id, min(now + PAYMENT_POLL, expires + EXPIRY_GRACE))
+
+
+def _check_hold(booking: Booking, now: dt.datetime) -> None:
+    if _timed_out(booking, now):
+        flow.release_hold(booking.id)
+
+
+def _check_refunds(booking: Booking, now: dt.datetime) -> None:
+    """REFUND_PENDING: ask Stripe about each refund still pending, then settle."""
+    for refund in ledger.refunds_in_flight(booking, flow.CLOSING_REFUNDS):
+        if refund.status == "new":
+            ledger.issue(refund)
+        elif refund.stripe_refund_id and refund.status not in (*ledger.SETTLED_REFUND, *ledger.DEAD_REFUND):
+            current = stripe_client.retrieve_refund(refund.stripe_refund_id)
+            ledger.record_status(refund.id, current.id, current.status)
+    flow.settle_refund_state(booking.id)
+
+
+def _check_before_start(booking: Booking, now: dt.datetime) -> None:
+    """Confirmed: is the slot still there in Calendly? A lost invitee.canceled would say otherwise."""
+    invitee = calendly_client.get_invitee(booking.calendly_invitee_uri)
+    notice = _notice_from_api(invitee)
+    if notice.status == "canceled":
+        if notice.rescheduled and notice.new_invitee:
+            calendly_events.cancel_half_of_reschedule(booking, notice)
+        else:
+            calendly_events.cancelled(booking, notice, cause=f"reconciled-cancel-{notice.invitee_uri}")
+        return
+    last_look = booking.scheduled_start - LAST_CHECK_BEFORE_START if booking.scheduled_start else None
+    schedule_check(booking.id, last_look if last_look and last_look > now else None)
+
+
+def _finish_entry_action(booking: Booking, now: dt.datetime) -> None:
+    flow.advance(booking.id)
+    after = Booking.get_by_id(booking.id)
+    if after.state in (State.IDLE.value, State.BOOKING_CANCELLED.value) and after.settled_at is not None:
+        schedule_check(booking.id, None)  # closing work done: nothing more to look at
+
+
+CHECKS: dict[State, Callable[[Booking, dt.datetime], None]] = {
+    State.CALENDLY_SCHEDULING: _check_scheduling,
+    State.CALENDLY_SCHEDULED: _check_scheduled,
+    State.CALENDLY_WEBHOOK_RECEIVED: _finish_entry_action,
+    State.PAYMENT_PENDING: _finish_entry_action,
+    State.PAYMENT_PROCESSING: _check_checkout,
+    State.PAYMENT_SUCCEEDED: _finish_entry_action,
+    State.PAYMENT_FAILED: _check_hold,
+    State.BOOKING_CONFIRMED: _check_before_start,
+    State.BOOKING_RESCHEDULED: _finish_entry_action,
+    State.BOOKING_CANCELLED: _finish_entry_action,
+    State.IDLE: _finish_entry_action,
+    State.REFUND_PENDING: _check_refunds,
+}
+
+
+# States that only move on by our own action: outliving their timeout means something failed.
+STUCK_WHEN_TIMED_OUT = frozenset(ERROR_STATES - {State.ERROR_RECOVERY}) | frozenset(flow.TRANSIENT) | {
+    State.BOOKING_CANCELLED, State.REFUND_PENDING}
+
+
+# --- recovery ---------------------------------------------------------------------------------
+
+def _recover(booking: Booking, now: dt.datetime) -> None:
+    """ERROR_RECOVERY: back to the original state to run its entry action again, with backoff;
+    after the last attempt, the appropriate error state, a flag and an alert."""
+    if booking.recovery_attempts > MAX_RECOVERY_ATTEMPTS:
+        flow.move(booking.id, Trigger.recoveryFailed, cause=f"recovery-failed-{booking.recovery_attempts}",
+                  flagged_at=now, next_check_at=None,
+                  flag_reason=f"stuck in {booking.error_origin} after {booking.recovery_attempts} recoveries")
+        alerts.raise_alert(f"flagged:{booking.id}:{booking.recovery_attempts}", "flagged_booking",
+                           f"booking {booking.id} is flagged: stuck in {booking.error_origin} after "
+                           f"{booking.recovery_attempts} recovery attempts", booking.id)
+        return
+    current = settings_module.get()
+    origin = State(booking.error_origin)
+    timeout = timeout_for(origin, current.state_timeouts, current.payment_hold_minutes) or dt.timedelta(minutes=15)
+    flow.move(booking.id, Trigger.recoverySucceeded, cause=f"recovery-{booking.recovery_attempts}",
+              next_check_at=now + timeout * (2 ** booking.recovery_attempts))
+    flow.advance(booking.id)
+
+
+def _attempt_recovery(booking: Booking, now: dt.datetime) -> None:
+    flow.move(booking.id, Trigger.attemptRecovery, cause=f"stuck-{booking.state}-{booking.state_changed_at.isoformat()}",
+              recovery_attempts=booking.recovery_attempts + 1,
+              last_error=f"stuck in {booking.state} for {int(_age(booking, now).total_seconds())}s")
+
+
+def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
+    now = now or utcnow()
+    booking = Booking.get_or_none(Booking.id == booking_id)
+    if booking is None or booking.flagged_at is not None:
+        return None
+    state = State(booking.state)
+    failure = None
+    try:
+        if state == State.ERROR_RECOVERY:
+            _recover(booking, now)
+            return State(Booking.get_by_id(booking_id).state)
+        check = CHECKS.get(state)
+        if check is not None:
+            check(booking, now)
+    except TransitionRefused:
+        log.info("booking %s moved while being reconciled", booking_id)
+    except Exception as exc:  # a provider down, a bug: the timeout below still applies
+        log.warning("booking %s: check in %s failed: %s", booking_id, state.value, exc.__class__.__name__)
+        failure = exc
+    booking = Booking.get_by_id(booking_id)
+    # Nothing moved it and its time is up: stuck. (Error states only ever leave this way.)
+    settled = state in flow.CLOSING and booking.settled_at is not None
+    if booking.state == state.value and state in STUCK_WHEN_TIMED_OUT and not settled and _timed_out(booking, now):
+        try:
+            _attempt_recovery(booking, now)
+        except TransitionRefused:
+            pass
+    if failure is not None:
+        raise failure  # the job's retry and log; the booking's next check is already scheduled
+    return State(Booking.get_by_id(booking_id).state)
+
+
+@dramatiq.actor(max_retries=3, min_backoff=5_000, max_backoff=120_000, max_age=3600_000, time_limit=300_000)
+def reconcile_booking(booking_id: str) -> None:
+    reconcile(booking_id)
+
