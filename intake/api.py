@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -10,9 +11,9 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from bookingflow.privacy import mask_email
 from intake.errors import ApiError
-from intake.queue import enqueue
+from intake import inbox
 from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
-from jobs.client_requests import client_cancelled, client_reported_scheduled, client_retried_payment
+from jobs.client_requests import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
 from models.db import utcnow, write_transaction
 from models.states import State, Trigger, allowed, first_check_at, record_creation, update_fields
 from models.tables import Booking, SessionType, Transition
@@ -151,7 +152,14 @@ def report_scheduled(booking_id: str):
         raise ApiError(422, "invalid_field", "invitee_uri is not an invitee of event_uri", field="invitee_uri")
     if booking.state in (State.IDLE.value,):
         raise ApiError(409, "wrong_state", "the booking was abandoned", state=booking.state)
-    enqueue(client_reported_scheduled, booking.id, event_uri, invitee_uri)
+    return _submit(booking, SCHEDULED, {"event_uri": event_uri, "invitee_uri": invitee_uri})
+
+
+def _submit(booking: Booking, kind: str, params: dict):
+    """Store the client's request in the inbox, queue it, answer 202. A repeat carrying the same
+    Idempotency-Key header is the same request."""
+    key = request.headers.get("Idempotency-Key", "").strip()[:100] or secrets.token_hex(16)
+    inbox.accept(CLIENT, f"{kind}:{booking.id}:{key}", kind, booking.id, json.dumps(params))
     return jsonify({"id": booking.id, "state": booking.state}), 202
 
 
@@ -175,16 +183,14 @@ def cancel_booking(booking_id: str):
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_field", "reason must be text of at most 500 characters", field="reason")
     _require(booking, (Trigger.cancelBooking, Trigger.cancelBookingProcess), "cancel")
-    enqueue(client_cancelled, booking.id, reason.strip(), secrets.token_hex(8))
-    return jsonify({"id": booking.id, "state": booking.state}), 202
+    return _submit(booking, CANCEL, {"reason": reason.strip()})
 
 
 @bp.post("/v1/bookings/<booking_id>/retry-payment")
 def retry_payment(booking_id: str):
     booking = _booking_or_404(booking_id)
     _require(booking, (Trigger.retryPayment,), "retry the payment of")
-    enqueue(client_retried_payment, booking.id, secrets.token_hex(8))
-    return jsonify({"id": booking.id, "state": booking.state}), 202
+    return _submit(booking, RETRY_PAYMENT, {})
 
 
 @bp.post("/v1/bookings/<booking_id>/reschedule")

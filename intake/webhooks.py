@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import peewee
+
 from flask import Blueprint, current_app, jsonify, request
 
+from intake import inbox
 from intake.errors import ApiError
-from intake.queue import enqueue
 from intake.signatures import SignatureInvalid, verify_calendly, verify_stripe
 from jobs.calendly_payloads import delivery_identity
-from jobs.dispatch import handler_for
-from jobs.events import process_event
-from models.db import utcnow
-from models.tables import ProviderEvent
 
 bp = Blueprint("webhooks", __name__)
 
@@ -35,27 +31,8 @@ def _bounded(value, name: str, limit: int) -> str:
     return value
 
 
-def _store(provider: str, event_id: str, event_type: str, subject: str | None, body: bytes) -> tuple[ProviderEvent, bool]:
-    """Store the delivery once; (event, True) if it was new."""
-    handled = handler_for(provider, event_type) is not None
-    try:
-        event = ProviderEvent.create(
-            provider=provider, event_id=event_id, type=event_type[:100], subject=subject,
-            payload=body.decode("utf-8"),
-            # Unknown types are accepted and kept, but there is nothing to do with them.
-            processed_at=None if handled else utcnow(), outcome=None if handled else "ignored",
-        )
-        return event, True
-    except peewee.IntegrityError:
-        return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id), False
-
-
 def accept(provider: str, event_id: str, event_type: str, subject: str | None, body: bytes):
-    event, new = _store(provider, event_id, event_type, subject, body)
-    if event.processed_at is None:
-        # Also for a repeat of an unprocessed delivery: its first enqueue may have failed (we answered
-        # 503 then). Processing is idempotent, so an extra message costs nothing.
-        enqueue(process_event, event.id)
+    _, new = inbox.accept(provider, event_id, event_type, subject, body.decode("utf-8"))
     return jsonify({"received": True, "duplicate": not new}), 200
 
 

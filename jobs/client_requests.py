@@ -1,31 +1,40 @@
-"""What the client asks for or tells us: its scheduling report, cancelling, paying again, rescheduling.
+"""What the client asks for or tells us: its scheduling report, cancelling, paying again.
 
-The intake checks the state for a quick 409 and enqueues; the decision is made here, against the
-state as it is when the job runs.
+The intake stores each request in the inbox (provider "client") and answers 202; these handlers
+decide, against the booking as it is when the job runs. Stored first, a request outlives a lost
+message like any webhook does.
 """
 
 from __future__ import annotations
 
-import dramatiq
-
 from jobs import events, flow
 from jobs.checkout import attempt_expiry
+from jobs.dispatch import Outcome, handles
 from models.db import utcnow
 from models.states import State, Trigger, TransitionRefused, allowed
 from models.tables import Booking, ProviderEvent
 
+CLIENT = "client"
+SCHEDULED, CANCEL, RETRY_PAYMENT = "booking.scheduled", "booking.cancel", "booking.retry_payment"
 REPORTABLE = (State.CALENDLY_SCHEDULING, State.ERROR_WEBHOOK)
-ACTOR_OPTIONS = dict(max_retries=6, min_backoff=1_000, max_backoff=60_000, max_age=6 * 3600_000, time_limit=120_000)
 
 
-def record_scheduled(booking_id: str, event_uri: str, invitee_uri: str) -> None:
-    booking = Booking.get_or_none(Booking.id == booking_id)
+def _booking(event: ProviderEvent) -> Booking | None:
+    return Booking.get_or_none(Booking.id == event.subject)
+
+
+@handles(CLIENT, SCHEDULED)
+def scheduled(event: ProviderEvent, body: dict) -> Outcome:
+    booking = _booking(event)
     if booking is None:
-        return
+        return Outcome("unmatched")
+    event_uri, invitee_uri = body["event_uri"], body["invitee_uri"]
+    outcome = Outcome("recorded", booking.id)
     if State(booking.state) in REPORTABLE:
         try:
-            flow.move(booking_id, Trigger.onCalendlyEventCreated, cause=f"client-{invitee_uri}",
+            flow.move(booking.id, Trigger.onCalendlyEventCreated, cause=f"client-{invitee_uri}"[:255],
                       calendly_event_uri=event_uri, calendly_invitee_uri=invitee_uri)
+            outcome = Outcome("advanced", booking.id)
         except TransitionRefused:
             pass  # the webhook got there first: it carries the same URIs
     # An invitee.created that came before this report and found no booking is matched now.
@@ -33,56 +42,48 @@ def record_scheduled(booking_id: str, event_uri: str, invitee_uri: str) -> None:
         ProviderEvent.provider == "calendly", ProviderEvent.type == "invitee.created",
         ProviderEvent.subject == invitee_uri, ProviderEvent.outcome == "unmatched",
     )
-    for event in waiting:
+    for stored in waiting:
         reopened = (
             ProviderEvent.update(processed_at=None, outcome=None)
-            .where(ProviderEvent.id == event.id, ProviderEvent.outcome == "unmatched")
+            .where(ProviderEvent.id == stored.id, ProviderEvent.outcome == "unmatched")
             .execute()
         )
         if reopened:
-            events.process(event.id)
+            events.process(stored.id)
+    return outcome
 
 
-@dramatiq.actor(**ACTOR_OPTIONS)
-def client_reported_scheduled(booking_id: str, event_uri: str, invitee_uri: str) -> None:
-    record_scheduled(booking_id, event_uri, invitee_uri)
-
-
-def cancel(booking_id: str, reason: str, request_id: str) -> None:
-    booking = Booking.get_or_none(Booking.id == booking_id)
+@handles(CLIENT, CANCEL)
+def cancel(event: ProviderEvent, body: dict) -> Outcome:
+    booking = _booking(event)
     if booking is None:
-        return
+        return Outcome("unmatched")
     # After confirmation a cancellation refunds by policy; before it, the flow is abandoned.
     trigger = next((t for t in (Trigger.cancelBooking, Trigger.cancelBookingProcess) if allowed(booking, t)), None)
     if trigger is None:
-        return  # already cancelled, or past the point a client can cancel
+        return Outcome("stale", booking.id, f"nothing to cancel in {booking.state}")
     try:
-        flow.move(booking_id, trigger, cause=f"client-cancel-{request_id}", cancelled_by="client",
-                  cancel_reason=reason or "cancelled by the client", released_at=None, settled_at=None)
-    except TransitionRefused:
-        return
-    flow.advance(booking_id)
+        flow.move(booking.id, trigger, cause=f"client-{event.event_id}"[:255], cancelled_by="client",
+                  cancel_reason=body.get("reason") or "cancelled by the client", released_at=None, settled_at=None)
+    except TransitionRefused as refused:
+        return Outcome("stale", booking.id, str(refused))
+    flow.advance(booking.id)
+    return Outcome("cancelled", booking.id)
 
 
-@dramatiq.actor(**ACTOR_OPTIONS)
-def client_cancelled(booking_id: str, reason: str, request_id: str) -> None:
-    cancel(booking_id, reason, request_id)
-
-
-def retry_payment(booking_id: str, request_id: str) -> None:
-    booking = Booking.get_or_none(Booking.id == booking_id)
-    if booking is None or not allowed(booking, Trigger.retryPayment):
-        return
+@handles(CLIENT, RETRY_PAYMENT)
+def retry_payment(event: ProviderEvent, body: dict) -> Outcome:
+    booking = _booking(event)
+    if booking is None:
+        return Outcome("unmatched")
+    if not allowed(booking, Trigger.retryPayment):
+        return Outcome("stale", booking.id, f"no payment to retry in {booking.state}")
     attempt = booking.payment_attempt + 1
     try:
         # A new attempt: a new Checkout Session under a new idempotency key.
-        flow.move(booking_id, Trigger.retryPayment, cause=f"client-retry-{request_id}", payment_attempt=attempt,
+        flow.move(booking.id, Trigger.retryPayment, cause=f"client-{event.event_id}"[:255], payment_attempt=attempt,
                   checkout_expires_at=attempt_expiry(utcnow()), checkout_session_id=None, checkout_url=None)
-    except TransitionRefused:
-        return
-    flow.advance(booking_id)
-
-
-@dramatiq.actor(**ACTOR_OPTIONS)
-def client_retried_payment(booking_id: str, request_id: str) -> None:
-    retry_payment(booking_id, request_id)
+    except TransitionRefused as refused:
+        return Outcome("stale", booking.id, str(refused))
+    flow.advance(booking.id)
+    return Outcome("advanced", booking.id)

@@ -12,7 +12,7 @@ import logging
 
 import dramatiq
 
-from jobs import calendly_events, stripe_events  # noqa: F401  (they register their handlers)
+from jobs import calendly_events, client_requests, stripe_events  # noqa: F401  (they register their handlers)
 from jobs.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handler_for
 from models.db import utcnow

@@ -105,7 +105,9 @@ def _check_checkout(booking: Booking, now: dt.datetime) -> None:
         flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
                   payment_failure="the checkout expired", checkout_url=None)
         return
-    schedule_check(booking.id, min(now + PAYMENT_POLL, expires + EXPIRY_GRACE))
+    current = settings_module.get()
+    poll = min(PAYMENT_POLL, timeout_for(State.PAYMENT_PROCESSING, current.state_timeouts))
+    schedule_check(booking.id, min(now + poll, expires + EXPIRY_GRACE))
 
 
 def _check_hold(booking: Booking, now: dt.datetime) -> None:

@@ -228,9 +228,8 @@ def first_check_at(state: State, now: dt.datetime, scheduled_start: dt.datetime 
             return None
         return max(now + dt.timedelta(minutes=10), scheduled_start - PRESTART_CHECK)
     timeout = timeout_for(state, overrides, payment_hold_minutes)
-    seconds = FIRST_LOOK[state] if timeout is None else min(FIRST_LOOK.get(state, timeout.total_seconds()),
-                                                           timeout.total_seconds())
-    return now + dt.timedelta(seconds=seconds)
+    candidates = [FIRST_LOOK.get(state), (overrides or {}).get(state.value), timeout and timeout.total_seconds()]
+    return now + dt.timedelta(seconds=min(c for c in candidates if c is not None))
 
 
 def _configured_check(state: State, now: dt.datetime, scheduled_start) -> dt.datetime | None:

@@ -22,7 +22,7 @@ from models.tables import Alert, Booking, Outbox, ProviderEvent
 log = logging.getLogger(__name__)
 
 BATCH = 100
-EVENT_GRACE = dt.timedelta(minutes=2)  # the normal path's time to act before a sweep steps in
+MIN_EVENT_GRACE = dt.timedelta(seconds=30)
 OUTBOX_GRACE = dt.timedelta(minutes=1)
 ALERT_GRACE = dt.timedelta(minutes=1)
 MAX_EVENT_ATTEMPTS = 20
@@ -58,12 +58,19 @@ def claim_due_bookings(now: dt.datetime) -> int:
     return claimed
 
 
+def event_grace() -> dt.timedelta:
+    """How long a stored delivery or request may wait for its worker before it counts as lost: two
+    sweep intervals (two minutes by default), and never less than 30 seconds."""
+    return max(MIN_EVENT_GRACE, 2 * dt.timedelta(seconds=settings_module.get().sweep_interval_seconds))
+
+
 def requeue_unprocessed_events(now: dt.datetime) -> int:
-    """Deliveries stored but never processed (the broker lost the message, or it died in retries)."""
+    """Deliveries and client requests stored but never processed (the broker lost the message, or
+    it died in retries)."""
     due = (
         ProviderEvent.select(ProviderEvent.id, ProviderEvent.attempts, ProviderEvent.provider, ProviderEvent.type,
                              ProviderEvent.event_id, ProviderEvent.booking)
-        .where(ProviderEvent.processed_at.is_null(), ProviderEvent.received_at < now - EVENT_GRACE,
+        .where(ProviderEvent.processed_at.is_null(), ProviderEvent.received_at < now - event_grace(),
                ProviderEvent.attempts < MAX_EVENT_ATTEMPTS)
         .order_by(ProviderEvent.received_at)
         .limit(BATCH)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -113,3 +114,53 @@ def import_session_types(env: dict, tmp_path: Path, sandbox_base: str, items: li
         for item in items
     ]))
     run_cli(env, "session-types", "import", str(catalogue))
+
+
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "") if os.environ.get("TEST_DATABASE_URL", "").startswith("postgres") \
+    else "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/14"
+
+
+@contextmanager
+def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: str = "",
+                    session_types: list[dict] | None = None):
+    """The whole service on real processes against a scratch PostgreSQL database and Redis, with a
+    provider sandbox of its own; yields the RealStack (with `.sandbox`, `.env`, `.redis_url`)."""
+    import redis
+
+    from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
+    from conftest import postgres_problem, redis_problem, require_service
+
+    require_service("PostgreSQL", postgres_problem(POSTGRES_URL))
+    require_service("Redis", redis_problem(REDIS_URL))
+    secret = {"key": "sk_test_" + secrets.token_hex(8), "whsec": "whsec_" + secrets.token_hex(16),
+              "token": secrets.token_hex(8), "signing": secrets.token_hex(16)}
+    sandbox = Sandbox(SandboxConfig(secret["key"], secret["whsec"], secret["token"], secret["signing"]))
+    server, sandbox_base = serve_in_thread(sandbox.app)
+    sandbox.config.public_base = sandbox.base = sandbox_base
+    database = ScratchDatabase(POSTGRES_URL)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {
+        **base_environment(),
+        "DATABASE_URL": database.url, "BROKER_URL": REDIS_URL,
+        "STRIPE_SECRET_KEY": secret["key"], "STRIPE_WEBHOOK_SECRET": f"whsec_old_rotated,{secret['whsec']}",
+        "STRIPE_API_BASE": sandbox_base + "/stripe",
+        "CALENDLY_API_TOKEN": secret["token"], "CALENDLY_WEBHOOK_SIGNING_KEY": secret["signing"],
+        "CALENDLY_API_BASE": sandbox_base + "/calendly",
+        "PUBLIC_URL": "https://frontend.example", "SWEEP_INTERVAL_SECONDS": "1",
+        "WEB_CONCURRENCY": "2", "WORKER_THREADS": "4", **(extra_env or {}),
+    }
+    run_cli(env, "db", "upgrade")  # the Procfile's release step
+    import_session_types(env, tmp_path, sandbox_base, session_types or [{"slug": "strategy-session", "price": 25000}])
+    stack = RealStack(env, tmp_path / "stack.log", concurrency=concurrency)
+    try:
+        stack.wait_ready("/readyz")
+        sandbox.config.stripe_webhook_url = stack.base + "/webhooks/stripe"
+        sandbox.config.calendly_webhook_url = stack.base + "/webhooks/calendly"
+        stack.sandbox, stack.redis_url = sandbox, REDIS_URL
+        yield stack
+    finally:
+        stack.stop()
+        sandbox.close()
+        server.shutdown()
+        database.drop()

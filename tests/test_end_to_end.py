@@ -3,61 +3,20 @@ them, against PostgreSQL and Redis, with the providers replaced by the local san
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
-import redis
 import requests
 
-from conftest import TEST_DATABASE_URL, TEST_REDIS_URL, postgres_problem, redis_problem, require_service
 from flows import Client, history_states, sessions_of
 from providers import encode, stripe_event, stripe_signature, checkout_session
-from realstack import RealStack, ScratchDatabase, base_environment, import_session_types, run_cli
+from realstack import RealStack, base_environment, run_cli, running_service
 
 pytestmark = pytest.mark.e2e
-
-POSTGRES_URL = TEST_DATABASE_URL if TEST_DATABASE_URL.startswith("postgres") else "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = TEST_REDIS_URL or "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
-
-    require_service("PostgreSQL", postgres_problem(POSTGRES_URL))
-    require_service("Redis", redis_problem(REDIS_URL))
-    tmp = tmp_path_factory.mktemp("e2e")
-    secret = {"key": "sk_test_" + secrets.token_hex(8), "whsec": "whsec_" + secrets.token_hex(16),
-              "token": secrets.token_hex(8), "signing": secrets.token_hex(16)}
-    sandbox = Sandbox(SandboxConfig(secret["key"], secret["whsec"], secret["token"], secret["signing"]))
-    server, sandbox_base = serve_in_thread(sandbox.app)
-    sandbox.config.public_base = sandbox.base = sandbox_base
-    database = ScratchDatabase(POSTGRES_URL)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {
-        **base_environment(),
-        "DATABASE_URL": database.url, "BROKER_URL": REDIS_URL,
-        "STRIPE_SECRET_KEY": secret["key"], "STRIPE_WEBHOOK_SECRET": f"whsec_old_rotated,{secret['whsec']}",
-        "STRIPE_API_BASE": sandbox_base + "/stripe",
-        "CALENDLY_API_TOKEN": secret["token"], "CALENDLY_WEBHOOK_SIGNING_KEY": secret["signing"],
-        "CALENDLY_API_BASE": sandbox_base + "/calendly",
-        "PUBLIC_URL": "https://frontend.example", "SWEEP_INTERVAL_SECONDS": "1",
-        "WEB_CONCURRENCY": "2", "WORKER_THREADS": "4",
-    }
-    run_cli(env, "db", "upgrade")  # the Procfile's release step
-    import_session_types(env, tmp, sandbox_base, [{"slug": "strategy-session", "price": 25000}])
-    running = RealStack(env, tmp / "stack.log")
-    try:
-        running.wait_ready("/readyz")
-        sandbox.config.stripe_webhook_url = running.base + "/webhooks/stripe"
-        sandbox.config.calendly_webhook_url = running.base + "/webhooks/calendly"
-        running.sandbox, running.secret = sandbox, secret
+    with running_service(tmp_path_factory.mktemp("e2e")) as running:
         yield running
-    finally:
-        running.stop()
-        sandbox.close()
-        server.shutdown()
-        database.drop()
 
 
 def test_a_booking_walks_to_confirmed_over_http_alone(stack):

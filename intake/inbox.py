@@ -1,0 +1,37 @@
+"""The inbox: everything accepted from outside (provider deliveries and client requests) is stored
+before it is acknowledged, then its row id is queued. A lost message is found again by the
+scheduler's sweep of unprocessed rows, so an acknowledged delivery or request is never lost."""
+
+from __future__ import annotations
+
+import peewee
+
+from intake.queue import enqueue
+from jobs.dispatch import handler_for
+from jobs.events import process_event
+from models.db import utcnow
+from models.tables import ProviderEvent
+
+
+def _store(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
+    """Store once; (row, True) if it was new."""
+    handled = handler_for(provider, event_type) is not None
+    try:
+        event = ProviderEvent.create(
+            provider=provider, event_id=event_id[:255], type=event_type[:100], subject=subject, payload=payload,
+            # Unknown types are accepted and kept, but there is nothing to do with them.
+            processed_at=None if handled else utcnow(), outcome=None if handled else "ignored",
+        )
+        return event, True
+    except peewee.IntegrityError:
+        return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255]), False
+
+
+def accept(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
+    """Store, then queue unless already processed; a broker failure is a 503 (ApiError)."""
+    event, new = _store(provider, event_id, event_type, subject, payload)
+    if event.processed_at is None:
+        # Also for a repeat of an unprocessed one: its first enqueue may have failed (we answered 503
+        # then). Processing is idempotent, so an extra message costs nothing.
+        enqueue(process_event, event.id)
+    return event, new
