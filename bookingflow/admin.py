@@ -1,26 +1,62 @@
-"""Operator views and actions over bookings and events (`bookingflow bookings|events ...`)."""
+"""Operator views and actions over bookings and events (`bookingflow bookings|events|stats ...`)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+
+import peewee
+
+from bookingflow import settings as settings_module
 from bookingflow.privacy import mask_email
-from models.states import State
-from models.tables import Booking, ProviderEvent, Transition
+from models.db import utcnow
+from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, schedule_check, timeout_for
+from models.tables import Booking, Payment, ProviderEvent, Refund, Transition
+
+# Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
+FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched")
 
 
 def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
-def list_bookings(state: str | None, limit: int) -> int:
-    query = Booking.select().order_by(Booking.created_at.desc()).limit(limit)
-    if state:
-        if state.upper() not in State.__members__:
-            print(f"unknown state {state!r}; one of: {', '.join(State.__members__)}")
-            return 2
-        query = query.where(Booking.state == state.upper())
-    for booking in query:
-        print(f"{booking.id}  {booking.state:<26} {booking.amount:>8} {booking.currency}  "
-              f"{_when(booking.state_changed_at)}  {mask_email(booking.email)}")
+def parse_time(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _print_booking_line(booking: Booking) -> None:
+    flag = f"  FLAGGED: {booking.flag_reason}" if booking.flagged_at else ""
+    print(f"{booking.id}  {booking.state:<26} {booking.amount:>8} {booking.currency}  "
+          f"{_when(booking.state_changed_at)}  {mask_email(booking.email)}{flag}")
+
+
+def stuck_bookings(now: dt.datetime):
+    """Bookings in a non-resting state for longer than its timeout."""
+    current = settings_module.get()
+    for state in State:
+        if state in RESTING:
+            continue
+        timeout = timeout_for(state, current.state_timeouts, current.payment_hold_minutes)
+        yield from Booking.select().where(Booking.state == state.value, Booking.state_changed_at < now - timeout)
+
+
+def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: bool = False) -> int:
+    if stuck:
+        rows = list(stuck_bookings(utcnow()))[:limit]
+    else:
+        query = Booking.select().order_by(Booking.created_at.desc()).limit(limit)
+        if state:
+            if state.upper() not in State.__members__:
+                print(f"unknown state {state!r}; one of: {', '.join(State.__members__)}")
+                return 2
+            query = query.where(Booking.state == state.upper())
+        if flagged:
+            query = query.where(Booking.flagged_at.is_null(False))
+        rows = list(query)
+    for booking in rows:
+        _print_booking_line(booking)
     return 0
 
 
@@ -30,29 +66,67 @@ def show_booking(booking_id: str) -> int:
         print(f"no booking {booking_id}")
         return 1
     print(f"booking {booking.id}: {booking.state} (since {_when(booking.state_changed_at)})")
+    if booking.flagged_at:
+        print(f"  FLAGGED {_when(booking.flagged_at)}: {booking.flag_reason}")
     print(f"  session type {booking.session_type.slug}, {booking.amount} {booking.currency}, "
           f"paid {booking.amount_paid}, refunded {booking.amount_refunded}")
     print(f"  client {mask_email(booking.email)}; slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
     print(f"  calendly event {booking.calendly_event_uri or '-'}")
     print(f"  checkout {booking.checkout_session_id or '-'} (attempt {booking.payment_attempt}), "
           f"payment intent {booking.payment_intent_id or '-'}")
+    for reason in (booking.cancel_reason, booking.payment_failure, booking.last_error):
+        if reason:
+            print(f"  note: {reason}")
+    print(f"  next check {_when(booking.next_check_at)}, recoveries {booking.recovery_attempts}")
     print("history:")
     for row in Transition.select().where(Transition.booking == booking.id).order_by(Transition.at, Transition.id):
         print(f"  {_when(row.at)}  {row.from_state or '-':<26} -> {row.state:<26} {row.trigger} ({row.cause or '-'})")
+    print("payments:")
+    for payment in Payment.select().where(Payment.booking == booking.id).order_by(Payment.created_at):
+        print(f"  {payment.checkout_session_id} attempt {payment.attempt}: {payment.amount} {payment.currency} {payment.status}")
+    print("refunds:")
+    for refund in Refund.select().where(Refund.booking == booking.id).order_by(Refund.created_at):
+        print(f"  {refund.stripe_refund_id or '(not yet asked)'} {refund.purpose}: {refund.amount} {refund.currency} "
+              f"{refund.status}")
     print("events:")
-    for event in ProviderEvent.select().where(ProviderEvent.booking == booking.id).order_by(ProviderEvent.received_at):
+    for event in ProviderEvent.select().where(
+            (ProviderEvent.booking == booking.id) | (ProviderEvent.subject == booking.id)).order_by(ProviderEvent.received_at):
         print(f"  {_when(event.received_at)}  {event.provider} {event.type} {event.event_id}: {event.outcome or 'pending'}")
     return 0
 
 
 def retry_booking(booking_id: str) -> int:
-    from jobs.flow import advance_booking
+    """Run the booking's current step again now, whatever its flag or backoff says."""
+    from jobs.reconcile import reconcile_booking
 
-    if Booking.get_or_none(Booking.id == booking_id) is None:
+    booking = Booking.get_or_none(Booking.id == booking_id)
+    if booking is None:
         print(f"no booking {booking_id}")
         return 1
-    advance_booking.send(booking_id)
-    print(f"queued: advance booking {booking_id}")
+    Booking.update(flagged_at=None, flag_reason=None, recovery_attempts=0, check_attempts=0).where(
+        Booking.id == booking_id).execute()
+    schedule_check(booking_id, utcnow())
+    reconcile_booking.send(booking_id)
+    print(f"queued: the current step of booking {booking_id} ({booking.state})")
+    return 0
+
+
+def force_booking(booking_id: str, state: str, reason: str) -> int:
+    if state.upper() not in State.__members__:
+        print(f"unknown state {state!r}; one of: {', '.join(State.__members__)}")
+        return 2
+    try:
+        booking = force(booking_id, State(state.upper()), reason, operator=f"operator {getpass.getuser()}")
+    except ValueError as exc:
+        print(str(exc))
+        return 2
+    except TransitionRefused:
+        print(f"booking {booking_id} changed while forcing; look again")
+        return 1
+    except BookingNotFound:
+        print(f"no booking {booking_id}")
+        return 1
+    print(f"booking {booking.id} forced to {booking.state}: {reason}")
     return 0
 
 
@@ -66,22 +140,67 @@ def list_events(unprocessed: bool, limit: int) -> int:
     return 0
 
 
-def _find_event(key: str) -> ProviderEvent | None:
-    if key.isdigit():
-        event = ProviderEvent.get_or_none(ProviderEvent.id == int(key))
-        if event is not None:
-            return event
-    return ProviderEvent.get_or_none(ProviderEvent.event_id == key)
+def _events_to_replay(key: str | None, failed: bool, since: dt.datetime | None) -> list[ProviderEvent]:
+    if key:
+        event = ProviderEvent.get_or_none(ProviderEvent.id == int(key)) if key.isdigit() else None
+        event = event or ProviderEvent.get_or_none(ProviderEvent.event_id == key)
+        return [event] if event else []
+    query = ProviderEvent.select().where(ProviderEvent.payload.is_null(False)).order_by(ProviderEvent.received_at)
+    if failed:
+        query = query.where(ProviderEvent.outcome.in_(FAILED_OUTCOMES) |
+                            (ProviderEvent.processed_at.is_null() & (ProviderEvent.attempts > 0)))
+    if since:
+        query = query.where(ProviderEvent.received_at >= since)
+    return list(query)
 
 
-def replay_event(key: str) -> int:
+def replay_events(key: str | None, failed: bool, since: dt.datetime | None) -> int:
+    """Process stored events again. Safe: handlers are idempotent, transitions dedupe on the cause."""
     from jobs.events import process_event
 
-    event = _find_event(key)
-    if event is None:
-        print(f"no event {key}")
-        return 1
-    ProviderEvent.update(processed_at=None, outcome=None, detail=None).where(ProviderEvent.id == event.id).execute()
-    process_event.send(event.id)
-    print(f"queued: replay of {event.provider} {event.type} {event.event_id}")
+    chosen = _events_to_replay(key, failed, since)
+    if not chosen:
+        print("no event to replay" if not key else f"no event {key}")
+        return 1 if key else 0
+    for number, event in enumerate(chosen, 1):
+        ProviderEvent.update(processed_at=None, outcome=None, detail=None).where(ProviderEvent.id == event.id).execute()
+        process_event.send(event.id)
+        if number == len(chosen) or number % 50 == 0:
+            print(f"queued {number}/{len(chosen)}: {event.provider} {event.type} {event.event_id}", flush=True)
+    return 0
+
+
+def _rate(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def stats(since: dt.datetime, until: dt.datetime) -> int:
+    """Conversion, payment success, cancellation and refund rates, average booking value."""
+    created = Booking.select().where(Booking.created_at >= since, Booking.created_at < until)
+    ids = [b.id for b in created.select(Booking.id)]
+    total = len(ids)
+
+    def reached(*states: str) -> int:
+        if not ids:
+            return 0
+        return (Transition.select(Transition.booking).distinct()
+                .where(Transition.booking.in_(ids), Transition.state.in_(states)).count())
+
+    confirmed = reached(State.BOOKING_CONFIRMED.value)
+    cancelled = reached(State.BOOKING_CANCELLED.value)
+    payments = Payment.select().where(Payment.booking.in_(ids)) if ids else Payment.select().where(False)
+    paid = payments.where(Payment.status == "paid")
+    refunds = Refund.select().where(Refund.booking.in_(ids), Refund.status == "succeeded") if ids else []
+    values = Booking.select(Booking.currency, peewee.fn.SUM(Booking.amount_paid - Booking.amount_refunded).alias("net"),
+                            peewee.fn.COUNT(Booking.id).alias("n")).where(
+        Booking.id.in_(ids or [""]), Booking.amount_paid > 0).group_by(Booking.currency)
+    print(f"bookings created {_when(since)} to {_when(until)}: {total}")
+    print(f"  conversion (reached BOOKING_CONFIRMED): {confirmed} ({_rate(confirmed, total)})")
+    print(f"  payment success (checkouts paid): {paid.count()} of {payments.count()} ({_rate(paid.count(), payments.count())})")
+    print(f"  cancellation (after confirmation): {cancelled} ({_rate(cancelled, confirmed)})")
+    refunded_bookings = len({r.booking_id for r in refunds})
+    print(f"  refunds: {refunded_bookings} bookings ({_rate(refunded_bookings, confirmed)}), "
+          f"{sum(r.amount for r in refunds)} minor units")
+    for row in values:
+        print(f"  average booking value, net of refunds: {int(row.net) // row.n} {row.currency} over {row.n} paid bookings")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 
@@ -69,12 +70,23 @@ def cmd_bookings(args) -> int:
 
     _database_only()
     if args.action == "list":
-        return admin.list_bookings(args.state, args.limit)
+        return admin.list_bookings(args.state, args.limit, stuck=args.stuck, flagged=args.flagged)
     if args.action == "show":
         return admin.show_booking(args.booking_id)
+    if args.action == "force":
+        return admin.force_booking(args.booking_id, args.state, args.reason)
     import jobs  # noqa: F401  (retry sends to the workers)
 
     return admin.retry_booking(args.booking_id)
+
+
+def _time_argument(text: str):
+    from bookingflow.admin import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
 
 
 def cmd_events(args) -> int:
@@ -83,9 +95,20 @@ def cmd_events(args) -> int:
     _database_only()
     if args.action == "list":
         return admin.list_events(args.unprocessed, args.limit)
-    import jobs  # noqa: F401
+    if not (args.event or args.failed or args.since):
+        bootstrap.fail("events replay needs an event, --failed or --since")
+    import jobs  # noqa: F401  (replay sends to the workers)
 
-    return admin.replay_event(args.event)
+    return admin.replay_events(args.event, args.failed, args.since)
+
+
+def cmd_stats(args) -> int:
+    from bookingflow import admin
+    from models.db import utcnow
+
+    _database_only()
+    until = args.until or utcnow()
+    return admin.stats(args.since or until - datetime.timedelta(days=30), until)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,18 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     booking_actions = bookings.add_subparsers(dest="action", required=True)
     listing = booking_actions.add_parser("list", help="bookings, newest first")
     listing.add_argument("--state", default=None)
+    listing.add_argument("--stuck", action="store_true", help="only those past their state's timeout")
+    listing.add_argument("--flagged", action="store_true", help="only those flagged for an operator")
     listing.add_argument("--limit", type=int, default=50)
-    booking_actions.add_parser("show", help="one booking with its history and events").add_argument("booking_id")
-    booking_actions.add_parser("retry", help="run the booking's current step again").add_argument("booking_id")
+    booking_actions.add_parser("show", help="one booking with its history, money and events").add_argument("booking_id")
+    booking_actions.add_parser("retry", help="run the booking's current step again, now").add_argument("booking_id")
+    forcing = booking_actions.add_parser("force", help="move a booking to a state outside the table")
+    forcing.add_argument("booking_id")
+    forcing.add_argument("state")
+    forcing.add_argument("--reason", required=True, help="recorded in the history with the operator's name")
     bookings.set_defaults(run=cmd_bookings)
 
-    events = commands.add_parser("events", help="operator view of received provider events")
+    events = commands.add_parser("events", help="operator view of received deliveries and client requests")
     event_actions = events.add_subparsers(dest="action", required=True)
     event_list = event_actions.add_parser("list", help="events, newest first")
     event_list.add_argument("--unprocessed", action="store_true")
     event_list.add_argument("--limit", type=int, default=50)
-    event_actions.add_parser("replay", help="process a stored event again").add_argument("event", help="row id or provider event id")
+    replay = event_actions.add_parser("replay", help="process stored events again (idempotent)")
+    replay.add_argument("event", nargs="?", help="row id or provider event id")
+    replay.add_argument("--failed", action="store_true", help="every event that failed or did nothing useful")
+    replay.add_argument("--since", type=_time_argument, help="every event received since (ISO 8601)")
     events.set_defaults(run=cmd_events)
+
+    stats = commands.add_parser("stats", help="conversion, payments, cancellations, refunds over a period")
+    stats.add_argument("--since", type=_time_argument, help="default: 30 days before --until")
+    stats.add_argument("--until", type=_time_argument, help="default: now")
+    stats.set_defaults(run=cmd_stats)
     return parser
 
 

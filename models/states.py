@@ -366,6 +366,34 @@ def update_fields(booking_id: str, **changes) -> int:
     )
 
 
+OPERATOR_OVERRIDE = "operatorOverride"  # the history's trigger for a forced transition
+
+
+def force(booking_id: str, target: State, reason: str, operator: str) -> Booking:
+    """An operator's transition outside the table: still a compare-and-set with its history row,
+    recorded as the operator's, with the reason. The booking is unflagged and looked at again."""
+    if not reason.strip():
+        raise ValueError("a forced transition needs a reason")
+    booking = Booking.get_or_none(Booking.id == booking_id)
+    if booking is None:
+        raise BookingNotFound(booking_id)
+    now = utcnow()
+    with write_transaction():
+        updated = (
+            Booking.update(state=target.value, version=Booking.version + 1, state_changed_at=now, updated_at=now,
+                           flagged_at=None, flag_reason=None, recovery_attempts=0, check_attempts=0,
+                           next_check_at=_configured_check(target, now, booking.scheduled_start),
+                           settled_at=None, released_at=booking.released_at)
+            .where(Booking.id == booking_id, Booking.state == booking.state)
+            .execute()
+        )
+        if not updated:
+            raise TransitionRefused(booking_id, booking.state, OPERATOR_OVERRIDE)
+        Transition.create(booking=booking_id, from_state=booking.state, state=target.value,
+                          trigger=OPERATOR_OVERRIDE, cause=f"{operator}: {reason.strip()}"[:255], at=now)
+    return Booking.get_by_id(booking_id)
+
+
 def schedule_check(booking_id: str, when: dt.datetime | None) -> None:
     """When the scheduler looks at the booking next. Not a change a client can see: no version bump."""
     Booking.update(next_check_at=when).where(Booking.id == booking_id).execute()

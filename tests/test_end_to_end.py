@@ -69,3 +69,30 @@ def test_a_delivery_is_refused_with_503_while_the_broker_is_unreachable(tmp_path
         assert requests.get(f"{web.base}/readyz", timeout=30).status_code == 503
     finally:
         web.stop()
+
+
+def test_an_operator_forces_a_transition_with_a_reason_recorded_in_the_history(stack):
+    frontend = Client(stack.base, stack.sandbox)
+    booking = frontend.create_booking("strategy-session")
+    refused = run_cli(stack.env, "bookings", "force", booking["id"], "IDLE", check=False)
+    assert refused.returncode != 0 and "--reason" in refused.stderr
+    forced = run_cli(stack.env, "bookings", "force", booking["id"], "IDLE", "--reason", "client phoned to cancel")
+    assert "forced to IDLE" in forced.stdout
+    last = frontend.status(booking["id"])["history"][-1]
+    assert (last["state"], last["trigger"]) == ("IDLE", "operatorOverride")
+    assert "client phoned to cancel" in run_cli(stack.env, "bookings", "show", booking["id"]).stdout
+
+
+def test_an_operator_replays_failed_events_and_reads_the_stats(stack):
+    frontend = Client(stack.base, stack.sandbox)
+    view, _ = frontend.book_and_wait_for_checkout("strategy-session")
+    frontend.pay(view["checkout_url"])
+    frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+    listed = run_cli(stack.env, "events", "list").stdout
+    assert "checkout.session.completed" in listed and "invitee.created" in listed
+    replayed = run_cli(stack.env, "events", "replay", "--since", "2000-01-01T00:00:00Z").stdout
+    assert "queued" in replayed
+    assert frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")["history"][-1]["trigger"] == "confirmBooking"
+    stats = run_cli(stack.env, "stats").stdout
+    assert "conversion (reached BOOKING_CONFIRMED)" in stats and "average booking value" in stats
+    assert run_cli(stack.env, "bookings", "list", "--flagged").stdout == ""
