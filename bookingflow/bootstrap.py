@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import NoReturn
 
+from bookingflow import logs
 from bookingflow import settings as settings_module
 from bookingflow.settings import Settings, SettingsError
 from models.db import open_database
@@ -36,5 +37,6 @@ def open_configured_database(current: Settings):
     return open_database(current.database_url)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+def configure_logging(json_lines: bool = True, level: int = logging.INFO) -> None:
+    """JSON lines for the serving processes; masked plain text for `bookingflow dev`'s terminal."""
+    logs.configure(json_lines=json_lines, level=level)

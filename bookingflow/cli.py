@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import sys
 
 from bookingflow import bootstrap
@@ -46,6 +47,8 @@ def cmd_session_types_import(args) -> int:
 
 def cmd_scheduler(args) -> int:
     bootstrap.configure_logging()
+    # One line per sweep run is noise; the sweeps log what they handled.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     import jobs  # noqa: F401  (settings, database and the broker the sweeps send to)
     from scheduler import run_forever
 

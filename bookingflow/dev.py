@@ -72,7 +72,7 @@ def dev_settings(port: int | None) -> tuple[Settings, dict]:
 
 
 def run_dev(port: int | None = None) -> int:
-    bootstrap.configure_logging()
+    bootstrap.configure_logging(json_lines=False)
     current, secret = dev_settings(port)
     settings_module.configure(current)
     bootstrap.open_configured_database(current)

@@ -47,6 +47,7 @@ class Settings:
     mail_from: str = "bookings@localhost"
     alert_webhook_url: str = field(default="", repr=False)
     payload_retention_days: int = 90
+    prometheus_multiproc_dir: str = ""  # set for gunicorn's workers by bookingflow.gunicorn_conf
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -139,6 +140,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),
         alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", "", ("http", "https")),
         payload_retention_days=_int(env, "PAYLOAD_RETENTION_DAYS", 90, 1, 3650),
+        prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
     )
 
 

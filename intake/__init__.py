@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import time
 
+from flask import Flask, g, request
+
+from bookingflow import logs, metrics
 from bookingflow import settings as settings_module
 from bookingflow.settings import Settings
 
 MAX_BODY_BYTES = 256 * 1024
+log = logging.getLogger("intake")
 
 
 def create_app(test_config: Settings | None = None) -> Flask:
@@ -26,10 +31,24 @@ def create_app(test_config: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(__import__("intake.openapi", fromlist=["bp"]).bp)
 
     @app.before_request
-    def open_connection():
+    def start_request():
+        g.started = time.perf_counter()
+        logs.request_id.set(logs.valid_request_id(request.headers.get("X-Request-ID")) or logs.new_request_id())
+        logs.booking_id.set(None)
+        logs.event_id.set(None)
         database.connect(reuse_if_open=True)
+
+    @app.after_request
+    def finish_request(response):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.request(route, request.method, response.status_code, time.perf_counter() - g.get("started", time.perf_counter()))
+        response.headers["X-Request-ID"] = logs.request_id.get() or ""
+        if request.method != "GET" or response.status_code >= 500:
+            log.info("%s %s %s", request.method, route, response.status_code)
+        return response
 
     @app.teardown_request
     def close_connection(exc):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dramatiq
-from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+
+from bookingflow.metrics import DatabaseCollector
 
 from models.db import database
 
@@ -43,6 +45,17 @@ def readyz():
     return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
 
 
+_database_metrics = CollectorRegistry()
+_database_metrics.register(DatabaseCollector())
+
+
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    if current_app.config["SETTINGS"].prometheus_multiproc_dir:
+        # Several gunicorn workers: add up what each has counted.
+        process_metrics = CollectorRegistry()
+        multiprocess.MultiProcessCollector(process_metrics)
+    else:
+        process_metrics = REGISTRY
+    body = generate_latest(process_metrics) + generate_latest(_database_metrics)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)

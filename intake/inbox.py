@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import peewee
 
+from bookingflow import logs
 from intake.queue import enqueue
 from jobs.dispatch import handler_for
 from jobs.events import process_event
@@ -29,6 +30,7 @@ def _store(provider: str, event_id: str, event_type: str, subject: str | None, p
 
 def accept(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
     """Store, then queue unless already processed; a broker failure is a 503 (ApiError)."""
+    logs.event_id.set(event_id[:255])
     event, new = _store(provider, event_id, event_type, subject, payload)
     if event.processed_at is None:
         # Also for a repeat of an unprocessed one: its first enqueue may have failed (we answered 503

@@ -6,10 +6,14 @@ after it has configured its embedded settings.
 
 import dramatiq
 
+from bookingflow import logs
 from bookingflow.bootstrap import open_configured_database, service_settings
-from jobs.broker import build_broker
 
+logs.configure_unless_configured()  # the Procfile's worker runs `dramatiq --skip-logging`: JSON lines
 settings = service_settings()
+
+from jobs.broker import build_broker  # noqa: E402  (after the settings: it sets up metrics from them)
+
 open_configured_database(settings)
 broker = build_broker(settings.broker_url)
 dramatiq.set_broker(broker)

@@ -12,6 +12,8 @@ import logging
 
 import dramatiq
 
+from bookingflow import logs, metrics
+
 from jobs import calendly_events, client_requests, stripe_events  # noqa: F401  (they register their handlers)
 from jobs.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handler_for
@@ -53,10 +55,15 @@ def process(event_pk: int) -> Outcome | None:
     event = ProviderEvent.get_or_none(ProviderEvent.id == event_pk)
     if event is None or event.processed_at is not None:
         return None
+    logs.event_id.set(event.event_id)
+    metrics.event_received_at.set(event.received_at)
+    logs.bind_booking(event.booking_id or (event.subject if event.provider == "client" else None))
     ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(ProviderEvent.id == event_pk).execute()
     outcome = run_handler(event)
     if finish(event, outcome):
+        logs.bind_booking(outcome.booking_id)
         log.info("event %s %s %s: %s", event.provider, event.type, event.event_id, outcome.name)
+        metrics.delivery(event.provider, event.type, outcome.name)
     return outcome
 
 

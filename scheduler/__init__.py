@@ -12,6 +12,7 @@ import signal
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from bookingflow import logs
 from models.db import database, is_postgres, utcnow
 from scheduler.sweeps import SWEEPS
 
@@ -33,6 +34,11 @@ def _release_lead() -> None:
 
 def run_sweeps() -> dict[str, int]:
     """One run of every sweep, if this process is the leader. Returns what each sweep handled."""
+    with logs.bound(request_id=logs.new_request_id("sweep-")):
+        return _run_sweeps()
+
+
+def _run_sweeps() -> dict[str, int]:
     handled: dict[str, int] = {}
     database.connect(reuse_if_open=True)
     try:

@@ -3,8 +3,12 @@ them, against PostgreSQL and Redis, with the providers replaced by the local san
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
+
+from conftest import wait_until
 
 from flows import Client, history_states, sessions_of
 from providers import encode, stripe_event, stripe_signature, checkout_session
@@ -96,3 +100,34 @@ def test_an_operator_replays_failed_events_and_reads_the_stats(stack):
     stats = run_cli(stack.env, "stats").stdout
     assert "conversion (reached BOOKING_CONFIRMED)" in stats and "average booking value" in stats
     assert run_cli(stack.env, "bookings", "list", "--flagged").stdout == ""
+
+
+def log_entries(stack) -> list[dict]:
+    """The JSON lines of every process, as honcho prefixed them ("12:00:00 web.1 | {...}")."""
+    entries = []
+    for line in stack.log().splitlines():
+        _, sep, text = line.partition("| ")
+        if sep and text.startswith("{"):
+            entries.append(json.loads(text))
+    return entries
+
+
+def test_one_booking_can_be_followed_by_its_id_from_the_delivery_to_confirmation(stack):
+    frontend = Client(stack.base, stack.sandbox)
+    view, _ = frontend.book_and_wait_for_checkout("strategy-session")
+    frontend.pay(view["checkout_url"])
+    frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+    entries = wait_until(lambda: (lambda found: found if any("-> BOOKING_CONFIRMED" in e["message"] for e in found) else None)(
+        [e for e in log_entries(stack) if e.get("booking_id") == view["id"]]), message="the confirmation logged")
+    messages = " ".join(e["message"] for e in entries)
+    for step in ("invitee.created", "-> PAYMENT_PROCESSING", "checkout.session.completed", "-> BOOKING_CONFIRMED"):
+        assert step in messages
+    # The request id of the payment delivery's intake line follows it into the job that confirmed.
+    paid = next(e for e in entries if "checkout.session.completed" in e["message"])
+    intake = [e for e in log_entries(stack) if e.get("event_id") == paid["event_id"] and "/webhooks/stripe" in e["message"]]
+    assert intake and intake[0]["request_id"] == paid["request_id"]
+    assert "ada@example.com" not in stack.log()
+    metrics = requests.get(f"{stack.base}/metrics", timeout=10).text
+    assert 'bookingflow_history_transitions_total{from_state="PAYMENT_SUCCEEDED",to_state="BOOKING_CONFIRMED"}' in metrics
+    assert 'bookingflow_http_requests_total{method="POST",route="/webhooks/stripe",status="200"}' in metrics
+    assert 'bookingflow_bookings{state="BOOKING_CONFIRMED"}' in metrics
