@@ -13,7 +13,7 @@ from bookingflow.providers import calendly_client
 from jobs import flow
 from jobs.calendly_payloads import InviteeNotice, parse_invitee_notice, scheduled_event_info
 from jobs.dispatch import Outcome, handles
-from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
+from models.states import ABANDONABLE, State, Trigger, TransitionRefused, allowed, update_fields
 from models.tables import Booking, ProviderEvent
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,10 @@ def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
         update_fields(booking.id, **slot_fields(notice))
         flow.advance(booking.id)
         return Outcome("rescheduled", booking.id)
+    if state == State.IDLE:
+        # Scheduled after the flow was abandoned: nothing may be held for an IDLE booking.
+        calendly_client.release_scheduled_event(notice.event_uri, "The booking was abandoned before this slot was chosen")
+        return Outcome("released", booking.id, "slot scheduled after the booking was abandoned")
     if state in BEFORE_CONFIRMATION and notice.old_invitee and notice.old_invitee == booking.calendly_invitee_uri:
         # Rescheduled in Calendly before paying: the booking simply follows the new slot.
         update_fields(booking.id, **slot_fields(notice))
@@ -143,19 +147,16 @@ def cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
         return Outcome("stale", booking.id, "not the booking's current invitee")
     cancelled_by = "host" if notice.canceler_type == "host" else "invitee"
     reason = notice.cancel_reason or f"cancelled in Calendly by the {cancelled_by}"
-    state = State(booking.state)
-    if state == State.PAYMENT_SUCCEEDED:
+    if booking.state == State.PAYMENT_SUCCEEDED.value:
         flow.advance(booking.id)  # confirm first; the cancellation then refunds by policy
-        state = State(Booking.get_by_id(booking.id).state)
+    current = Booking.get_by_id(booking.id)
+    # Paid: cancelled, refunded by policy. Never paid: the flow is abandoned.
+    trigger = next((t for t in (Trigger.cancelBooking, Trigger.cancelBookingProcess) if allowed(current, t)), None)
+    if trigger is None:
+        return Outcome("duplicate", booking.id, f"booking already {current.state}")
     try:
-        if state in (State.BOOKING_CONFIRMED, State.BOOKING_RESCHEDULED):
-            flow.move(booking.id, Trigger.cancelBooking, cause=cause, cancelled_by=cancelled_by,
-                      cancel_reason=reason, released_at=None, settled_at=None)
-        elif state in ABANDONABLE:
-            flow.move(booking.id, Trigger.cancelBookingProcess, cause=cause, cancelled_by=cancelled_by,
-                      cancel_reason=reason, released_at=None, settled_at=None)
-        else:
-            return Outcome("duplicate", booking.id, f"booking already {booking.state}")
+        flow.move(booking.id, trigger, cause=cause, cancelled_by=cancelled_by, cancel_reason=reason,
+                  released_at=None, settled_at=None)
     except TransitionRefused as refused:
         return Outcome("stale", booking.id, str(refused))
     flow.advance(booking.id)

@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 import dramatiq
 
+from bookingflow import logs, metrics
 from bookingflow.providers import calendly_client
 from jobs import alerts, checkout, ledger, outbox, refund_policy
 from jobs.calendly_payloads import scheduled_event_info
 from models.db import utcnow
-from models.states import Applied, State, Trigger, TransitionRefused, apply, update_fields
+from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
 from models.tables import Booking
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ CLOSING_REFUNDS = ("cancellation", "abandoned")
 
 
 def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes) -> Applied:
+    logs.bind_booking(booking_id)
+    before = Booking.get_or_none(Booking.id == booking_id)
     applied = apply(booking_id, trigger, cause=cause, effects=outbox.queue_for_transition, **changes)
     if applied.changed:
+        log.info("booking %s: %s -> %s (%s)", booking_id, before.state if before else "?", applied.booking.state, trigger.value)
+        metrics.transition(before.state if before else None, applied.booking.state)
         outbox.send_waiting(booking_id)
     return applied
 
@@ -71,6 +76,9 @@ def _create_checkout_session(booking: Booking) -> None:
 
 
 def _confirm(booking: Booking) -> None:
+    if booking.replaced_event_uri and booking.replaced_event_uri != booking.calendly_event_uri:
+        # The new slot is settled (its difference paid, if any): only now is the old one let go.
+        calendly_client.release_scheduled_event(booking.replaced_event_uri, "Rescheduled to another session")
     changes = {}
     if booking.reschedule_session_type_id:
         # A reschedule to another session type, its difference now paid: the booking becomes that type.
@@ -102,9 +110,13 @@ def _release_and_refund(booking: Booking) -> None:
 
 
 def _refund_cancellation(booking: Booking) -> None:
-    """Cancelled after confirmation: free the slot if the client asked, then refund by policy."""
-    if booking.cancelled_by == "client" and booking.released_at is None and booking.calendly_event_uri:
-        calendly_client.release_scheduled_event(booking.calendly_event_uri, booking.cancel_reason or "Cancelled by the client")
+    """Cancelled after payment: close an open checkout, free the slots unless Calendly cancelled them,
+    then refund by policy."""
+    if booking.released_at is None:
+        ledger.expire_open_sessions(booking)
+        if booking.cancelled_by in ("client", "system"):
+            for event_uri in {booking.calendly_event_uri, booking.replaced_event_uri} - {None}:
+                calendly_client.release_scheduled_event(event_uri, booking.cancel_reason or "Booking cancelled")
         update_fields(booking.id, released_at=utcnow())
     decision = refund_policy.decide(
         ledger.net_paid(booking), booking.session_type.refund_policy, booking.scheduled_start,
@@ -159,8 +171,6 @@ def _settle_reschedule(booking: Booking) -> None:
                       scheduled_start=event.start, scheduled_end=event.end,
                       calendly_cancel_url=invitee.get("cancel_url"), calendly_reschedule_url=invitee.get("reschedule_url"))
         booking = Booking.get_by_id(booking.id)
-    if booking.replaced_event_uri and booking.replaced_event_uri != booking.calendly_event_uri:
-        calendly_client.release_scheduled_event(booking.replaced_event_uri, "Rescheduled to another session")
     new_price = booking.reschedule_session_type.price if booking.reschedule_session_type_id else booking.amount
     difference = new_price - booking.amount
     if difference > 0:
@@ -224,8 +234,10 @@ def release_hold(booking_id: str) -> None:
     booking = Booking.get_or_none(Booking.id == booking_id)
     if booking is None or booking.state != State.PAYMENT_FAILED.value:
         return
+    # Never paid: abandoned. Already paid (a reschedule's difference failed): cancelled, refunded.
+    trigger = Trigger.cancelBookingProcess if allowed(booking, Trigger.cancelBookingProcess) else Trigger.cancelBooking
     try:
-        move(booking_id, Trigger.cancelBookingProcess, cause=f"hold-expired-{booking.payment_attempt}",
+        move(booking_id, trigger, cause=f"hold-expired-{booking.payment_attempt}",
              cancelled_by="system", cancel_reason="payment not completed while the slot was held",
              released_at=None, settled_at=None)
     except TransitionRefused:

@@ -169,9 +169,17 @@ def issue(refund: Refund) -> Refund:
 
 
 def record_status(refund_id: int, stripe_refund_id: str, status: str) -> None:
+    """Stripe's events come in any order: a final status (succeeded, failed, canceled) is never
+    replaced by an earlier one (pending) that arrives late; only `failed` may follow `succeeded`."""
+    final = (*SETTLED_REFUND, *DEAD_REFUND)
     with write_transaction():
-        Refund.update(stripe_refund_id=stripe_refund_id, status=status, updated_at=utcnow()).where(
-            Refund.id == refund_id).execute()
+        update = Refund.update(stripe_refund_id=stripe_refund_id, status=status, updated_at=utcnow()).where(
+            Refund.id == refund_id)
+        if status not in final:
+            update = update.where(Refund.status.not_in(final))
+        elif status in SETTLED_REFUND:
+            update = update.where(Refund.status.not_in(DEAD_REFUND))
+        update.execute()
         _refresh_totals(Refund.get_by_id(refund_id).booking_id)
 
 

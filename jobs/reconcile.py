@@ -228,6 +228,10 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
 
 
 @dramatiq.actor(max_retries=3, min_backoff=5_000, max_backoff=120_000, max_age=3600_000, time_limit=300_000)
-def reconcile_booking(booking_id: str) -> None:
-    reconcile(booking_id)
+def reconcile_booking(booking_id: str, swept_at: str | None = None) -> None:
+    # Judged at the sweep's time or later, never earlier (a retry runs later than its sweep).
+    now = utcnow()
+    if swept_at:
+        now = max(now, dt.datetime.fromisoformat(swept_at))
+    reconcile(booking_id, now)
 

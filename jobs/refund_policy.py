@@ -22,6 +22,8 @@ class RefundDecision:
 def refund_percent(policy: dict | None, hours_before_start: float | None, cancelled_by: str | None) -> tuple[int, str]:
     if cancelled_by == "host":
         return 100, "cancelled by the host: full refund"
+    if cancelled_by == "system":
+        return 100, "cancelled by bookingflow (a payment never completed): full refund"
     if policy is None:
         return 100, "no refund policy: full refund"
     if hours_before_start is None:

@@ -128,6 +128,10 @@ TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
     (S.BOOKING_RESCHEDULED, T.cancelBooking): S.BOOKING_CANCELLED,
     # a reschedule to a dearer session type charges the difference
     (S.BOOKING_RESCHEDULED, T.initiatePayment): S.PAYMENT_PENDING,
+    # a booking already paid (a reschedule's difference still open) is cancelled, not abandoned
+    (S.PAYMENT_PENDING, T.cancelBooking): S.BOOKING_CANCELLED,
+    (S.PAYMENT_PROCESSING, T.cancelBooking): S.BOOKING_CANCELLED,
+    (S.PAYMENT_FAILED, T.cancelBooking): S.BOOKING_CANCELLED,
     (S.BOOKING_CANCELLED, T.initiateRefund): S.REFUND_PENDING,
     (S.BOOKING_CANCELLED, T.reverseCancellation): S.BOOKING_CONFIRMED,
     (S.REFUND_PENDING, T.completeRefund): S.REFUND_COMPLETED,
@@ -155,9 +159,21 @@ def went_wrong_before_payment(booking) -> bool:
     return booking.error_origin is None or State(booking.error_origin) in BEFORE_MONEY
 
 
+def nothing_paid(booking) -> bool:
+    """Abandoning a flow is for bookings that never took money; one that did is cancelled, and its
+    refund follows the policy."""
+    return not booking.amount_paid
+
+
+def something_paid(booking) -> bool:
+    return not nothing_paid(booking)
+
+
 GUARDS: dict[tuple[State, Trigger], Callable] = {
     (S.ERROR_PAYMENT, T.retryPayment): went_wrong_before_payment,
-    **{(state, T.cancelBookingProcess): went_wrong_before_payment for state in ERROR_STATES},
+    **{(state, T.cancelBookingProcess): nothing_paid for state in ABANDONABLE},
+    **{(state, T.cancelBookingProcess): lambda b: went_wrong_before_payment(b) and nothing_paid(b) for state in ERROR_STATES},
+    **{(state, T.cancelBooking): something_paid for state in (S.PAYMENT_PENDING, S.PAYMENT_PROCESSING, S.PAYMENT_FAILED)},
 }
 
 # Where a failed recovery lands, by the state the booking was in when it went wrong.

@@ -59,12 +59,17 @@ def pair_id(pair) -> str:
     return f"{pair[0].value}-{pair[1].value}"
 
 
+# Guarded pairs need a booking that meets the guard: cancelling (not abandoning) a payment state is
+# for a booking that already took money (a reschedule's difference still open).
+PAID_BEFORE = {(state, T.cancelBooking) for state in (S.PAYMENT_PENDING, S.PAYMENT_PROCESSING, S.PAYMENT_FAILED)}
+
+
 @pytest.fixture
 def make_booking(session_type):
-    def make(state: State, error_origin: State | None = None) -> Booking:
+    def make(state: State, error_origin: State | None = None, amount_paid: int = 0) -> Booking:
         return Booking.create(
             session_type=session_type, state=state.value, email="ada@example.com", name="Ada Lovelace",
-            amount=session_type.price, currency=session_type.currency,
+            amount=session_type.price, currency=session_type.currency, amount_paid=amount_paid,
             error_origin=error_origin.value if error_origin else None,
             state_changed_at=LONG_AGO, created_at=LONG_AGO, updated_at=LONG_AGO,
         )
@@ -98,7 +103,7 @@ def expected_target(state: State, trigger: Trigger, origin: State | None) -> Sta
 def test_an_allowed_pair_moves_the_booking_and_writes_one_history_row(make_booking, pair):
     state, trigger = pair
     origin = ORIGIN_OF.get(state)
-    booking = make_booking(state, error_origin=origin)
+    booking = make_booking(state, error_origin=origin, amount_paid=5000 if pair in PAID_BEFORE else 0)
     target = expected_target(state, trigger, origin)
 
     applied = apply(booking.id, trigger, cause=f"cause-{trigger.value}")
@@ -374,3 +379,15 @@ def test_an_error_before_payment_may_still_be_retried_or_abandoned(make_booking)
     assert apply(retried.id, T.retryPayment, cause="client").state == S.PAYMENT_PENDING
     abandoned = make_booking(S.ERROR_PAYMENT, error_origin=S.PAYMENT_PENDING)
     assert apply(abandoned.id, T.cancelBookingProcess, cause="client").state == S.IDLE
+
+
+@pytest.mark.parametrize("state", [S.PAYMENT_PENDING, S.PAYMENT_PROCESSING, S.PAYMENT_FAILED], ids=lambda s: s.value)
+def test_a_booking_that_took_money_is_cancelled_by_policy_never_abandoned(make_booking, state):
+    paid = make_booking(state, amount_paid=5000)
+    with pytest.raises(TransitionRefused):
+        apply(paid.id, T.cancelBookingProcess, cause="client")
+    assert apply(paid.id, T.cancelBooking, cause="client").state == S.BOOKING_CANCELLED
+    unpaid = make_booking(state)
+    with pytest.raises(TransitionRefused):
+        apply(unpaid.id, T.cancelBooking, cause="client")
+    assert apply(unpaid.id, T.cancelBookingProcess, cause="client").state == S.IDLE

@@ -1,0 +1,292 @@
+"""Client e-mails through a real SMTP server on a local port: which change sends which e-mail, to whom,
+with the status link, exactly once (a job run again, an SMTP server down for a while), never with a
+secret in it; and without SMTP_URL, kept in the outbox and sent to no one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from bookingflow import settings as settings_module
+from conftest import CALENDLY_KEY, CALENDLY_TOKEN, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, make_session_type, wait_until
+from flows import Client, confirmed_booking, hours_from_now
+from models.db import utcnow
+from models.tables import Booking, Outbox
+
+POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
+PUBLIC_URL = "https://frontend.example"
+
+
+@dataclass(frozen=True)
+class Mail:
+    recipients: tuple[str, ...]
+    message: email.message.EmailMessage
+    raw: bytes
+
+    @property
+    def body(self) -> str:
+        return self.message.get_body(preferencelist=("plain",)).get_content()
+
+    @property
+    def kind(self) -> str:
+        """The kind of the outbox row this e-mail was sent from."""
+        (row,) = Outbox.select().where(Outbox.subject == self.message["Subject"], Outbox.recipient == self.message["To"])
+        return row.kind
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that asks for a login and keeps what it receives."""
+
+    def __init__(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.user, self.password = "mailer", "smtp-" + secrets.token_hex(12)
+        self.url = f"smtp://{self.user}:{self.password}@127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._mails: list[Mail] = []
+        self.greetings = 0  # EHLOs: any client that talked to us
+        self.logins = 0
+        self._controller: Controller | None = None
+
+    @property
+    def mails(self) -> list[Mail]:
+        with self._lock:
+            return list(self._mails)
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port,
+                                      authenticator=self._authenticate, auth_require_tls=False)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == self.user.encode()
+              and auth_data.password == self.password.encode())
+        if ok:
+            with self._lock:
+                self.logins += 1
+        return AuthResult(success=ok)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self._lock:
+            self.greetings += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        with self._lock:
+            self._mails.append(Mail(tuple(envelope.rcpt_tos), message, raw))
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int) -> list[Mail]:
+        return wait_until(lambda: (lambda mails: mails if len(mails) >= count else None)(self.mails),
+                          message=f"{count} e-mail(s) at the SMTP server")
+
+
+@pytest.fixture
+def mailbox(app):
+    box = Mailbox()
+    box.start()
+    current = settings_module.get()
+    settings_module.configure(current.replace(smtp_url=box.url))
+    yield box
+    settings_module.configure(current)
+    box.stop()
+
+
+@pytest.fixture
+def mailbox_not_configured(app):
+    """An SMTP server that is running, with SMTP_URL unset: nothing should ever reach it."""
+    box = Mailbox()
+    box.start()
+    current = settings_module.get()
+    settings_module.configure(current.replace(smtp_url=""))
+    yield box
+    settings_module.configure(current)
+    box.stop()
+
+
+@pytest.fixture
+def frontend(live_server, sandbox, worker, session_type):
+    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
+    make_session_type(sandbox.base, "long-call", price=20000, refund_policy=POLICY)
+    yield Client(live_server, sandbox)
+    sandbox.drop_pending_deliveries()
+    for provider in ("calendly", "stripe"):
+        sandbox.hold_deliveries(provider, False)
+    sandbox.wait_deliveries_idle()
+
+
+def drain(broker) -> None:
+    """Wait until every job given to the broker (retries included) has run."""
+    broker.join("default", timeout=30_000)
+
+
+def status_link(booking_id: str) -> str:
+    return f"{PUBLIC_URL}/bookings/{booking_id}"
+
+
+def act(frontend: Client, booking_id: str, action: str, body: dict | None = None) -> requests.Response:
+    return frontend.http.post(f"{frontend.base}/v1/bookings/{booking_id}/{action}", json=body if body is not None else {})
+
+
+def only(mails: list[Mail], kind: str) -> Mail:
+    (mail,) = [m for m in mails if m.kind == kind]
+    return mail
+
+
+def test_a_confirmed_booking_sends_its_client_one_confirmation_carrying_the_status_link(mailbox, frontend, broker):
+    view = confirmed_booking(frontend, "short-call")
+    mailbox.wait_for(1)
+    drain(broker)
+    (mail,) = mailbox.mails
+    address = Booking.get_by_id(view["id"]).email
+    assert mail.kind == "confirmation"
+    assert mail.recipients == (address,) and mail.message["To"] == address
+    assert status_link(view["id"]) in mail.body
+    assert "50.00 USD" in mail.body
+    assert mailbox.greetings >= 1 and mailbox.logins == 1  # it talked to us, with the credentials of SMTP_URL
+    assert Outbox.get(Outbox.booking == view["id"]).sent_at is not None
+
+
+@pytest.mark.parametrize("failure, reason", [("async", "the payment failed"), ("expiry", "the checkout expired")])
+def test_a_failed_payment_sends_one_payment_failure_email_with_the_link_to_retry(mailbox, frontend, sandbox, broker, failure, reason):
+    view, _ = frontend.book_and_wait_for_checkout("short-call")
+    if failure == "async":
+        frontend.pay(view["checkout_url"], outcome="delayed")
+        frontend.settle(view["checkout_url"], "failed")
+    else:
+        session_id = view["checkout_url"].rsplit("/", 1)[1]
+        response = requests.post(f"{sandbox.base}/stripe/v1/checkout/sessions/{session_id}/expire", timeout=10,
+                                 headers={"Authorization": f"Bearer {sandbox.config.stripe_secret_key}"})
+        assert response.status_code == 200
+    frontend.wait_for_state(view["id"], "PAYMENT_FAILED")
+    mailbox.wait_for(1)
+    drain(broker)
+    (mail,) = mailbox.mails
+    assert mail.kind == "payment_failed"
+    assert mail.recipients == (Booking.get_by_id(view["id"]).email,)
+    assert status_link(view["id"]) in mail.body and reason in mail.body
+
+
+def test_a_reschedule_in_calendly_sends_one_email_naming_the_new_time_and_no_cancellation(mailbox, frontend, sandbox, broker):
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(50))
+    invitee = Booking.get_by_id(view["id"]).calendly_invitee_uri
+    new_start = hours_from_now(80)
+    moved = requests.post(f"{sandbox.base}/calendly/_sandbox/reschedule", timeout=10,
+                          json={"invitee_uri": invitee, "start_time": new_start, "order": "canceled_first"}).json()
+    wait_until(lambda: Booking.get_by_id(view["id"]).calendly_invitee_uri == moved["invitee_uri"]
+               and frontend.status(view["id"])["state"] == "BOOKING_CONFIRMED", message="the new slot confirmed")
+    mails = mailbox.wait_for(2)
+    sandbox.wait_deliveries_idle()
+    drain(broker)
+    mails = mailbox.mails
+    assert sorted(m.kind for m in mails) == ["confirmation", "rescheduled"]
+    rescheduled = only(mails, "rescheduled")
+    when = dt.datetime.fromisoformat(new_start.replace("Z", "+00:00")).strftime("%A %d %B %Y, %H:%M UTC")
+    assert when in rescheduled.body
+    assert status_link(view["id"]) in rescheduled.body
+
+
+def test_a_cancellation_and_its_completed_refund_each_send_one_email(mailbox, frontend, broker):
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(30))
+    assert act(frontend, view["id"], "cancel", {"reason": "plans changed"}).status_code == 202
+    frontend.wait_for_state(view["id"], "REFUND_COMPLETED")
+    mailbox.wait_for(3)
+    drain(broker)
+    mails = mailbox.mails
+    assert [m.kind for m in mails] == ["confirmation", "cancelled", "refunded"]
+    cancelled, refunded = only(mails, "cancelled"), only(mails, "refunded")
+    assert "plans changed" in cancelled.body and status_link(view["id"]) in cancelled.body
+    assert "25.00 USD" in refunded.body and status_link(view["id"]) in refunded.body  # half, 30 h before
+    address = Booking.get_by_id(view["id"]).email
+    assert all(m.recipients == (address,) for m in mails)
+
+
+def test_an_email_is_sent_once_even_when_its_job_runs_again(mailbox, frontend, broker):
+    from jobs import outbox
+
+    view = confirmed_booking(frontend, "short-call")
+    mailbox.wait_for(1)
+    row = wait_until(lambda: Outbox.get_or_none(Outbox.booking == view["id"], Outbox.sent_at.is_null(False)),
+                     message="the e-mail marked sent")
+    assert outbox.deliver(row.id) is False
+    assert outbox.deliver(row.id) is False
+    outbox.send_email.send(row.id)
+    outbox.send_email.send(row.id)
+    drain(broker)
+    assert len(mailbox.mails) == 1
+    assert Outbox.get_by_id(row.id).attempts == 1
+
+
+def test_an_email_that_failed_while_the_smtp_server_was_down_is_sent_exactly_once_after_it_is_back(mailbox, frontend, broker):
+    from jobs import outbox
+    from scheduler import sweeps
+
+    mailbox.stop()
+    view = confirmed_booking(frontend, "short-call")
+    row = wait_until(lambda: Outbox.get_or_none(Outbox.booking == view["id"], Outbox.last_error.is_null(False)),
+                     message="the send to fail")
+    assert row.sent_at is None
+    mailbox.start()  # a new server on the same port
+    assert sweeps.resend_unsent_emails(utcnow() + dt.timedelta(minutes=5)) == 1
+    outbox.send_email.send(row.id)  # and, at the same time, another sender of the same row
+    mailbox.wait_for(1)
+    drain(broker)  # the failed job's own retry included
+    (mail,) = mailbox.mails
+    assert mail.kind == "confirmation" and status_link(view["id"]) in mail.body
+    assert Outbox.get_by_id(row.id).sent_at is not None
+
+
+def test_without_smtp_url_an_email_stays_in_the_outbox_marked_sent_and_no_server_is_contacted(
+        mailbox_not_configured, frontend, broker):
+    view = confirmed_booking(frontend, "short-call")
+    row = wait_until(lambda: Outbox.get_or_none(Outbox.booking == view["id"], Outbox.sent_at.is_null(False)),
+                     message="the e-mail marked sent")
+    drain(broker)
+    assert (row.kind, row.last_error) == ("confirmation", None)
+    assert row.recipient == Booking.get_by_id(view["id"]).email
+    assert status_link(view["id"]) in row.body
+    assert mailbox_not_configured.mails == []
+    assert mailbox_not_configured.greetings == 0
+
+
+def test_no_email_carries_a_secret(mailbox, frontend, broker):
+    view, _ = frontend.book_and_wait_for_checkout("short-call", start_time=hours_from_now(72))
+    frontend.pay(view["checkout_url"], outcome="delayed")
+    frontend.settle(view["checkout_url"], "failed")
+    frontend.wait_for_state(view["id"], "PAYMENT_FAILED")
+    assert act(frontend, view["id"], "retry-payment").status_code == 202
+    again = frontend.wait_for_state(view["id"], "PAYMENT_PROCESSING")
+    frontend.pay(again["checkout_url"])
+    frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+    assert act(frontend, view["id"], "cancel", {"reason": "plans changed"}).status_code == 202
+    frontend.wait_for_state(view["id"], "REFUND_COMPLETED")
+    mailbox.wait_for(4)
+    drain(broker)
+    mails = mailbox.mails
+    assert sorted(m.kind for m in mails) == ["cancelled", "confirmation", "payment_failed", "refunded"]
+    credentials = [STRIPE_KEY, STRIPE_WEBHOOK_SECRET, CALENDLY_TOKEN, CALENDLY_KEY, mailbox.password]
+    for mail in mails:
+        seen = mail.raw.decode("utf-8", "replace") + "\n" + mail.body
+        for credential in credentials:
+            assert credential not in seen, f"a secret in the {mail.kind} e-mail"
+    for row in Outbox.select():
+        assert not any(credential in row.body or credential in row.subject for credential in credentials)
