@@ -217,6 +217,35 @@ def session_type(app, sandbox):
     return make_session_type(sandbox.base, "coaching-hour", price=12000)
 
 
+POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
+
+
+@pytest.fixture
+def catalogue(session_type, sandbox):
+    """coaching-hour (120.00, no policy), short-call (50.00) and long-call (200.00) with POLICY."""
+    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
+    make_session_type(sandbox.base, "long-call", price=20000, refund_policy=POLICY)
+
+
+@pytest.fixture
+def customer(live_server, sandbox, catalogue):
+    """The frontend's side over HTTP, with no worker running yet. Whatever the test held back at the
+    sandbox is dropped afterwards, so it can never reach the next test."""
+    from flows import Client
+
+    yield Client(live_server, sandbox)
+    sandbox.drop_pending_deliveries()
+    for provider in ("calendly", "stripe"):
+        sandbox.hold_deliveries(provider, False)
+    sandbox.wait_deliveries_idle()
+
+
+@pytest.fixture
+def frontend(customer, worker):
+    """The frontend, with the workers running."""
+    return customer
+
+
 def make_session_type(sandbox_base: str, slug: str, price: int = 5000, currency: str = "usd", **extra):
     from bookingflow.catalog import import_session_types
     from models.tables import SessionType

@@ -8,24 +8,14 @@ import re
 import pytest
 import requests
 
-from conftest import STRIPE_WEBHOOK_SECRET, make_session_type, wait_until
-from flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
+from conftest import STRIPE_WEBHOOK_SECRET, wait_until
+from flows import assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from models.db import database
 from models.tables import Booking, Payment, ProviderEvent, Refund, Transition
 from providers import encode, stripe_signature
 
-POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
 
 
-@pytest.fixture
-def frontend(live_server, sandbox, worker, session_type):
-    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
-    make_session_type(sandbox.base, "long-call", price=20000, refund_policy=POLICY)
-    yield Client(live_server, sandbox)
-    sandbox.drop_pending_deliveries()
-    for provider in ("calendly", "stripe"):
-        sandbox.hold_deliveries(provider, False)
-    sandbox.wait_deliveries_idle()
 
 
 def test_early_webhook_arrival(frontend):

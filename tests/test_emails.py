@@ -18,12 +18,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from bookingflow import settings as settings_module
-from conftest import CALENDLY_KEY, CALENDLY_TOKEN, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, make_session_type, wait_until
+from conftest import CALENDLY_KEY, CALENDLY_TOKEN, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, wait_until
 from flows import Client, confirmed_booking, hours_from_now
 from models.db import utcnow
 from models.tables import Booking, Outbox
 
-POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
 PUBLIC_URL = "https://frontend.example"
 
 
@@ -123,15 +122,6 @@ def mailbox_not_configured(app):
     box.stop()
 
 
-@pytest.fixture
-def frontend(live_server, sandbox, worker, session_type):
-    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
-    make_session_type(sandbox.base, "long-call", price=20000, refund_policy=POLICY)
-    yield Client(live_server, sandbox)
-    sandbox.drop_pending_deliveries()
-    for provider in ("calendly", "stripe"):
-        sandbox.hold_deliveries(provider, False)
-    sandbox.wait_deliveries_idle()
 
 
 def drain(broker) -> None:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, wait_until
-from flows import Client, history_states, sessions_of, without_utm_content
+from flows import history_states, sessions_of, without_utm_content
 from models.tables import ProviderEvent, Transition
 from providers import calendly_signature, encode, stripe_signature
 
@@ -19,14 +19,6 @@ HAPPY_PATH = [
 ]
 
 
-@pytest.fixture
-def frontend(live_server, sandbox, worker, session_type):
-    yield Client(live_server, sandbox)
-    # Nothing a test held back may reach the next test.
-    sandbox.drop_pending_deliveries()
-    for provider in ("calendly", "stripe"):
-        sandbox.hold_deliveries(provider, False)
-    sandbox.wait_deliveries_idle()
 
 
 @pytest.mark.parametrize("shape", ["embedded", "reference"])

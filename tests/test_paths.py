@@ -11,35 +11,14 @@ import pytest
 import requests
 
 from bookingflow import settings as settings_module
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, make_session_type, wait_until
+from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, wait_until
 from flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from models.db import utcnow
 from models.tables import Alert, Booking, ProviderEvent, Refund
 from providers import calendly_signature, encode, stripe_signature
 
-POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
 
 
-@pytest.fixture
-def frontend(live_server, sandbox, worker, session_type):
-    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
-    make_session_type(sandbox.base, "long-call", price=20000, refund_policy=POLICY)
-    yield Client(live_server, sandbox)
-    sandbox.drop_pending_deliveries()
-    for provider in ("calendly", "stripe"):
-        sandbox.hold_deliveries(provider, False)
-    sandbox.wait_deliveries_idle()
-
-
-@pytest.fixture
-def frontend_before_the_workers_start(live_server, sandbox, session_type):
-    """The same, with no worker: the test starts one (request.getfixturevalue("worker")) when it wants."""
-    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
-    yield Client(live_server, sandbox)
-    sandbox.drop_pending_deliveries()
-    for provider in ("calendly", "stripe"):
-        sandbox.hold_deliveries(provider, False)
-    sandbox.wait_deliveries_idle()
 
 
 @pytest.fixture
@@ -418,8 +397,8 @@ def test_every_delivery_of_a_booking_sent_twice_and_newest_first_leaves_the_same
 # --- the sweeps re-drive what the broker lost ---------------------------------------------------
 
 def test_a_delivery_whose_broker_message_was_lost_is_processed_once_the_sweep_requeues_it(
-        frontend_before_the_workers_start, sandbox, broker, request):
-    frontend = frontend_before_the_workers_start
+        customer, sandbox, broker, request):
+    frontend = customer
     booking = frontend.create_booking("short-call")
     slot = frontend.schedule_in_calendly(booking["scheduling_url"])
     assert sandbox.wait_deliveries_idle()
@@ -441,8 +420,8 @@ def test_a_delivery_whose_broker_message_was_lost_is_processed_once_the_sweep_re
 
 
 def test_a_client_cancellation_whose_broker_message_was_lost_is_carried_out_once_the_sweep_requeues_it(
-        frontend_before_the_workers_start, sandbox, broker, request):
-    frontend = frontend_before_the_workers_start
+        customer, sandbox, broker, request):
+    frontend = customer
     booking = frontend.create_booking("short-call")
     assert act(frontend, booking["id"], "cancel", {"reason": "changed my mind"}).status_code == 202
     broker.flush_all()  # the broker loses the request's message before any worker took it

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from conftest import wait_until
+
 from flows import Client, money_at_stripe
 from realstack import run_cli, running_service
 

@@ -8,25 +8,16 @@ import datetime as dt
 import pytest
 import requests
 
-from conftest import make_session_type, wait_until
-from flows import Client, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
+from conftest import wait_until
+from flows import calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from jobs.reconcile import MAX_RECOVERY_ATTEMPTS, reconcile
 from models.db import utcnow
 from models.tables import Alert, Booking, ProviderEvent
 from scheduler import run_sweeps
 from scheduler.sweeps import claim_due_bookings, prune_old_payloads, requeue_unprocessed_events
 
-POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
 
 
-@pytest.fixture
-def frontend(live_server, sandbox, worker, session_type):
-    make_session_type(sandbox.base, "short-call", price=5000, refund_policy=POLICY)
-    yield Client(live_server, sandbox)
-    sandbox.drop_pending_deliveries()
-    for provider in ("calendly", "stripe"):
-        sandbox.hold_deliveries(provider, False)
-    sandbox.wait_deliveries_idle()
 
 
 def later(**delta) -> dt.datetime:
