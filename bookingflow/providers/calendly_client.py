@@ -7,11 +7,13 @@ plus the URI's path, so a sandbox or a proxy can stand in for the real host.
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import urlsplit
 
 import requests
 
 from bookingflow import settings as settings_module
+from bookingflow.providers import limits
 
 TIMEOUT_SECONDS = (5, 20)  # connect, read
 
@@ -42,12 +44,39 @@ def _url(uri_or_path: str) -> str:
     return settings_module.get().calendly_api_base + path
 
 
-def _request(method: str, uri_or_path: str, **kwargs) -> dict:
+HEADROOM = limits.Headroom("Calendly")
+TRANSIENT_STATUSES = (500, 502, 503, 504)
+
+
+def _send(method: str, uri_or_path: str, **kwargs) -> requests.Response:
+    """One call, within Calendly's rate limit: a 429 waits as long as Calendly asks; a GET that
+    meets a network error or a 5xx is tried again (reads are safe to repeat)."""
     headers = {"Authorization": f"Bearer {settings_module.get().calendly_api_token}"}
-    try:
-        response = _session().request(method, _url(uri_or_path), headers=headers, timeout=TIMEOUT_SECONDS, **kwargs)
-    except requests.RequestException as exc:
-        raise CalendlyError(None, f"Calendly unreachable: {exc.__class__.__name__}") from exc
+    attempt = 0
+    while True:
+        try:
+            response = _session().request(method, _url(uri_or_path), headers=headers, timeout=TIMEOUT_SECONDS, **kwargs)
+        except requests.RequestException as exc:
+            if method != "GET" or attempt >= limits.INLINE_ATTEMPTS:
+                raise CalendlyError(None, f"Calendly unreachable: {exc.__class__.__name__}") from exc
+            time.sleep(limits.backoff(attempt))
+            attempt += 1
+            continue
+        HEADROOM.observe(response.headers.get("X-RateLimit-Limit"), response.headers.get("X-RateLimit-Remaining"),
+                         response.headers.get("X-RateLimit-Reset"))
+        if response.status_code == 429:
+            wait = (limits.seconds_from(response.headers.get("Retry-After"))
+                    or limits.seconds_from(response.headers.get("X-RateLimit-Reset")) or limits.backoff(attempt))
+            limits.wait_or_defer("Calendly", wait, attempt)
+        elif response.status_code in TRANSIENT_STATUSES and method == "GET" and attempt < limits.INLINE_ATTEMPTS:
+            time.sleep(limits.backoff(attempt))
+        else:
+            return response
+        attempt += 1
+
+
+def _request(method: str, uri_or_path: str, **kwargs) -> dict:
+    response = _send(method, uri_or_path, **kwargs)
     if response.status_code == 404:
         raise CalendlyNotFound(404, "resource not found")
     if response.status_code >= 400:

@@ -7,6 +7,7 @@ import functools
 import stripe
 
 from bookingflow import settings as settings_module
+from bookingflow.providers import limits
 
 # Network failures and 409/429/5xx answers are retried by stripe-python itself with the same
 # idempotency key, so a retry can never create a second object.
@@ -29,21 +30,38 @@ def client() -> stripe.StripeClient:
     return _client(current.stripe_secret_key, current.stripe_api_base)
 
 
+def _within_rate_limit(call):
+    """stripe-python retries network errors, 409s and 5xx itself, but not a rate limit (429): wait
+    as Stripe asks (Retry-After, else a backoff) and repeat the very same request, idempotency key
+    and all."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except stripe.RateLimitError as exc:
+            headers = exc.headers or {}
+            wait = limits.seconds_from(headers.get("Retry-After") or headers.get("retry-after")) or limits.backoff(attempt)
+            limits.wait_or_defer("Stripe", wait, attempt)
+            attempt += 1
+
+
 def create_checkout_session(params: dict, idempotency_key: str) -> stripe.checkout.Session:
-    return client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
+    return _within_rate_limit(lambda: client().v1.checkout.sessions.create(
+        params=params, options={"idempotency_key": idempotency_key}))
 
 
 def retrieve_checkout_session(session_id: str) -> stripe.checkout.Session:
-    return client().v1.checkout.sessions.retrieve(session_id)
+    return _within_rate_limit(lambda: client().v1.checkout.sessions.retrieve(session_id))
 
 
 def expire_checkout_session(session_id: str, idempotency_key: str) -> stripe.checkout.Session:
-    return client().v1.checkout.sessions.expire(session_id, options={"idempotency_key": idempotency_key})
+    return _within_rate_limit(lambda: client().v1.checkout.sessions.expire(
+        session_id, options={"idempotency_key": idempotency_key}))
 
 
 def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
-    return client().v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+    return _within_rate_limit(lambda: client().v1.refunds.create(params=params, options={"idempotency_key": idempotency_key}))
 
 
 def retrieve_refund(refund_id: str) -> stripe.Refund:
-    return client().v1.refunds.retrieve(refund_id)
+    return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))

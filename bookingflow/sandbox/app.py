@@ -50,6 +50,9 @@ class Sandbox:
         self.stripe = StripeFake(lambda: self.config, self._sender, self._public_base)
         self.calendly = CalendlyFake(lambda: self.config, self._sender, self._public_base)
         self.app = create_app(self.stripe, self.calendly)
+        self.limits = RateLimits()
+        self.app.before_request(self.limits.refuse_if_throttled)
+        self.app.after_request(self.limits.report)
 
     def _public_base(self) -> str:
         """Base for URLs we hand out; only called while serving a request."""
@@ -85,6 +88,59 @@ class Sandbox:
 
     def close(self) -> None:
         self._sender.close()
+
+
+class RateLimits:
+    """The providers' rate limiting, as they answer it: `throttle(provider, times, retry_after)` makes
+    the next API calls answer 429 (Stripe's error body and Retry-After; Calendly's X-RateLimit-*).
+    Calendly's budget (`calendly_limit` per window) is reported on every Calendly API answer."""
+
+    def __init__(self, calendly_limit: int = 500):
+        self._lock = threading.Lock()
+        self._throttled: dict[str, tuple[int, int]] = {}
+        self.calendly_limit = calendly_limit
+        self.calendly_remaining = calendly_limit
+
+    def throttle(self, provider: str, times: int, retry_after: int = 1) -> None:
+        with self._lock:
+            self._throttled[provider] = (times, retry_after)
+
+    @staticmethod
+    def _provider() -> str | None:
+        path = request.path
+        if path.startswith(stripe_fake.URL_PREFIX + "/v1/"):
+            return "stripe"
+        if path.startswith(calendly_fake.URL_PREFIX + "/") and "/_sandbox/" not in path and "/book/" not in path:
+            return "calendly"
+        return None
+
+    def refuse_if_throttled(self):
+        provider = self._provider()
+        with self._lock:
+            if provider and self._throttled.get(provider, (0, 0))[0] > 0:
+                times, retry_after = self._throttled[provider]
+                self._throttled[provider] = (times - 1, retry_after)
+            else:
+                return None
+        if provider == "stripe":
+            body = {"error": {"type": "invalid_request_error", "code": "rate_limit",
+                              "message": "Too many requests hit the API too quickly."}}
+            headers = {"Retry-After": str(retry_after)}
+        else:
+            body = {"title": "Too Many Requests", "message": "Rate limit exceeded"}
+            headers = {"X-RateLimit-Limit": str(self.calendly_limit), "X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": str(retry_after)}
+        return Response(json.dumps(body), 429, headers=headers, mimetype="application/json")
+
+    def report(self, response: Response) -> Response:
+        if self._provider() == "calendly" and response.status_code != 429:
+            with self._lock:
+                self.calendly_remaining = max(0, self.calendly_remaining - 1)
+                remaining = self.calendly_remaining
+            response.headers["X-RateLimit-Limit"] = str(self.calendly_limit)
+            response.headers["X-RateLimit-Remaining"] = str(remaining)
+            response.headers["X-RateLimit-Reset"] = "60"
+        return response
 
 
 def create_app(stripe: StripeFake, calendly: CalendlyFake) -> Flask:
