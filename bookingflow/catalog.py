@@ -92,6 +92,49 @@ def validate(items) -> list[dict]:
     return rows
 
 
+def _free_slug(wanted: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-")[:90] or "session"
+    slug, n = base, 1
+    while SessionType.select().where(SessionType.slug == slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    created: int
+    updated: int
+    deactivated: int
+
+
+def sync_event_types(event_types: list[dict]) -> SyncResult:
+    """Fill session types from Calendly's event types: name, duration, scheduling link, URI. The
+    price, currency and refund policy are the operator's and are kept. An event type seen for the
+    first time becomes a session type switched off, priced 0, until an import gives it a price;
+    one that Calendly deactivated is switched off for new bookings."""
+    created = updated = deactivated = 0
+    with write_transaction():
+        for event_type in event_types:
+            uri, name = event_type.get("uri"), event_type.get("name")
+            if not isinstance(uri, str) or not isinstance(name, str) or not isinstance(event_type.get("duration"), int):
+                continue
+            fields = {"name": name[:200], "duration_minutes": event_type["duration"],
+                      "scheduling_url": str(event_type.get("scheduling_url") or "")[:500], "updated_at": utcnow()}
+            existing = SessionType.get_or_none(SessionType.calendly_event_type == uri)
+            if existing is None:
+                SessionType.create(slug=_free_slug(str(event_type.get("slug") or name)), calendly_event_type=uri,
+                                   price=0, currency="usd", active=False, **fields)
+                created += 1
+                continue
+            if event_type.get("active") is False and existing.active:
+                fields["active"] = False
+                deactivated += 1
+            SessionType.update(**fields).where(SessionType.id == existing.id).execute()
+            updated += 1
+    return SyncResult(created, updated, deactivated)
+
+
 def import_session_types(items) -> ImportResult:
     rows = validate(items)
     created = updated = 0

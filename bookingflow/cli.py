@@ -45,6 +45,23 @@ def cmd_session_types_import(args) -> int:
     return 0
 
 
+def cmd_session_types_sync(args) -> int:
+    current = _database_only()
+    if not current.calendly_api_token:
+        bootstrap.fail("CALENDLY_API_TOKEN is not set")
+    from bookingflow.catalog import sync_event_types
+    from bookingflow.providers import calendly_client
+
+    try:
+        event_types = calendly_client.list_event_types()
+    except calendly_client.CalendlyError as exc:
+        bootstrap.fail(f"could not read Calendly's event types: {exc}")
+    result = sync_event_types(event_types)
+    print(f"session types from Calendly: {result.created} created (switched off until priced), "
+          f"{result.updated} updated, {result.deactivated} switched off")
+    return 0
+
+
 def cmd_scheduler(args) -> int:
     bootstrap.configure_logging()
     # One line per sweep run is noise; the sweeps log what they handled.
@@ -133,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer = types.add_parser("import", help="upsert session types from a JSON file")
     importer.add_argument("file")
     importer.set_defaults(run=cmd_session_types_import)
+    types.add_parser("sync", help="fill names, durations and links from Calendly's event types "
+                                  "(prices and policies are kept)").set_defaults(run=cmd_session_types_sync)
 
     commands.add_parser("scheduler", help="run the sweeps (the Procfile's scheduler)").set_defaults(run=cmd_scheduler)
 

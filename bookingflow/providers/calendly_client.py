@@ -145,6 +145,11 @@ def _collection(path: str, params: dict, limit_pages: int = 10) -> list[dict]:
     return items
 
 
+def list_event_types() -> list[dict]:
+    """The organization's event types, active or not."""
+    return _collection("/event_types", {"organization": current_organization(), "count": 100})
+
+
 def find_invitee_by_tracking(email: str, utm_content: str, scheduled_after) -> tuple[dict, dict] | None:
     """The active invitee (and its event) that carries `utm_content`, among the client's events
     starting after `scheduled_after`: how a booking whose webhook never came is found."""

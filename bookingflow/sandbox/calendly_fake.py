@@ -196,6 +196,7 @@ class CalendlyFake:
         self._sender = sender
         self._public_base = public_base
         self._lock = threading.RLock()
+        self._event_types: dict[str, dict] = {}
         self.host_uri = f"{API_ORIGIN}/users/{uuid.uuid4()}"
         self.organization_uri = f"{API_ORIGIN}/organizations/{uuid.uuid4()}"
         self._events: dict[str, dict] = {}  # uri -> scheduled event resource
@@ -221,6 +222,7 @@ class CalendlyFake:
         bp = Blueprint("calendly_fake", __name__, url_prefix=URL_PREFIX)
         api = [
             ("GET", "/users/me", self.current_user),
+            ("GET", "/event_types", self.list_event_types),
             ("GET", "/scheduled_events", self.list_events),
             ("GET", "/scheduled_events/<event_uuid>", self.get_event),
             ("GET", "/scheduled_events/<event_uuid>/invitees", self.list_invitees),
@@ -301,6 +303,32 @@ class CalendlyFake:
             "scheduling_url": f"{self._public_base()}{URL_PREFIX}/book/sandbox-host",
             "timezone": "UTC", "avatar_url": None, "locale": "en", "resource_type": "User",
             "created_at": now, "updated_at": now, "current_organization": self.organization_uri}}
+
+    def add_event_type(self, slug: str, name: str, duration: int, active: bool = True) -> dict:
+        """An event type of the host, as GET /event_types lists it."""
+        now = iso(utcnow())
+        resource = {
+            "uri": f"{API_ORIGIN}/event_types/{slug}", "name": name, "active": active, "slug": slug,
+            "scheduling_url": f"{self._config().public_base.rstrip('/')}{URL_PREFIX}/book/{slug}",
+            "duration": duration, "duration_options": None, "kind": "solo", "pooling_type": None,
+            "type": "StandardEventType", "color": "#0069ff", "created_at": now, "updated_at": now,
+            "internal_note": None, "description_plain": None, "description_html": None, "secret": False,
+            "booking_method": "instant", "custom_questions": [], "deleted_at": None, "admin_managed": False,
+            "locations": None, "position": 0, "locale": "en",
+            "profile": {"type": "User", "name": HOST_NAME, "owner": self.host_uri},
+        }
+        with self._lock:
+            self._event_types[slug] = resource
+        return resource
+
+    def list_event_types(self, args: dict, body: dict) -> tuple[int, dict]:
+        if not (args.get("organization") or args.get("user")):
+            return 400, {"title": "Invalid Argument", "message": "One of organization or user is required."}
+        with self._lock:
+            types = list(self._event_types.values())
+        if "active" in args:
+            types = [t for t in types if str(t["active"]).lower() == args["active"].lower()]
+        return 200, paginate(types, args, "/event_types")
 
     def list_events(self, args: dict, body: dict) -> tuple[int, dict]:
         if not (args.get("organization") or args.get("user")):
