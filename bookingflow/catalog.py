@@ -56,6 +56,22 @@ def _refund_policy(item: dict, where: str) -> dict | None:
     return policy
 
 
+def _switches(item: dict, where: str) -> dict:
+    """Optional `active` (offered for new bookings) and `collect_payment` (off: a free session)."""
+    switches = {}
+    for key in ("active", "collect_payment"):
+        if key in item:
+            if not isinstance(item[key], bool):
+                raise CatalogInvalid(f"{where}: {key} must be true or false")
+            switches[key] = item[key]
+    return switches
+
+
+def set_switch(slug: str, **switch: bool) -> bool:
+    """Flip `active` or `collect_payment` of one session type; False if there is no such slug."""
+    return bool(SessionType.update(updated_at=utcnow(), **switch).where(SessionType.slug == slug).execute())
+
+
 def validate(items) -> list[dict]:
     """Every item checked before anything is written: a bad file changes nothing."""
     if not isinstance(items, list):
@@ -88,6 +104,7 @@ def validate(items) -> list[dict]:
             "calendly_event_type": _url(item, "calendly_event_type", where),
             "scheduling_url": _url(item, "scheduling_url", where),
             "refund_policy": _refund_policy(item, where),
+            **_switches(item, where),
         })
     return rows
 

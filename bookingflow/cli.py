@@ -26,6 +26,18 @@ def cmd_db_upgrade(args) -> int:
     return 0
 
 
+def cmd_db_downgrade(args) -> int:
+    _database_only()
+    from models import migrations
+
+    try:
+        undone = migrations.downgrade(args.to, report=print)
+    except ValueError as exc:
+        bootstrap.fail(str(exc))
+    print(f"schema at version {migrations.current_version()}" + ("" if undone else " (nothing to roll back)"))
+    return 0
+
+
 def cmd_session_types_import(args) -> int:
     _database_only()
     from bookingflow.catalog import CatalogInvalid, import_session_types
@@ -59,6 +71,39 @@ def cmd_session_types_sync(args) -> int:
     result = sync_event_types(event_types)
     print(f"session types from Calendly: {result.created} created (switched off until priced), "
           f"{result.updated} updated, {result.deactivated} switched off")
+    return 0
+
+
+def _on_off(text: str) -> bool:
+    if text.lower() not in ("on", "off"):
+        raise argparse.ArgumentTypeError("say on or off")
+    return text.lower() == "on"
+
+
+def cmd_session_types_switch(args) -> int:
+    _database_only()
+    from bookingflow.catalog import set_switch
+
+    switch = {"enable": {"active": True}, "disable": {"active": False}}.get(args.types_command) or {
+        "collect_payment": args.value}
+    if not set_switch(args.slug, **switch):
+        bootstrap.fail(f"no session type {args.slug!r}")
+    print(f"session type {args.slug}: " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in switch.items()))
+    return 0
+
+
+def cmd_flags(args) -> int:
+    _database_only()
+    from bookingflow import flags
+
+    if args.action == "list":
+        for flag, enabled, note in flags.all_flags():
+            print(f"{flag.name:<20} {'on' if enabled else 'off':<4} {flag.meaning}" + (f"  [{note}]" if note else ""))
+        return 0
+    if args.name not in flags.KNOWN:
+        bootstrap.fail(f"no flag {args.name!r}; flags: {', '.join(flags.KNOWN)}")
+    flags.set_enabled(flags.KNOWN[args.name], args.value, args.note)
+    print(f"{args.name} is {'on' if args.value else 'off'}")
     return 0
 
 
@@ -145,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="the database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="create or migrate the schema; safe to run again").set_defaults(run=cmd_db_upgrade)
+    rollback = db.add_parser("downgrade", help="roll the schema back to a version (newest migrations first)")
+    rollback.add_argument("--to", type=int, required=True, help="the schema version to return to")
+    rollback.set_defaults(run=cmd_db_downgrade)
 
     types = commands.add_parser("session-types", help="the catalogue").add_subparsers(dest="types_command", required=True)
     importer = types.add_parser("import", help="upsert session types from a JSON file")
@@ -152,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     importer.set_defaults(run=cmd_session_types_import)
     types.add_parser("sync", help="fill names, durations and links from Calendly's event types "
                                   "(prices and policies are kept)").set_defaults(run=cmd_session_types_sync)
+    for name, help_text in (("enable", "offer a session type for new bookings"),
+                            ("disable", "stop offering a session type for new bookings")):
+        switch = types.add_parser(name, help=help_text)
+        switch.add_argument("slug")
+        switch.set_defaults(run=cmd_session_types_switch)
+    payment = types.add_parser("payment", help="collect payment for a session type (off: a free session)")
+    payment.add_argument("slug")
+    payment.add_argument("value", type=_on_off, metavar="on|off")
+    payment.set_defaults(run=cmd_session_types_switch)
+
+    flags = commands.add_parser("flags", help="feature flags kept in the database")
+    flag_actions = flags.add_subparsers(dest="action", required=True)
+    flag_actions.add_parser("list", help="every flag, its value and meaning")
+    setting = flag_actions.add_parser("set", help="turn a flag on or off")
+    setting.add_argument("name")
+    setting.add_argument("value", type=_on_off, metavar="on|off")
+    setting.add_argument("--note", help="why, for the next operator")
+    flags.set_defaults(run=cmd_flags)
 
     commands.add_parser("scheduler", help="run the sweeps (the Procfile's scheduler)").set_defaults(run=cmd_scheduler)
 

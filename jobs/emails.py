@@ -43,8 +43,9 @@ def render(kind: str, booking: Booking) -> tuple[str, str]:
     name, session = booking.name, booking.session_type.name
     link = status_link(booking)
     if kind == "confirmation":
-        return (f"Booked: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is confirmed and paid "
-                f"({_money(booking.amount_paid, booking.currency)}).\n\nSee, cancel or reschedule it here: {link}\n")
+        paid = f" and paid ({_money(booking.amount_paid, booking.currency)})" if booking.amount_paid else ""
+        return (f"Booked: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is confirmed{paid}."
+                f"\n\nSee, cancel or reschedule it here: {link}\n")
     if kind == "rescheduled":
         return (f"Rescheduled: {session}", f"Hello {name},\n\nyour {session} is now on {_when(booking)}.\n\n"
                 f"Your booking: {link}\n")

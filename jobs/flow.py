@@ -49,6 +49,10 @@ def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes)
 # --- entry actions ----------------------------------------------------------------------------
 
 def _initiate_payment(booking: Booking) -> None:
+    if booking.amount == 0:
+        # A free session: nothing to collect, the slot is the booking.
+        move(booking.id, Trigger.confirmBooking, cause="free-session")
+        return
     attempt = booking.payment_attempt + 1
     move(
         booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}",

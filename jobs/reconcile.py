@@ -82,6 +82,8 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
     if notice.status == "canceled":
         flow.move(booking.id, Trigger.cancelBookingProcess, cause=f"reconciled-cancel-{notice.invitee_uri}",
                   cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None)
+    elif booking.amount == 0:
+        flow.move(booking.id, Trigger.confirmBooking, cause="free-session", **calendly_events.slot_fields(notice))
     else:
         attempt = booking.payment_attempt + 1
         flow.move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,

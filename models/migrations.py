@@ -1,19 +1,26 @@
-"""Versioned schema migrations: `bookingflow db upgrade` applies the ones not yet recorded.
+"""Versioned schema migrations: `bookingflow db upgrade` applies the ones not yet recorded, and
+`bookingflow db downgrade --to N` rolls back those above N, newest first.
 
 Each migration is idempotent on its own (it checks what exists before it changes it), so the first
 one may create tables from the current models: on a fresh database the later ones then find their
-work done. Upgrades run in one transaction under a lock, so two `release` runs cannot interleave.
+work done, and on an older one they do it. Every migration is backwards-compatible: it adds, with
+defaults, and never renames or drops what the running code reads, so the previous release keeps
+working while the new one is deployed. Each runs in one transaction under a lock, so two `release`
+runs cannot interleave.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import peewee
 
-from models.db import database, is_postgres, utcnow, write_transaction
-from models.tables import ALL_TABLES, UTCDateTimeField
+from playhouse.migrate import SchemaMigrator, migrate
+
+from models.db import database, is_postgres, is_sqlite, utcnow, write_transaction
+from models.tables import ALL_TABLES, FeatureFlag, SessionType, UTCDateTimeField
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x626F6F6B
@@ -45,8 +52,28 @@ def _drop_initial_tables(db: peewee.Database) -> None:
     db.drop_tables(ALL_TABLES, safe=True)
 
 
+def _columns(db: peewee.Database, table: str) -> set[str]:
+    return {column.name for column in db.get_columns(table)}
+
+
+def _add_flags_and_free_sessions(db: peewee.Database) -> None:
+    db.create_tables([FeatureFlag], safe=True)
+    if "collect_payment" not in _columns(db, SessionType._meta.table_name):
+        migrate(SchemaMigrator.from_database(db).add_column(
+            SessionType._meta.table_name, "collect_payment", peewee.BooleanField(default=True)))
+
+
+def _drop_flags_and_free_sessions(db: peewee.Database) -> None:
+    if "collect_payment" in _columns(db, SessionType._meta.table_name):
+        migrate(SchemaMigrator.from_database(db).drop_column(SessionType._meta.table_name, "collect_payment"))
+    db.drop_tables([FeatureFlag], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox", _create_initial_tables, _drop_initial_tables),
+    Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
+              _create_initial_tables, _drop_initial_tables),
+    Migration(2, "feature flags, and free sessions (payment collection per session type)",
+              _add_flags_and_free_sessions, _drop_flags_and_free_sessions),
 )
 
 
@@ -56,12 +83,29 @@ def applied_versions() -> set[int]:
     return {row.version for row in SchemaVersion.select(SchemaVersion.version)}
 
 
+@contextmanager
+def _schema_change():
+    """One transaction under the migration lock. On SQLite, where changing a column rebuilds its
+    table, foreign keys are off while it happens (they can only be switched outside a transaction)
+    and checked once it is done, as SQLite's documentation prescribes."""
+    if is_sqlite():
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        with write_transaction():
+            if is_postgres():
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            yield
+            if is_sqlite() and database.execute_sql("PRAGMA foreign_key_check").fetchall():
+                raise RuntimeError("the migration left rows whose foreign keys point nowhere; rolled back")
+    finally:
+        if is_sqlite():
+            database.execute_sql("PRAGMA foreign_keys = ON")
+
+
 def upgrade(report: Callable[[str], None] = lambda line: None) -> list[int]:
     """Apply every pending migration; return the versions applied (empty when up to date)."""
     applied: list[int] = []
-    with write_transaction():
-        if is_postgres():
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+    with _schema_change():
         database.create_tables([SchemaVersion], safe=True)
         done = applied_versions()
         for migration in MIGRATIONS:
@@ -72,6 +116,23 @@ def upgrade(report: Callable[[str], None] = lambda line: None) -> list[int]:
             SchemaVersion.create(version=migration.version, name=migration.name)
             applied.append(migration.version)
     return applied
+
+
+def downgrade(target: int, report: Callable[[str], None] = lambda line: None) -> list[int]:
+    """Roll back every applied migration above `target`, newest first; return the versions undone."""
+    if target < 0 or target > len(MIGRATIONS):
+        raise ValueError(f"no schema version {target}: versions run from 0 to {len(MIGRATIONS)}")
+    undone: list[int] = []
+    with _schema_change():
+        done = applied_versions()
+        for migration in reversed(MIGRATIONS):
+            if migration.version <= target or migration.version not in done:
+                continue
+            report(f"rolling back {migration.version}: {migration.name}")
+            migration.down(database)
+            SchemaVersion.delete().where(SchemaVersion.version == migration.version).execute()
+            undone.append(migration.version)
+    return undone
 
 
 def current_version() -> int:

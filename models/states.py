@@ -106,6 +106,9 @@ TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
     (S.CALENDLY_SCHEDULED, T.initiatePayment): S.PAYMENT_PENDING,
     (S.CALENDLY_SCHEDULED, T.onWebhookError): S.ERROR_WEBHOOK,
     (S.CALENDLY_WEBHOOK_RECEIVED, T.initiatePayment): S.PAYMENT_PENDING,
+    # a free session (payment collection off for its type) is confirmed once its slot is known
+    (S.CALENDLY_WEBHOOK_RECEIVED, T.confirmBooking): S.BOOKING_CONFIRMED,
+    (S.CALENDLY_SCHEDULED, T.confirmBooking): S.BOOKING_CONFIRMED,
     (S.CALENDLY_WEBHOOK_RECEIVED, T.cancelBooking): S.BOOKING_CANCELLED,
     (S.CALENDLY_WEBHOOK_RECEIVED, T.onWebhookError): S.ERROR_WEBHOOK,
     # payment
@@ -169,7 +172,19 @@ def something_paid(booking) -> bool:
     return not nothing_paid(booking)
 
 
+def free(booking) -> bool:
+    return booking.amount == 0
+
+
+def not_free(booking) -> bool:
+    return booking.amount != 0
+
+
 GUARDS: dict[tuple[State, Trigger], Callable] = {
+    (S.CALENDLY_WEBHOOK_RECEIVED, T.confirmBooking): free,
+    (S.CALENDLY_SCHEDULED, T.confirmBooking): free,
+    (S.CALENDLY_WEBHOOK_RECEIVED, T.initiatePayment): not_free,
+    (S.CALENDLY_SCHEDULED, T.initiatePayment): not_free,
     (S.ERROR_PAYMENT, T.retryPayment): went_wrong_before_payment,
     **{(state, T.cancelBookingProcess): nothing_paid for state in ABANDONABLE},
     **{(state, T.cancelBookingProcess): lambda b: went_wrong_before_payment(b) and nothing_paid(b) for state in ERROR_STATES},

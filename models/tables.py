@@ -33,7 +33,8 @@ class SessionType(BaseModel):
     calendly_event_type = peewee.CharField(max_length=500)
     scheduling_url = peewee.CharField(max_length=500)
     refund_policy = JSONField(null=True)
-    active = peewee.BooleanField(default=True)
+    active = peewee.BooleanField(default=True)  # off: not offered for new bookings
+    collect_payment = peewee.BooleanField(default=True)  # off: a free session, confirmed without checkout
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -187,6 +188,15 @@ class Outbox(BaseModel):
     last_error = peewee.CharField(max_length=500, null=True)
 
 
+class FeatureFlag(BaseModel):
+    """Switches an operator flips at run time (`bookingflow flags`); absent means the default."""
+
+    name = peewee.CharField(max_length=100, unique=True)
+    enabled = peewee.BooleanField()
+    note = peewee.CharField(max_length=500, null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
 class Alert(BaseModel):
     """A critical incident for operators, raised once per key and POSTed to ALERT_WEBHOOK_URL."""
 
@@ -199,4 +209,4 @@ class Alert(BaseModel):
     attempts = peewee.IntegerField(default=0)
 
 
-ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert)
+ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert, FeatureFlag)

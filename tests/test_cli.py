@@ -89,7 +89,10 @@ def test_db_upgrade_creates_the_schema_and_is_safe_to_run_again(tmp_path):
     assert {"session_type", "booking", "transition", "provider_event", "schema_version"} <= tables
     assert second.returncode == 0, second.stderr
     assert "up to date" in second.stdout
-    assert [row["version"] for row in cli.rows("SELECT version FROM schema_version")] == [1]
+    from models.migrations import MIGRATIONS
+
+    versions = [row["version"] for row in cli.rows("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == [migration.version for migration in MIGRATIONS]  # each applied once
 
 
 def test_db_upgrade_keeps_the_data_already_there(cli):

@@ -24,7 +24,8 @@ def test_a_stripe_429_is_waited_out_and_the_checkout_created_once(frontend, sand
     limits_of.throttle("stripe", times=1, retry_after=0)
     view, _ = frontend.book_and_wait_for_checkout("short-call")
     assert len(sessions_of(sandbox, view["id"])) == 1
-    throttled = [r for r in sandbox.api_requests("stripe") if r["path"] == "/v1/checkout/sessions"]
+    throttled = [r for r in sandbox.api_requests("stripe") if r["path"] == "/v1/checkout/sessions"
+                 and r["params"].get("client_reference_id") == view["id"]]
     assert len({r["idempotency_key"] for r in throttled}) == 1  # the same request, repeated
 
 

@@ -62,14 +62,16 @@ def pair_id(pair) -> str:
 # Guarded pairs need a booking that meets the guard: cancelling (not abandoning) a payment state is
 # for a booking that already took money (a reschedule's difference still open).
 PAID_BEFORE = {(state, T.cancelBooking) for state in (S.PAYMENT_PENDING, S.PAYMENT_PROCESSING, S.PAYMENT_FAILED)}
+# and confirming without a checkout is for a free session (its type collects no payment).
+FREE = {(S.CALENDLY_WEBHOOK_RECEIVED, T.confirmBooking), (S.CALENDLY_SCHEDULED, T.confirmBooking)}
 
 
 @pytest.fixture
 def make_booking(session_type):
-    def make(state: State, error_origin: State | None = None, amount_paid: int = 0) -> Booking:
+    def make(state: State, error_origin: State | None = None, amount_paid: int = 0, free: bool = False) -> Booking:
         return Booking.create(
             session_type=session_type, state=state.value, email="ada@example.com", name="Ada Lovelace",
-            amount=session_type.price, currency=session_type.currency, amount_paid=amount_paid,
+            amount=0 if free else session_type.price, currency=session_type.currency, amount_paid=amount_paid,
             error_origin=error_origin.value if error_origin else None,
             state_changed_at=LONG_AGO, created_at=LONG_AGO, updated_at=LONG_AGO,
         )
@@ -103,7 +105,8 @@ def expected_target(state: State, trigger: Trigger, origin: State | None) -> Sta
 def test_an_allowed_pair_moves_the_booking_and_writes_one_history_row(make_booking, pair):
     state, trigger = pair
     origin = ORIGIN_OF.get(state)
-    booking = make_booking(state, error_origin=origin, amount_paid=5000 if pair in PAID_BEFORE else 0)
+    booking = make_booking(state, error_origin=origin, amount_paid=5000 if pair in PAID_BEFORE else 0,
+                           free=pair in FREE)
     target = expected_target(state, trigger, origin)
 
     applied = apply(booking.id, trigger, cause=f"cause-{trigger.value}")
