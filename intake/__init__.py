@@ -20,7 +20,7 @@ def create_app(test_config: Settings | None = None) -> Flask:
         settings_module.configure(test_config)
     # Importing jobs validates the settings, opens the database and builds the broker, once.
     import jobs  # noqa: F401
-    from intake import api, errors, health, webhooks
+    from intake import api, errors, health, openapi, webhooks
     from models.db import database
 
     app = Flask(__name__)
@@ -31,7 +31,7 @@ def create_app(test_config: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(__import__("intake.openapi", fromlist=["bp"]).bp)
+    app.register_blueprint(openapi.bp)
 
     @app.before_request
     def start_request():

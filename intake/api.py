@@ -9,18 +9,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from bookingflow import flags
 from bookingflow.privacy import mask_email
 from intake.errors import ApiError
 from intake import inbox
 from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
 from jobs.client_requests import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
-from models.db import utcnow, write_transaction
+from models.db import storable, utcnow, write_transaction
 from models.states import State, Trigger, allowed, first_check_at, record_creation, update_fields
 from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{2,63}$")
 BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CHECKOUT_OPEN = (State.PAYMENT_PROCESSING.value,)
 
@@ -36,6 +37,8 @@ def _text_field(body: dict, name: str, limit: int) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
         raise ApiError(422, "invalid_field", f"{name} is required", field=name)
+    if not storable(value):
+        raise ApiError(422, "invalid_field", f"{name} holds characters that are not text", field=name)
     value = value.strip()
     if len(value) > limit:
         raise ApiError(422, "invalid_field", f"{name} is longer than {limit} characters", field=name)
@@ -78,6 +81,8 @@ def create_booking():
     name = _text_field(body, "name", 200)
     if not EMAIL.match(email):
         raise ApiError(422, "invalid_field", "email is not an e-mail address", field="email")
+    if not flags.is_enabled(flags.BOOKINGS_OPEN):
+        raise ApiError(503, "bookings_closed", "new bookings are paused for now; please try again later")
     session_type = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
     if session_type is None:
         raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
@@ -85,7 +90,8 @@ def create_booking():
     with write_transaction():
         booking = Booking.create(
             session_type=session_type, state=State.CALENDLY_SCHEDULING.value, email=email, name=name,
-            amount=session_type.price, currency=session_type.currency,
+            # A session type whose payment collection is off is free: the booking costs nothing.
+            amount=session_type.price if session_type.collect_payment else 0, currency=session_type.currency,
             state_changed_at=now, created_at=now, updated_at=now,
             next_check_at=first_check_at(State.CALENDLY_SCHEDULING, now, overrides=current.state_timeouts),
         )
@@ -105,6 +111,7 @@ def booking_view(booking: Booking) -> dict:
         Transition.select(Transition.state, Transition.trigger, Transition.at)
         .where(Transition.booking == booking.id)
         .order_by(Transition.at, Transition.id)
+        .tuples()  # plain rows: no model instance per history row
     )
     return {
         "id": booking.id,
@@ -118,25 +125,43 @@ def booking_view(booking: Booking) -> dict:
         "amount_refunded": booking.amount_refunded,
         "checkout_url": booking.checkout_url if booking.state in CHECKOUT_OPEN else None,
         "updated_at": _isoformat(booking.updated_at),
-        "history": [{"state": h.state, "trigger": h.trigger, "at": _isoformat(h.at)} for h in history],
+        "history": [{"state": state, "trigger": trigger, "at": _isoformat(at)} for state, trigger, at in history],
     }
+
+
+def _booking_with_session_type(booking_id: str) -> Booking | None:
+    """The booking with its session type joined in: the view needs both, in one query."""
+    return (
+        Booking.select(Booking, SessionType.slug)
+        .join(SessionType, on=Booking.session_type)
+        .where(Booking.id == booking_id)
+        .first()
+    )
 
 
 @bp.get("/v1/bookings/<booking_id>")
 def get_booking(booking_id: str):
-    # Every write bumps the version, so it is the ETag; an unchanged booking costs one indexed read.
-    row = (
-        Booking.select(Booking.version).where(Booking.id == booking_id).first()
-        if BOOKING_ID.match(booking_id) else None
-    )
-    if row is None:
+    # Every write bumps the version, so it is the ETag. A poll that sends its ETag costs one indexed
+    # read while the booking is unchanged; the view costs two queries (the booking with its session
+    # type, then its history).
+    if not BOOKING_ID.match(booking_id):
         raise ApiError(404, "not_found", "no such booking")
-    etag = f"v{row.version}"
-    if request.if_none_match.contains(etag):
-        response = Response(status=304)
-    else:
-        response = jsonify(booking_view(_booking_or_404(booking_id)))
-    response.set_etag(etag)
+    etag = None
+    if request.if_none_match:
+        version = Booking.select(Booking.version).where(Booking.id == booking_id).scalar()
+        if version is None:
+            raise ApiError(404, "not_found", "no such booking")
+        etag = f"v{version}"
+        if request.if_none_match.contains(etag):
+            response = Response(status=304)
+            response.set_etag(etag)
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+    booking = _booking_with_session_type(booking_id)
+    if booking is None:
+        raise ApiError(404, "not_found", "no such booking")
+    response = jsonify(booking_view(booking))
+    response.set_etag(etag or f"v{booking.version}")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -179,8 +204,9 @@ def _optional_json_body() -> dict:
 def cancel_booking(booking_id: str):
     booking = _booking_or_404(booking_id)
     body = _optional_json_body()
-    reason = body.get("reason") or ""
-    if not isinstance(reason, str) or len(reason) > 500:
+    reason = body.get("reason")
+    reason = "" if reason is None else reason
+    if not isinstance(reason, str) or len(reason) > 500 or not storable(reason):
         raise ApiError(422, "invalid_field", "reason must be text of at most 500 characters", field="reason")
     _require(booking, (Trigger.cancelBooking, Trigger.cancelBookingProcess), "cancel")
     return _submit(booking, CANCEL, {"reason": reason.strip()})
@@ -200,7 +226,7 @@ def reschedule_booking(booking_id: str):
     _require(booking, (Trigger.rescheduleBooking,), "reschedule")
     slug = body.get("session_type")
     current = booking.session_type
-    if slug is not None and (not isinstance(slug, str) or not slug.strip()):
+    if slug is not None and (not isinstance(slug, str) or not slug.strip() or not storable(slug)):
         raise ApiError(422, "invalid_field", "session_type must be a session type slug", field="session_type")
     if slug and slug != current.slug:
         target = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712

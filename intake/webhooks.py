@@ -11,6 +11,7 @@ from intake import inbox
 from intake.errors import ApiError
 from intake.signatures import SignatureInvalid, verify_calendly, verify_stripe
 from jobs.calendly_payloads import delivery_identity
+from models.db import storable
 
 bp = Blueprint("webhooks", __name__)
 
@@ -26,7 +27,7 @@ def _json_object(body: bytes) -> dict:
 
 
 def _bounded(value, name: str, limit: int) -> str:
-    if not isinstance(value, str) or not value or len(value) > limit:
+    if not isinstance(value, str) or not value or len(value) > limit or not storable(value):
         raise ApiError(400, "invalid_event", f"the event has no usable {name}")
     return value
 
@@ -54,7 +55,7 @@ def stripe_webhook():
     event_type = _bounded(event.get("type"), "type", 100)
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     obj = data.get("object") if isinstance(data.get("object"), dict) else {}
-    subject = obj.get("id") if isinstance(obj.get("id"), str) else None
+    subject = obj.get("id") if isinstance(obj.get("id"), str) and storable(obj["id"]) else None
     return accept("stripe", event_id, event_type, subject and subject[:500], body)
 
 
@@ -65,6 +66,8 @@ def calendly_webhook():
     delivery = _json_object(body)
     event_type = _bounded(delivery.get("event"), "event", 100)
     event_id, subject = delivery_identity(delivery)
+    if subject is not None and not storable(subject):
+        raise ApiError(400, "invalid_event", "the event has no usable payload.uri")
     if event_id is None:
         event_id = f"{event_type}:sha256:{hashlib.sha256(body).hexdigest()}"
     return accept("calendly", event_id[:255], event_type, subject, body)

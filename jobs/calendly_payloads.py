@@ -66,12 +66,23 @@ def parse_time(value) -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
+def _path_of(uri) -> str | None:
+    if not isinstance(uri, str) or not uri.startswith(("https://", "http://")) or len(uri) > 500:
+        return None
+    try:
+        return urlsplit(uri).path
+    except ValueError:  # a malformed host ("https://[/...") is simply not a Calendly URI
+        return None
+
+
 def is_event_uri(uri) -> bool:
-    return isinstance(uri, str) and uri.startswith(("https://", "http://")) and bool(EVENT_PATH.match(urlsplit(uri).path))
+    path = _path_of(uri)
+    return path is not None and bool(EVENT_PATH.match(path))
 
 
 def is_invitee_uri(uri) -> bool:
-    return isinstance(uri, str) and uri.startswith(("https://", "http://")) and bool(INVITEE_PATH.match(urlsplit(uri).path))
+    path = _path_of(uri)
+    return path is not None and bool(INVITEE_PATH.match(path))
 
 
 def event_uri_of_invitee(invitee_uri: str) -> str:

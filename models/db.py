@@ -33,6 +33,18 @@ class UTCDateTimeField(peewee.DateTimeField):
         return value
 
 
+def storable(text: str) -> bool:
+    """Text every database here can store and compare: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not encodable as UTF-8), both of which JSON can smuggle in as escapes."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def open_database(url: str) -> peewee.Database:
     """Build the database for `url` and bind the proxy to it.
 
