@@ -7,9 +7,10 @@ import getpass
 
 import peewee
 
+from bookingflow import crypto
 from bookingflow import settings as settings_module
 from bookingflow.privacy import mask_email
-from models.db import utcnow
+from models.db import utcnow, write_transaction
 from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, schedule_check, timeout_for
 from models.tables import Booking, Payment, ProviderEvent, Refund, Transition
 
@@ -42,9 +43,21 @@ def stuck_bookings(now: dt.datetime):
         yield from Booking.select().where(Booking.state == state.value, Booking.state_changed_at < now - timeout)
 
 
-def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: bool = False) -> int:
+def email_matches(address: str):
+    """Bookings of `address`: by its keyed hash (under every listed key, so a rotation under way still
+    finds them), or by the plaintext column for rows written before a key was set, which have no hash."""
+    normalized = crypto.normalize_email(address)
+    plain = Booking.email_hash.is_null() & peewee.fn.LOWER(peewee.fn.TRIM(Booking.email)).in_(
+        (normalized, crypto.ESCAPED + normalized))
+    hashes = crypto.email_hashes(address)
+    return (Booking.email_hash.in_(hashes) | plain) if hashes else plain
+
+
+def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: bool = False,
+                  email: str | None = None) -> int:
     if stuck:
-        rows = list(stuck_bookings(utcnow()))[:limit]
+        rows = [booking for booking in stuck_bookings(utcnow())
+                if email is None or crypto.normalize_email(booking.email) == crypto.normalize_email(email)][:limit]
     else:
         query = Booking.select().order_by(Booking.created_at.desc()).limit(limit)
         if state:
@@ -54,6 +67,8 @@ def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: b
             query = query.where(Booking.state == state.upper())
         if flagged:
             query = query.where(Booking.flagged_at.is_null(False))
+        if email is not None:
+            query = query.where(email_matches(email))
         rows = list(query)
     for booking in rows:
         _print_booking_line(booking)
@@ -203,4 +218,38 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
           f"{sum(r.amount for r in refunds)} minor units")
     for row in values:
         print(f"  average booking value, net of refunds: {int(row.net) // row.n} {row.currency} over {row.n} paid bookings")
+    return 0
+
+
+def rotate_data_key(batch_size: int = 500) -> int:
+    """Re-encrypt every booking's e-mail and name with the first key of DATA_ENCRYPTION_KEY and re-compute
+    its e-mail hash (plaintext rows written before a key was set are encrypted too). One transaction per
+    batch of `batch_size` bookings, in id order; safe to run again, and to stop and start over."""
+    total = Booking.select().count()
+    rotated = unreadable = 0
+    last_id = ""
+    while True:
+        with write_transaction():
+            # The stored values as they are (no decryption on read), so one unreadable row fails alone.
+            batch = list(Booking.select(Booking.id, Booking.email.coerce(False), Booking.name.coerce(False))
+                         .where(Booking.id > last_id).order_by(Booking.id).limit(batch_size).tuples())
+            for booking_id, stored_email, stored_name in batch:
+                try:
+                    email, name = crypto.unseal(stored_email), crypto.unseal(stored_name)
+                except crypto.DecryptionError as exc:
+                    unreadable += 1
+                    print(f"booking {booking_id} left as it is: {exc}", flush=True)
+                    continue
+                # email_hash is written with email (Booking._normalize_data).
+                Booking.update(email=email, name=name).where(Booking.id == booking_id).execute()
+                rotated += 1
+        if not batch:
+            break
+        last_id = batch[-1][0]
+        print(f"rotated {rotated}/{total}", flush=True)
+    if unreadable:
+        print(f"{unreadable} booking(s) could not be decrypted with the listed keys: add the key that wrote them "
+              f"to DATA_ENCRYPTION_KEY (after the first) and run this again")
+        return 1
+    print(f"done: {rotated} booking(s) encrypted with the first key of DATA_ENCRYPTION_KEY")
     return 0

@@ -135,7 +135,7 @@ def cmd_bookings(args) -> int:
 
     _database_only()
     if args.action == "list":
-        return admin.list_bookings(args.state, args.limit, stuck=args.stuck, flagged=args.flagged)
+        return admin.list_bookings(args.state, args.limit, stuck=args.stuck, flagged=args.flagged, email=args.email)
     if args.action == "show":
         return admin.show_booking(args.booking_id)
     if args.action == "force":
@@ -143,6 +143,26 @@ def cmd_bookings(args) -> int:
     import jobs  # noqa: F401  (retry sends to the workers)
 
     return admin.retry_booking(args.booking_id)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
+def cmd_data_rotate_key(args) -> int:
+    from bookingflow import admin
+
+    current = bootstrap.plain_settings()
+    if not current.data_encryption_keys:
+        bootstrap.fail("DATA_ENCRYPTION_KEY is not set: there is no key to encrypt with (nothing was changed)")
+    bootstrap.open_configured_database(current)
+    return admin.rotate_data_key(args.batch_size)
 
 
 def _time_argument(text: str):
@@ -221,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("scheduler", help="run the sweeps (the Procfile's scheduler)").set_defaults(run=cmd_scheduler)
 
+    data = commands.add_parser("data", help="the client's personal data at rest").add_subparsers(
+        dest="data_command", required=True)
+    rotate_key = data.add_parser("rotate-key", help="re-encrypt every booking's e-mail and name with the first key "
+                                                    "of DATA_ENCRYPTION_KEY and re-compute the e-mail hashes")
+    rotate_key.add_argument("--batch-size", type=_positive, default=500, help="bookings per transaction (500)")
+    rotate_key.set_defaults(run=cmd_data_rotate_key)
+
     bookings = commands.add_parser("bookings", help="operator view of bookings")
     booking_actions = bookings.add_subparsers(dest="action", required=True)
     listing = booking_actions.add_parser("list", help="bookings, newest first")
@@ -228,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--stuck", action="store_true", help="only those past their state's timeout")
     listing.add_argument("--flagged", action="store_true", help="only those flagged for an operator")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--email", default=None, metavar="ADDRESS",
+                         help="only the client's bookings (found by the keyed hash when DATA_ENCRYPTION_KEY is set)")
     booking_actions.add_parser("show", help="one booking with its history, money and events").add_argument("booking_id")
     booking_actions.add_parser("retry", help="run the booking's current step again, now").add_argument("booking_id")
     forcing = booking_actions.add_parser("force", help="move a booking to a state outside the table")

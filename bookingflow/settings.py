@@ -7,6 +7,8 @@ the entry points print that line and exit.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import re
@@ -47,6 +49,8 @@ class Settings:
     mail_from: str = "bookings@localhost"
     alert_webhook_url: str = field(default="", repr=False)
     payload_retention_days: int = 90
+    # Fernet keys for the client's e-mail and name at rest: the first encrypts, all decrypt (rotation).
+    data_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     prometheus_multiproc_dir: str = ""  # set for gunicorn's workers by bookingflow.gunicorn_conf
 
     def replace(self, **changes) -> Settings:
@@ -92,6 +96,20 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     if value and urlsplit(value).scheme not in schemes:
         raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
     return value.rstrip("/") if value else value
+
+
+def _fernet_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys (32 url-safe base64-encoded bytes each); never echoed back."""
+    keys = _secret_list(env, name)
+    for number, key in enumerate(keys, 1):
+        try:
+            valid = bool(re.fullmatch(r"[A-Za-z0-9_-]{43}=", key)) and len(base64.urlsafe_b64decode(key)) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise SettingsError(f"{name} must be comma-separated Fernet keys (32 url-safe base64-encoded bytes, "
+                                f"as Fernet.generate_key() makes them); key {number} of {len(keys)} is not one")
+    return keys
 
 
 def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
@@ -140,6 +158,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),
         alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", "", ("http", "https")),
         payload_retention_days=_int(env, "PAYLOAD_RETENTION_DAYS", 90, 1, 3650),
+        data_encryption_keys=_fernet_keys(env, "DATA_ENCRYPTION_KEY"),
         prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
     )
 

@@ -108,7 +108,8 @@ def create_booking():
 
 def booking_view(booking: Booking) -> dict:
     history = (
-        Transition.select(Transition.state, Transition.trigger, Transition.at)
+        Transition.select(Transition.state, Transition.trigger, Transition.at, Transition.error_class,
+                          Transition.error_message)
         .where(Transition.booking == booking.id)
         .order_by(Transition.at, Transition.id)
         .tuples()  # plain rows: no model instance per history row
@@ -125,7 +126,12 @@ def booking_view(booking: Booking) -> dict:
         "amount_refunded": booking.amount_refunded,
         "checkout_url": booking.checkout_url if booking.state in CHECKOUT_OPEN else None,
         "updated_at": _isoformat(booking.updated_at),
-        "history": [{"state": state, "trigger": trigger, "at": _isoformat(at)} for state, trigger, at in history],
+        "error": {"class": booking.error_class, "message": booking.error_message} if booking.error_class else None,
+        "history": [
+            {"state": state, "trigger": trigger, "at": _isoformat(at),
+             "error": {"class": error_class, "message": message} if error_class else None}
+            for state, trigger, at, error_class, message in history
+        ],
     }
 
 

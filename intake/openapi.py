@@ -440,10 +440,19 @@ DOCUMENT: dict = {
                                    "description": "`GET` it for the booking's status."},
                 },
             },
+            "BookingError": {
+                "type": ["object", "null"],
+                "required": ["class", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "class": {"type": "string", "enum": ["transient", "validation", "payment", "integration", "system"]},
+                    "message": {"type": "string", "description": "Safe to show the client."},
+                },
+            },
             "Booking": {
                 "type": "object",
                 "required": ["id", "state", "session_type", "email", "scheduled_start", "scheduled_end", "amount",
-                             "currency", "amount_refunded", "checkout_url", "updated_at", "history"],
+                             "currency", "amount_refunded", "checkout_url", "updated_at", "error", "history"],
                 "additionalProperties": False,
                 "properties": {
                     "id": _ref("schemas", "BookingId"),
@@ -461,18 +470,22 @@ DOCUMENT: dict = {
                                      "description": "Stripe Checkout, while a payment is open "
                                                     "(`PAYMENT_PROCESSING`); else null."},
                     "updated_at": {"type": "string", "format": "date-time"},
+                    "error": {**_ref("schemas", "BookingError"),
+                              "description": "The last failure, until the booking moves on; null when none."},
                     "history": {
                         "type": "array",
                         "minItems": 1,
                         "description": "Every state the booking went through, oldest first.",
                         "items": {
                             "type": "object",
-                            "required": ["state", "trigger", "at"],
+                            "required": ["state", "trigger", "at", "error"],
                             "additionalProperties": False,
                             "properties": {
                                 "state": _ref("schemas", "State"),
                                 "trigger": {"type": "string", "enum": TRIGGERS},
                                 "at": {"type": "string", "format": "date-time"},
+                                "error": {**_ref("schemas", "BookingError"),
+                                          "description": "The failure that caused this transition, if one did."},
                             },
                         },
                     },

@@ -15,10 +15,12 @@ import dramatiq
 from bookingflow import logs, metrics
 
 from jobs import calendly_events, client_requests, stripe_events  # noqa: F401  (they register their handlers)
+from jobs import errors, flow, payload_schemas
 from jobs.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handler_for
 from models.db import utcnow
-from models.tables import ProviderEvent
+from models.states import Trigger, allowed
+from models.tables import Booking, ProviderEvent
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,45 @@ def run_handler(event: ProviderEvent) -> Outcome:
     except (TypeError, ValueError):
         return Outcome("invalid", detail="stored payload is not JSON")
     try:
+        payload_schemas.check(event.provider, event.type, body)
         return handler(event, body)
     except PayloadInvalid as exc:
-        return Outcome("invalid", detail=str(exc))
+        return invalid(event, body, str(exc))
+
+
+def _booking_named_by(body) -> Booking | None:
+    """The booking an invalid payload is about, if the fields that name it can still be read."""
+    def dig(*path):
+        value = body
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value if isinstance(value, str) and len(value) <= 64 else None
+
+    for booking_id in (dig("payload", "tracking", "utm_content"), dig("data", "object", "client_reference_id"),
+                       dig("data", "object", "metadata", "booking_id")):
+        if booking_id:
+            booking = Booking.get_or_none(Booking.id == booking_id)
+            if booking is not None:
+                return booking
+    return None
+
+
+def invalid(event: ProviderEvent, body, reason: str) -> Outcome:
+    """Kept with the reason; the booking it names, if any, shows a validation error and, where the
+    table allows, goes to ERROR_WEBHOOK for the scheduler's recovery."""
+    booking = _booking_named_by(body)
+    if booking is None:
+        return Outcome("invalid", detail=reason)
+    failure = errors.failure(errors.ErrorClass.VALIDATION, "A message from our scheduling or payment partner about "
+                                                           "this booking could not be read; we are looking into it.")
+    if allowed(booking, Trigger.onWebhookError):
+        flow.move(booking.id, Trigger.onWebhookError, cause=f"invalid-{event.event_id}"[:255],
+                  last_error=f"invalid {event.provider} {event.type}: {reason}"[:500], failure=failure)
+    else:
+        Booking.update(error_class=failure.error_class, error_message=failure.message,
+                       last_error=f"invalid {event.provider} {event.type}: {reason}"[:500]).where(
+            Booking.id == booking.id).execute()
+    return Outcome("invalid", booking.id, reason)
 
 
 def process(event_pk: int) -> Outcome | None:

@@ -19,7 +19,7 @@ import dramatiq
 
 from bookingflow import logs, metrics
 from bookingflow.providers import calendly_client
-from jobs import alerts, checkout, ledger, outbox, refund_policy
+from jobs import alerts, checkout, errors, ledger, outbox, refund_policy
 from jobs.calendly_payloads import scheduled_event_info
 from models.db import utcnow
 from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
@@ -156,7 +156,9 @@ def settle_refund_state(booking_id: str) -> None:
     if failed:
         refund = failed[0]
         move(booking_id, Trigger.onPaymentError, cause=f"refund-failed-{refund.id}",
-             last_error=f"refund {refund.stripe_refund_id or refund.id} {refund.status}")
+             last_error=f"refund {refund.stripe_refund_id or refund.id} {refund.status}",
+             failure=errors.failure(errors.ErrorClass.PAYMENT, "Your refund could not be sent back to your card; "
+                                                               "we will contact you to pay you back another way."))
         alerts.raise_alert(f"refund_failed:{refund.id}", "refund_failed",
                            f"refund {refund.stripe_refund_id or refund.id} of {refund.amount} {refund.currency} "
                            f"for booking {booking_id} {refund.status}: the client has not been paid back", booking_id)

@@ -16,7 +16,7 @@ import dramatiq
 
 from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_client, stripe_client
-from jobs import alerts, calendly_events, flow, ledger, stripe_events
+from jobs import alerts, calendly_events, errors, flow, ledger, stripe_events
 from jobs.calendly_payloads import parse_invitee_notice
 from jobs.checkout import attempt_expiry
 from models.db import utcnow
@@ -76,7 +76,9 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
         invitee = calendly_client.get_invitee(booking.calendly_invitee_uri)
     except calendly_client.CalendlyNotFound:
         flow.move(booking.id, Trigger.onWebhookError, cause="invitee-not-found",
-                  last_error="Calendly does not know the reported invitee")
+                  last_error="Calendly does not know the reported invitee",
+                  failure=errors.failure(errors.ErrorClass.VALIDATION,
+                                         "We could not find the slot you scheduled in Calendly; please schedule it again."))
         return
     notice = _notice_from_api(invitee)
     if notice.status == "canceled":
@@ -105,7 +107,8 @@ def _check_checkout(booking: Booking, now: dt.datetime) -> None:
     if session.get("status") == "expired":
         ledger.mark_session(session["id"], "expired")
         flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
-                  payment_failure="the checkout expired", checkout_url=None)
+                  payment_failure="the checkout expired", checkout_url=None,
+                  failure=errors.failure(errors.ErrorClass.PAYMENT, stripe_events.CLIENT_MESSAGES["checkout.session.expired"]))
         return
     current = settings_module.get()
     poll = min(PAYMENT_POLL, timeout_for(State.PAYMENT_PROCESSING, current.state_timeouts))
@@ -177,7 +180,7 @@ def _recover(booking: Booking, now: dt.datetime) -> None:
     after the last attempt, the appropriate error state, a flag and an alert."""
     if booking.recovery_attempts > MAX_RECOVERY_ATTEMPTS:
         flow.move(booking.id, Trigger.recoveryFailed, cause=f"recovery-failed-{booking.recovery_attempts}",
-                  flagged_at=now, next_check_at=None,
+                  flagged_at=now, next_check_at=None, failure=errors.failure(errors.ErrorClass.SYSTEM),
                   flag_reason=f"stuck in {booking.error_origin} after {booking.recovery_attempts} recoveries")
         alerts.raise_alert(f"flagged:{booking.id}:{booking.recovery_attempts}", "flagged_booking",
                            f"booking {booking.id} is flagged: stuck in {booking.error_origin} after "
@@ -192,8 +195,9 @@ def _recover(booking: Booking, now: dt.datetime) -> None:
 
 
 def _attempt_recovery(booking: Booking, now: dt.datetime) -> None:
+    error_class = errors.ErrorClass(booking.error_class) if booking.error_class else errors.ErrorClass.TRANSIENT
     flow.move(booking.id, Trigger.attemptRecovery, cause=f"stuck-{booking.state}-{booking.state_changed_at.isoformat()}",
-              recovery_attempts=booking.recovery_attempts + 1,
+              recovery_attempts=booking.recovery_attempts + 1, failure=errors.failure(error_class),
               last_error=f"stuck in {booking.state} for {int(_age(booking, now).total_seconds())}s")
 
 

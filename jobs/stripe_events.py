@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bookingflow.providers import stripe_client
-from jobs import flow, ledger
+from jobs import errors, flow, ledger
 from jobs.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handles
 from models.states import State, Trigger, TransitionRefused, update_fields
@@ -82,6 +82,10 @@ FAILURE_REASONS = {
     "checkout.session.async_payment_failed": "the payment failed",
     "checkout.session.expired": "the checkout expired",
 }
+CLIENT_MESSAGES = {
+    "checkout.session.async_payment_failed": "The payment did not go through. Please retry the payment.",
+    "checkout.session.expired": "The checkout expired before the payment was made. Please retry the payment.",
+}
 
 
 @handles("stripe", *FAILURE_REASONS)
@@ -95,7 +99,8 @@ def checkout_failed(event: ProviderEvent, body: dict) -> Outcome:
         return Outcome("recorded", booking.id, f"not the open checkout of a booking in {booking.state}")
     try:
         flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
-                  payment_failure=FAILURE_REASONS[event.type], checkout_url=None)
+                  payment_failure=FAILURE_REASONS[event.type], checkout_url=None,
+                  failure=errors.failure(errors.ErrorClass.PAYMENT, CLIENT_MESSAGES[event.type]))
     except TransitionRefused as refused:
         return Outcome("stale", booking.id, str(refused))
     return Outcome("advanced", booking.id)

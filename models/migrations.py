@@ -20,7 +20,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
 from models.db import database, is_postgres, is_sqlite, utcnow, write_transaction
-from models.tables import ALL_TABLES, FeatureFlag, SessionType, UTCDateTimeField
+from models.tables import ALL_TABLES, Booking, FeatureFlag, SessionType, UTCDateTimeField
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x626F6F6B
@@ -69,11 +69,95 @@ def _drop_flags_and_free_sessions(db: peewee.Database) -> None:
     db.drop_tables([FeatureFlag], safe=True)
 
 
+ERROR_COLUMNS = {
+    "booking": (("error_class", 20), ("error_message", 300)),
+    "transition": (("error_class", 20), ("error_message", 300)),
+}
+
+
+# The retention sweep looks only at events that still carry a payload; without this partial index
+# its scan grew with the whole history (BENCHMARKS.md, item 3).
+PAYLOAD_KEPT_INDEX = "provider_event_payload_kept"
+
+
+def _add_error_classes(db: peewee.Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    for table, columns in ERROR_COLUMNS.items():
+        existing = _columns(db, table)
+        for name, length in columns:
+            if name not in existing:
+                migrate(migrator.add_column(table, name, peewee.CharField(max_length=length, null=True)))
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {PAYLOAD_KEPT_INDEX} ON provider_event (received_at) "
+                   "WHERE payload IS NOT NULL")
+
+
+def _drop_error_classes(db: peewee.Database) -> None:
+    db.execute_sql(f"DROP INDEX IF EXISTS {PAYLOAD_KEPT_INDEX}")
+    migrator = SchemaMigrator.from_database(db)
+    for table, columns in ERROR_COLUMNS.items():
+        existing = _columns(db, table)
+        for name, _ in columns:
+            if name in existing:
+                migrate(migrator.drop_column(table, name))
+
+
+# The personal-data columns of booking and their widths before migration 4.
+PERSONAL_COLUMNS = (("email", 320), ("name", 200))
+EMAIL_HASH_INDEX = "booking_email_hash"
+
+
+def _column_type(db: peewee.Database, table: str, column: str) -> str:
+    return next(c.data_type.lower() for c in db.get_columns(table) if c.name == column)
+
+
+def _add_encrypted_personal_data(db: peewee.Database) -> None:
+    """Widen booking.email and booking.name to TEXT, to hold ciphertext (`enc1:` + a Fernet token),
+    and add booking.email_hash (indexed, nullable), the keyed hash bookings are found by. Rows already
+    there stay as they are, plaintext and readable; `bookingflow data rotate-key` encrypts them and
+    fills their hashes once DATA_ENCRYPTION_KEY is set."""
+    migrator = SchemaMigrator.from_database(db)
+    table = Booking._meta.table_name
+    for column, _ in PERSONAL_COLUMNS:
+        if _column_type(db, table, column) != "text":
+            migrate(migrator.alter_column_type(table, column, peewee.TextField()))
+    if "email_hash" not in _columns(db, table):
+        migrate(migrator.add_column(table, "email_hash", peewee.CharField(max_length=64, null=True)))
+    if EMAIL_HASH_INDEX not in {index.name for index in db.get_indexes(table)}:
+        migrate(migrator.add_index(table, ("email_hash",), False, name=EMAIL_HASH_INDEX))
+
+
+def _drop_encrypted_personal_data(db: peewee.Database) -> None:
+    """Back to VARCHAR(320) and VARCHAR(200) columns without email_hash. Nothing is decrypted: a rollback
+    with encrypted rows keeps them encrypted, and the previous release would read their ciphertext as
+    the address and name. On PostgreSQL a stored value longer than its old column (a long name, once
+    encrypted) cannot be narrowed back: the rollback then refuses and changes nothing."""
+    migrator = SchemaMigrator.from_database(db)
+    table = Booking._meta.table_name
+    if is_postgres():
+        for column, width in PERSONAL_COLUMNS:
+            longer = db.execute_sql(f'SELECT COUNT(*) FROM "{table}" WHERE LENGTH("{column}") > %s', (width,)).fetchone()[0]
+            if longer:
+                raise ValueError(f"cannot roll back 4: {longer} booking(s) hold a {column} longer than the "
+                                 f"previous {width} characters (encrypted); nothing was rolled back")
+    if EMAIL_HASH_INDEX in {index.name for index in db.get_indexes(table)}:
+        migrate(migrator.drop_index(table, EMAIL_HASH_INDEX))
+    if "email_hash" in _columns(db, table):
+        migrate(migrator.drop_column(table, "email_hash"))
+    for column, width in PERSONAL_COLUMNS:
+        if _column_type(db, table, column) == "text":
+            migrate(migrator.alter_column_type(table, column, peewee.CharField(max_length=width)))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
     Migration(2, "feature flags, and free sessions (payment collection per session type)",
               _add_flags_and_free_sessions, _drop_flags_and_free_sessions),
+    Migration(3, "error classes and client-safe messages on bookings and their history; "
+                 "an index for the retention sweep",
+              _add_error_classes, _drop_error_classes),
+    Migration(4, "client e-mail and name encrypted at rest (wider columns), and the e-mail lookup hash",
+              _add_encrypted_personal_data, _drop_encrypted_personal_data),
 )
 
 

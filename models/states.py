@@ -337,8 +337,16 @@ def _error_origin_after(booking: Booking, target: State) -> str | None:
 Effects = Callable[[Booking, State, Trigger], None]
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A failure behind a transition: its class and what the client may be told."""
+
+    error_class: str
+    message: str
+
+
 def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effects: Effects | None = None,
-          **changes) -> Applied:
+          failure: Failure | None = None, **changes) -> Applied:
     """Apply `trigger` to the booking: compare-and-set on its state, plus the history row.
 
     `changes` are other booking fields written in the same statement. `effects(booking, from_state,
@@ -358,6 +366,9 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
         now = utcnow()
         start = changes.get("scheduled_start", booking.scheduled_start)
         schedule = {"next_check_at": _configured_check(target, now, start), "check_attempts": 0}
+        # The booking shows its failure until a transition that is not itself a failure.
+        schedule |= ({"error_class": failure.error_class, "error_message": failure.message[:300]} if failure
+                     else {"error_class": None, "error_message": None})
         try:
             with write_transaction():
                 updated = (
@@ -377,6 +388,8 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
                 Transition.create(
                     booking=booking_id, from_state=booking.state, state=target.value,
                     trigger=trigger.value, cause=cause, at=now,
+                    error_class=failure.error_class if failure else None,
+                    error_message=failure.message[:300] if failure else None,
                 )
                 if effects is not None:
                     effects(Booking.get(Booking.id == booking_id), State(booking.state), trigger)

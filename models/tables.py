@@ -7,7 +7,9 @@ import secrets
 
 import peewee
 
+from bookingflow import crypto
 from models.db import UTCDateTimeField, database, utcnow
+from models.encrypted import EncryptedTextField
 
 
 class JSONField(peewee.TextField):
@@ -40,8 +42,12 @@ class SessionType(BaseModel):
 
 
 def new_booking_id() -> str:
-    # 192 random bits: the id is the only key to a booking's status, so it must not be guessable.
-    return secrets.token_urlsafe(24)
+    # 192 random bits: the id is the only key to a booking's status, so it must not be guessable. Never
+    # starting with "-", which a command line (`bookingflow bookings show <id>`) would take for an option.
+    while True:
+        candidate = secrets.token_urlsafe(24)
+        if not candidate.startswith("-"):
+            return candidate
 
 
 class Booking(BaseModel):
@@ -50,8 +56,12 @@ class Booking(BaseModel):
     state = peewee.CharField(max_length=40)
     # Bumped by every write; the ETag of the status endpoint.
     version = peewee.IntegerField(default=1)
-    email = peewee.CharField(max_length=320)
-    name = peewee.CharField(max_length=200)
+    # The client's personal data: encrypted at rest when DATA_ENCRYPTION_KEY is set (bookingflow.crypto).
+    email = EncryptedTextField()
+    name = EncryptedTextField()
+    # The keyed hash of the normalized e-mail, to find bookings by address; NULL without a key. Written
+    # with every write of `email` (see _normalize_data), never by callers.
+    email_hash = peewee.CharField(max_length=64, null=True, index=True)
     amount = peewee.BigIntegerField()  # what the booking costs, minor units
     currency = peewee.CharField(max_length=3)
     # What the current payment attempt charges: the price, or a reschedule's price difference.
@@ -72,7 +82,11 @@ class Booking(BaseModel):
     checkout_expires_at = UTCDateTimeField(null=True)
     payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
     payment_failure = peewee.CharField(max_length=200, null=True)  # why the last attempt failed
-    last_error = peewee.CharField(max_length=500, null=True)  # what went wrong last, for people
+    last_error = peewee.CharField(max_length=500, null=True)  # what went wrong last, for operators
+    # The last failure's class (transient, validation, payment, integration, system) and a message
+    # fit for the client; cleared by the next transition that is not itself an error.
+    error_class = peewee.CharField(max_length=20, null=True)
+    error_message = peewee.CharField(max_length=300, null=True)
     cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host or system
     cancel_reason = peewee.CharField(max_length=500, null=True)
     # A reschedule in progress: the session type chosen (when it changes), the invitee Calendly
@@ -101,6 +115,17 @@ class Booking(BaseModel):
     class Meta:
         indexes = ((("state", "state_changed_at"), False),)
 
+    @classmethod
+    def _normalize_data(cls, data, kwargs):
+        # Under create(), save(), insert() and update(): whatever writes `email` writes its hash too.
+        # (insert_many() and insert_from() bypass this; nothing writes bookings that way.)
+        normalized = super()._normalize_data(data, kwargs)
+        if isinstance(normalized, dict):
+            for field, value in list(normalized.items()):
+                if field is cls.email and not isinstance(value, peewee.Node):
+                    normalized[cls.email_hash] = crypto.email_hash(value)
+        return normalized
+
 
 class Transition(BaseModel):
     """The history of a booking: one row per state change, written with it."""
@@ -113,6 +138,9 @@ class Transition(BaseModel):
     # unique, so the same cause can never move a booking twice.
     cause = peewee.CharField(max_length=255, null=True)
     at = UTCDateTimeField(default=utcnow)
+    # For a transition caused by a failure: its class and the client-safe message.
+    error_class = peewee.CharField(max_length=20, null=True)
+    error_message = peewee.CharField(max_length=300, null=True)
 
     class Meta:
         indexes = ((("booking", "trigger", "cause"), True),)

@@ -156,3 +156,9 @@ def test_an_unknown_route_answers_a_json_error_not_a_page(client, app):
     response = client.get("/nowhere")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_booking_ids_never_start_with_a_dash_so_command_lines_can_take_them():
+    from models.tables import new_booking_id
+
+    assert not any(new_booking_id().startswith("-") for _ in range(2000))

@@ -86,7 +86,7 @@ def test_a_webhook_without_our_utm_content_waits_for_the_clients_report(frontend
     assert frontend.status(booking["id"])["state"] == "CALENDLY_SCHEDULING"
     frontend.report_scheduled(booking["id"], slot)
     frontend.wait_for_state(booking["id"], "PAYMENT_PROCESSING")
-    assert ProviderEvent.get_by_id(event.id).outcome == "advanced"
+    wait_until(lambda: ProviderEvent.get_by_id(event.id).outcome == "advanced", message="the event marked advanced")
 
 
 def test_a_delayed_payment_confirms_only_when_it_settles(frontend, sandbox):

@@ -1,0 +1,102 @@
+"""Error classes (seeds/000, section 6.1): every failure in a job is one of five, handled by its class.
+
+| class       | examples                                             | handling                                        |
+|-------------|------------------------------------------------------|-------------------------------------------------|
+| transient   | timeouts, connection errors, 429s, 5xx, database down | retried with exponential backoff, bounded; then the scheduler's recovery |
+| validation  | a payload or reported URI that does not hold up      | recorded on the booking with a message the client can show; not retried |
+| payment     | a declined or failed payment or refund               | the client is led to retry the payment          |
+| integration | a provider refusing our request (401, 403, 400)      | retried like transient, then recovery; it usually needs a person |
+| system      | anything else: a bug                                 | logged, recorded, and an alert                  |
+
+The class and the client-safe message are written on the booking (and on the history row of any
+transition a failure causes), and GET /v1/bookings/<id> shows them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+import peewee
+import requests
+import stripe
+from dramatiq.middleware import Middleware
+
+from bookingflow import logs
+from bookingflow.providers.calendly_client import CalendlyError
+from bookingflow.providers.limits import RateLimited
+from jobs.calendly_payloads import PayloadInvalid
+from models.states import Failure
+
+log = logging.getLogger(__name__)
+
+
+class ErrorClass(str, enum.Enum):
+    TRANSIENT = "transient"
+    VALIDATION = "validation"
+    PAYMENT = "payment"
+    INTEGRATION = "integration"
+    SYSTEM = "system"
+
+
+CLIENT_MESSAGES = {
+    ErrorClass.TRANSIENT: "We are waiting for our scheduling or payment partner; your booking will carry on shortly.",
+    ErrorClass.VALIDATION: "Some details of this booking could not be accepted.",
+    ErrorClass.PAYMENT: "The payment could not be completed. Please retry the payment.",
+    ErrorClass.INTEGRATION: "We could not complete a step with our scheduling or payment partner; we are on it.",
+    ErrorClass.SYSTEM: "Something went wrong on our side. We have been alerted and will fix it.",
+}
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    if isinstance(exc, PayloadInvalid):
+        return ErrorClass.VALIDATION
+    if isinstance(exc, (RateLimited, requests.Timeout, requests.ConnectionError, stripe.APIConnectionError,
+                        stripe.RateLimitError, peewee.OperationalError, peewee.InterfaceError)):
+        return ErrorClass.TRANSIENT
+    if isinstance(exc, stripe.CardError):
+        return ErrorClass.PAYMENT
+    if isinstance(exc, stripe.APIError) and not isinstance(exc, stripe.InvalidRequestError):
+        return ErrorClass.TRANSIENT  # Stripe's own 5xx
+    if isinstance(exc, stripe.StripeError):
+        return ErrorClass.INTEGRATION  # 400, 401, 403, 404, idempotency: our request was refused
+    if isinstance(exc, CalendlyError):
+        return ErrorClass.TRANSIENT if exc.status is None or exc.status >= 500 else ErrorClass.INTEGRATION
+    return ErrorClass.SYSTEM
+
+
+def failure(error_class: ErrorClass, message: str | None = None) -> Failure:
+    """A Failure for a transition, with the class's client message unless a more precise one is given."""
+    return Failure(error_class.value, message or CLIENT_MESSAGES[error_class])
+
+
+class ErrorClassification(Middleware):
+    """After a job fails: record the class and the client-safe message on its booking, log the retry
+    with its context, and alert on a system error (once per booking and kind of exception)."""
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None:
+            return
+        error_class = classify(exception)
+        booking_id = logs.booking_id.get() or message.options.get("booking_id")
+        log.warning("job %s failed (%s, attempt %d): %s: %s", message.actor_name, error_class.value,
+                    message.options.get("retries", 0) + 1, exception.__class__.__name__, str(exception)[:300])
+        if booking_id:
+            _record(booking_id, error_class, exception)
+        if error_class == ErrorClass.SYSTEM:
+            from jobs.alerts import raise_alert  # jobs.alerts needs the broker this middleware is part of
+
+            raise_alert(f"system:{booking_id or message.actor_name}:{exception.__class__.__name__}", "system_error",
+                        f"{message.actor_name} failed with {exception.__class__.__name__} "
+                        f"for booking {booking_id or '-'}: {str(exception)[:300]}", booking_id)
+
+
+def _record(booking_id: str, error_class: ErrorClass, exception: BaseException) -> None:
+    from models.tables import Booking
+
+    try:
+        Booking.update(error_class=error_class.value, error_message=CLIENT_MESSAGES[error_class],
+                       last_error=f"{exception.__class__.__name__}: {exception}"[:500]).where(
+            Booking.id == booking_id).execute()
+    except peewee.PeeweeException:
+        log.warning("could not record the failure on booking %s (the database is down?)", booking_id)
