@@ -23,9 +23,9 @@ def _broker_reachable() -> bool:
     client = getattr(broker, "client", None)  # Redis
     if client is not None:
         return bool(client.ping())
-    connection = getattr(broker, "connection", None)  # RabbitMQ: opening a channel proves the server
-    if connection is not None:
-        return connection.is_open
+    ping = getattr(broker, "ping", None)  # RabbitMQ (jobs.broker): a short AMQP handshake of its own
+    if ping is not None:
+        return bool(ping())
     return True  # the in-process broker of `bookingflow dev` and the tests
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import copy
+import logging
+import threading
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
 from bookingflow import logs, metrics
+from jobs.errors import ErrorClassification
 from models.db import database
 
 
@@ -66,6 +71,121 @@ def _expose_worker_metrics(broker: dramatiq.Broker) -> None:
     broker.add_middleware(Prometheus())
 
 
+# pika's own defaults let one publish hang for a long time on a RabbitMQ that is down, blackholed or
+# blocked (memory or disk alarm): 10 s per TCP connect, 15 s per handshake, no limit at all while
+# blocked, and dramatiq tries 6 times. The web answers 503 instead, quickly, so these bound each
+# attempt; a value given in BROKER_URL's query wins (pika reads the same names there).
+RABBITMQ_URL_DEFAULTS = {
+    "connection_attempts": "1",  # dramatiq retries the enqueue itself (on a fresh connection)
+    "retry_delay": "0.5",  # only between connection_attempts, if the URL asks for several
+    "socket_timeout": "2",  # TCP connect
+    "stack_timeout": "4",  # TCP + AMQP handshake
+    "blocked_connection_timeout": "5",  # a publisher blocked by a resource alarm gives up after this
+    "heartbeat": "20",  # a dead peer is noticed within about 2 x (20 + 5) s, even mid-publish
+}
+# No new connection is attempted once an enqueue has spent this long: with the bounds above, an
+# enqueue fails within about ENQUEUE_BUDGET + stack_timeout seconds, whatever the failure.
+ENQUEUE_BUDGET_SECONDS = 3.0
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def rabbitmq_url(url: str) -> str:
+    """BROKER_URL with RABBITMQ_URL_DEFAULTS added to its query (each of several `;`-separated URLs)."""
+    bounded = []
+    for one in url.split(";"):
+        parts = urlsplit(one)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        bounded.append(urlunsplit(parts._replace(query=urlencode({**RABBITMQ_URL_DEFAULTS, **query}))))
+    return ";".join(bounded)
+
+
+def _rabbitmq_broker_class():
+    import pika
+    import pika.exceptions
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    # pika logs a dozen lines per connection at INFO, and each failed attempt at ERROR: the intake
+    # (503), /readyz and dramatiq's worker report a broker failure once each. A level set by the
+    # operator's logging configuration wins.
+    pika_log = logging.getLogger("pika")
+    if pika_log.level == logging.NOTSET:
+        pika_log.setLevel(logging.CRITICAL)
+
+    base = RabbitmqBroker
+
+    class BoundedRabbitmqBroker(base):
+        """dramatiq's RabbitmqBroker (one pika connection and channel per thread, as pika requires: the
+        web's request threads, the scheduler's and the worker's each publish on their own), with a
+        time budget per enqueue, the connections of threads that ended closed (a server with a thread
+        per request would otherwise leave one open per request), and a readiness check."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._owners: dict = {}  # connection -> the thread it belongs to
+            self._owners_lock = threading.Lock()
+
+        def _connection(self):
+            if getattr(self.state, "connection", None) is not None:
+                return base.connection.fget(self)
+            deadline = getattr(self.state, "enqueue_deadline", None)
+            if deadline is not None and time.monotonic() > deadline:
+                # dramatiq catches this like any connection failure, and gives up after its attempts.
+                raise pika.exceptions.AMQPConnectionError("enqueue time budget spent")
+            self._close_connections_of_ended_threads()
+            connection = base.connection.fget(self)
+            with self._owners_lock:
+                self._owners[connection] = threading.current_thread()
+            return connection
+
+        connection = property(_connection, None, base.connection.fdel, base.connection.__doc__)
+
+        def _close_connections_of_ended_threads(self):
+            with self._owners_lock:
+                ended = [c for c, thread in self._owners.items() if not thread.is_alive() or c not in self.connections]
+                for connection in ended:
+                    del self._owners[connection]
+            for connection in ended:
+                if connection not in self.connections:
+                    continue  # its thread closed it already
+                self.connections.discard(connection)
+                for channel in [c for c in list(self.channels) if c.connection is connection]:
+                    self.channels.discard(channel)
+                try:
+                    if connection.is_open:
+                        connection.close()  # nobody else uses it: its thread is gone
+                except Exception:
+                    pass
+
+        def enqueue(self, message, *, delay=None):
+            self.state.enqueue_deadline = time.monotonic() + ENQUEUE_BUDGET_SECONDS
+            try:
+                return super().enqueue(message, delay=delay)
+            finally:
+                self.state.enqueue_deadline = None
+
+        def ping(self, timeout: float = READINESS_TIMEOUT_SECONDS) -> bool:
+            """RabbitMQ answers an AMQP handshake (credentials and vhost included) within `timeout`.
+
+            A connection of its own, opened and closed here: the calling thread's publishing connection
+            may look open long after the server went away (pika notices only on I/O), and must not be
+            left half-used by a check that timed out."""
+            parameters = self.parameters if isinstance(self.parameters, list) else [self.parameters]
+            for configured in parameters:
+                probe = copy.copy(configured)  # shallow: an amqps URL carries an SSLContext
+                probe.connection_attempts = 1
+                probe.socket_timeout = min(probe.socket_timeout or timeout, timeout)
+                probe.stack_timeout = timeout
+                probe.blocked_connection_timeout = timeout
+                try:
+                    pika.BlockingConnection(probe).close()
+                    return True
+                except Exception:
+                    continue
+            return False
+
+    return BoundedRabbitmqBroker
+
+
 def build_broker(url: str) -> dramatiq.Broker:
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
@@ -75,9 +195,8 @@ def build_broker(url: str) -> dramatiq.Broker:
         broker = RedisBroker(url=url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
         _expose_worker_metrics(broker)
     elif scheme in ("amqp", "amqps"):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        broker = RabbitmqBroker(url=url, confirm_delivery=True)
+        # Publisher confirms: an enqueue returns once RabbitMQ has the message, or fails (then 503).
+        broker = _rabbitmq_broker_class()(url=rabbitmq_url(url), confirm_delivery=True)
         _expose_worker_metrics(broker)
     elif scheme == "stub":
         from dramatiq.brokers.stub import StubBroker
@@ -88,4 +207,7 @@ def build_broker(url: str) -> dramatiq.Broker:
         raise ValueError(f"unsupported broker URL scheme {scheme!r}")
     broker.add_middleware(WorkContext())
     broker.add_middleware(DatabaseConnections())
+    # Last, because Dramatiq runs the after-hooks in reverse: the failure is recorded while the
+    # context and the database connection are still there.
+    broker.add_middleware(ErrorClassification())
     return broker

@@ -1,7 +1,9 @@
 """Fixtures: the database (SQLite, or PostgreSQL with TEST_DATABASE_URL), the broker (stub, or Redis
-with TEST_REDIS_URL), the provider sandbox on a local port, the app, a live server and workers.
+with TEST_REDIS_URL, or RabbitMQ with TEST_RABBITMQ_URL), the provider sandbox on a local port, the
+app, a live server and workers.
 
-A test that needs PostgreSQL or Redis skips when they are absent, except under CI=true, where it fails.
+A test that needs PostgreSQL, Redis or RabbitMQ skips when they are absent, except under CI=true,
+where it fails.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from bookingflow import settings as settings_module
 CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+TEST_RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "")
+if TEST_REDIS_URL and TEST_RABBITMQ_URL:
+    raise pytest.UsageError("set TEST_REDIS_URL or TEST_RABBITMQ_URL for the suite's broker, not both")
 _TMP = tempfile.mkdtemp(prefix="bookingflow-tests-")
 
 STRIPE_KEY = "sk_test_" + secrets.token_hex(12)
@@ -50,6 +55,18 @@ def redis_problem(url: str) -> str | None:
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        return f"{url}: {exc.__class__.__name__}"
+    return None
+
+
+def rabbitmq_problem(url: str) -> str | None:
+    import pika
+
+    try:
+        parameters = pika.URLParameters(url)
+        parameters.connection_attempts, parameters.socket_timeout, parameters.stack_timeout = 1, 3, 5
+        pika.BlockingConnection(parameters).close()
     except Exception as exc:
         return f"{url}: {exc.__class__.__name__}"
     return None
@@ -122,8 +139,9 @@ def service_environment(sandbox_base: str, database_url: str, broker_url: str) -
     }
 
 
+SUITE_BROKER_URL = TEST_REDIS_URL or TEST_RABBITMQ_URL or settings_module.EMBEDDED_BROKER_URL
 SUITE_SETTINGS = settings_module.configure(settings_module.load(service_environment(
-    SANDBOX_BASE, _suite_database_url(), TEST_REDIS_URL or settings_module.EMBEDDED_BROKER_URL)))
+    SANDBOX_BASE, _suite_database_url(), SUITE_BROKER_URL)))
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +155,8 @@ def service_settings(sandbox):
         scratch = ScratchDatabase(TEST_DATABASE_URL, name=SCRATCH_DATABASE)
     if TEST_REDIS_URL:
         require_service("Redis", redis_problem(TEST_REDIS_URL))
+    if TEST_RABBITMQ_URL:
+        require_service("RabbitMQ", rabbitmq_problem(TEST_RABBITMQ_URL))
     yield settings_module.configure(SUITE_SETTINGS)
     if scratch:
         from models.db import database
@@ -161,7 +181,70 @@ def app(service_settings):
 def broker(app):
     import jobs
 
+    if TEST_RABBITMQ_URL:
+        _join_like_redis(jobs.broker)
     return jobs.broker
+
+
+# The suite's in-process workers (the `worker` fixture), for the RabbitMQ join below.
+RUNNING_WORKERS: list = []
+
+
+def _on_a_live_connection(broker, operation):
+    """Run a RabbitMQ operation on this thread's connection, once more on a new one if the server had
+    closed it (an idle connection misses its heartbeats; dramatiq's enqueue retries, flush does not)."""
+    import pika.exceptions
+
+    try:
+        return operation()
+    except pika.exceptions.AMQPConnectionError:
+        del broker.connection
+        return operation()
+
+
+def flush_broker(broker) -> None:
+    """Empty the suite's queues (delay and dead-letter queues too)."""
+    from dramatiq.brokers.stub import StubBroker
+
+    if TEST_RABBITMQ_URL:
+        _on_a_live_connection(broker, broker.flush_all)
+        return
+    broker.flush_all()
+    if isinstance(broker, StubBroker):
+        # A message an earlier test's worker had taken and held when it stopped (a retry waiting for
+        # its eta) is never acknowledged, and the stub's join would wait for it forever. Redis and
+        # RabbitMQ give such a message back to its queue, where flush_all drops it.
+        for queue in broker.queues.values():
+            with queue.all_tasks_done:
+                queue.unfinished_tasks = 0
+                queue.all_tasks_done.notify_all()
+
+
+def _join_like_redis(broker) -> None:
+    """RabbitmqBroker.join counts only the messages waiting in RabbitMQ, not those a worker took and
+    has not acknowledged yet: it could return while a job still runs. The stub's and Redis's joins
+    wait for those too, and the suite relies on it: this one also waits until the suite's workers
+    hold no message (running or delayed), seen empty several times in a row."""
+    import types
+
+    from dramatiq.errors import QueueJoinTimeout
+
+    def busy() -> bool:
+        return any(worker.work_queue.unfinished_tasks
+                   or any(consumer.delay_queue.unfinished_tasks for consumer in worker.consumers.values())
+                   for worker in RUNNING_WORKERS)
+
+    def join(self, queue_name, min_successes=5, idle_time=20, *, timeout=None):
+        deadline = timeout and time.monotonic() + timeout / 1000
+        successes = 0
+        while successes < min_successes:
+            if deadline and time.monotonic() >= deadline:
+                raise QueueJoinTimeout(queue_name)
+            ready, delayed, _dead = _on_a_live_connection(self, lambda: self.get_queue_message_counts(queue_name))
+            successes = successes + 1 if ready + delayed == 0 and not busy() else 0
+            time.sleep(idle_time / 1000)
+
+    broker.join = types.MethodType(join, broker)
 
 
 @pytest.fixture(autouse=True)
@@ -174,8 +257,7 @@ def _clean_state(request):
     from models.db import database
     from models.tables import ALL_TABLES
 
-    broker = request.getfixturevalue("broker")
-    broker.flush_all()
+    flush_broker(request.getfixturevalue("broker"))
     with database.connection_context():
         for table in reversed(ALL_TABLES):
             table.delete().execute()
@@ -208,8 +290,10 @@ def worker(broker):
 
     running = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
     running.start()
+    RUNNING_WORKERS.append(running)
     yield running
     running.stop()
+    RUNNING_WORKERS.remove(running)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""The service as operators run it: `honcho start` on the Procfile, against PostgreSQL and Redis,
-with a provider sandbox on a local port standing in for Stripe and Calendly."""
+"""The service as operators run it: `honcho start` on the Procfile, against PostgreSQL and Redis (or
+RabbitMQ), with a provider sandbox on a local port standing in for Stripe and Calendly."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
@@ -63,6 +63,59 @@ class ScratchDatabase:
 
     def drop(self) -> None:
         self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class ScratchVhost:
+    """A RabbitMQ virtual host of its own, added with `rabbitmqctl` (on this machine) and deleted after.
+    Where rabbitmqctl cannot manage that server, the URL's own vhost, with the service's queues purged
+    before and after."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.name = f"bookingflow_e2e_{secrets.token_hex(6)}"
+        self.url, self.scratch = url, False
+        if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+            try:
+                self._ctl("add_vhost", self.name)
+                self.scratch = True
+                self._ctl("set_permissions", "-p", self.name, parts.username or "guest", ".*", ".*", ".*")
+                self.url = urlunsplit(parts._replace(path="/" + quote(self.name, safe="")))
+                return
+            except (OSError, subprocess.SubprocessError):
+                self.drop()
+        self._purge()
+
+    @staticmethod
+    def _ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    def _purge(self) -> None:
+        import pika
+        import pika.exceptions
+
+        import jobs
+        from dramatiq.common import dq_name, xq_name
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            for queue in jobs.broker.get_declared_queues():
+                for name in (queue, dq_name(queue), xq_name(queue)):
+                    channel = connection.channel()
+                    try:
+                        channel.queue_purge(name)
+                    except pika.exceptions.ChannelClosedByBroker:
+                        pass  # no such queue: nothing to purge
+                    else:
+                        channel.close()
+        finally:
+            connection.close()
+
+    def drop(self) -> None:
+        if self.scratch:
+            subprocess.run(["rabbitmqctl", "delete_vhost", self.name], capture_output=True, timeout=60)
+            self.scratch = False
+        else:
+            self._purge()
 
 
 class RealStack:
@@ -119,30 +172,42 @@ def import_session_types(env: dict, tmp_path: Path, sandbox_base: str, items: li
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "") if os.environ.get("TEST_DATABASE_URL", "").startswith("postgres") \
     else "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/14"
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
 @contextmanager
 def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: str = "",
-                    session_types: list[dict] | None = None):
-    """The whole service on real processes against a scratch PostgreSQL database and Redis, with a
-    provider sandbox of its own; yields the RealStack (with `.sandbox`, `.env`, `.redis_url`)."""
-    import redis
-
+                    session_types: list[dict] | None = None, broker_url: str = REDIS_URL):
+    """The whole service on real processes against a scratch PostgreSQL database and the broker of
+    `broker_url` (Redis, flushed; or RabbitMQ, `amqp://...`, on a scratch vhost), with a provider
+    sandbox of its own; yields the RealStack (with `.sandbox`, `.env`, `.broker_url`, and `.redis_url`
+    on Redis)."""
     from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
-    from conftest import postgres_problem, redis_problem, require_service
+    from conftest import postgres_problem, rabbitmq_problem, redis_problem, require_service
 
+    rabbitmq = urlsplit(broker_url).scheme in ("amqp", "amqps")
     require_service("PostgreSQL", postgres_problem(POSTGRES_URL))
-    require_service("Redis", redis_problem(REDIS_URL))
+    if rabbitmq:
+        require_service("RabbitMQ", rabbitmq_problem(broker_url))
+    else:
+        require_service("Redis", redis_problem(broker_url))
     secret = {"key": "sk_test_" + secrets.token_hex(8), "whsec": "whsec_" + secrets.token_hex(16),
               "token": secrets.token_hex(8), "signing": secrets.token_hex(16)}
     sandbox = Sandbox(SandboxConfig(secret["key"], secret["whsec"], secret["token"], secret["signing"]))
     server, sandbox_base = serve_in_thread(sandbox.app)
     sandbox.config.public_base = sandbox.base = sandbox_base
     database = ScratchDatabase(POSTGRES_URL)
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    vhost = None
+    if rabbitmq:
+        vhost = ScratchVhost(broker_url)
+        broker_url = vhost.url
+    else:
+        import redis
+
+        redis.Redis.from_url(broker_url).flushdb()
     env = {
         **base_environment(),
-        "DATABASE_URL": database.url, "BROKER_URL": REDIS_URL,
+        "DATABASE_URL": database.url, "BROKER_URL": broker_url,
         "STRIPE_SECRET_KEY": secret["key"], "STRIPE_WEBHOOK_SECRET": f"whsec_old_rotated,{secret['whsec']}",
         "STRIPE_API_BASE": sandbox_base + "/stripe",
         "CALENDLY_API_TOKEN": secret["token"], "CALENDLY_WEBHOOK_SIGNING_KEY": secret["signing"],
@@ -150,17 +215,23 @@ def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: 
         "PUBLIC_URL": "https://frontend.example", "SWEEP_INTERVAL_SECONDS": "1",
         "WEB_CONCURRENCY": "2", "WORKER_THREADS": "4", **(extra_env or {}),
     }
-    run_cli(env, "db", "upgrade")  # the Procfile's release step
-    import_session_types(env, tmp_path, sandbox_base, session_types or [{"slug": "strategy-session", "price": 25000}])
-    stack = RealStack(env, tmp_path / "stack.log", concurrency=concurrency)
+    stack = None
     try:
+        run_cli(env, "db", "upgrade")  # the Procfile's release step
+        import_session_types(env, tmp_path, sandbox_base, session_types or [{"slug": "strategy-session", "price": 25000}])
+        stack = RealStack(env, tmp_path / "stack.log", concurrency=concurrency)
         stack.wait_ready("/readyz")
         sandbox.config.stripe_webhook_url = stack.base + "/webhooks/stripe"
         sandbox.config.calendly_webhook_url = stack.base + "/webhooks/calendly"
-        stack.sandbox, stack.redis_url = sandbox, REDIS_URL
+        stack.sandbox, stack.broker_url = sandbox, broker_url
+        if not rabbitmq:
+            stack.redis_url = broker_url
         yield stack
     finally:
-        stack.stop()
+        if stack:
+            stack.stop()
         sandbox.close()
         server.shutdown()
         database.drop()
+        if vhost:
+            vhost.drop()

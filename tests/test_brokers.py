@@ -1,0 +1,337 @@
+"""The broker, for each kind BROKER_URL may name: Dramatiq's in-process stub (always), Redis and
+RabbitMQ (`TEST_REDIS_URL`, `TEST_RABBITMQ_URL`, else the local defaults of realstack; skipped when
+unreachable, failed under CI=true). Each test builds its own broker with the product's build_broker,
+on a queue of its own, so it neither sees nor disturbs the suite's broker."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+
+import dramatiq
+import pytest
+import requests
+
+from bookingflow.settings import EMBEDDED_BROKER_URL
+from conftest import rabbitmq_problem, redis_problem, require_service, wait_until
+from flows import Client, history_states, sessions_of
+from providers import checkout_session, encode, stripe_event, stripe_signature
+from realstack import RABBITMQ_URL, REDIS_URL, RealStack, base_environment, free_port, run_cli, running_service
+
+URLS = {"stub": EMBEDDED_BROKER_URL, "redis": REDIS_URL, "rabbitmq": RABBITMQ_URL}
+# Where nothing listens: the broker is down.
+DOWN = {"redis": "redis://127.0.0.1:{port}/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:{port}/%2F"}
+
+
+def require_broker(kind: str) -> None:
+    if kind == "redis":
+        require_service("Redis", redis_problem(URLS[kind]))
+    elif kind == "rabbitmq":
+        require_service("RabbitMQ", rabbitmq_problem(URLS[kind]))
+
+
+class OwnQueue:
+    """A broker built as the service builds it, a queue name of its own, and its workers."""
+
+    def __init__(self, kind: str):
+        from jobs.broker import build_broker
+
+        self.kind = kind
+        self.broker = build_broker(URLS[kind])
+        self.queue = f"bookingflow_test_{secrets.token_hex(4)}"
+        self.workers: list[dramatiq.Worker] = []
+
+    def actor(self, **options):
+        def declare(fn):
+            return dramatiq.actor(fn, broker=self.broker, queue_name=self.queue,
+                                  actor_name=f"{self.queue}_{fn.__name__}", **options)
+        return declare
+
+    def start_worker(self) -> dramatiq.Worker:
+        worker = dramatiq.Worker(self.broker, worker_threads=4, worker_timeout=50)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        while self.workers:
+            self.workers.pop().stop()
+
+    def left_in_queue(self) -> int:
+        """Messages still in the queue and its delay queue (none taken by a worker at the time)."""
+        if self.kind == "rabbitmq":
+            return sum(self.broker.get_queue_message_counts(self.queue)[:2])
+        if self.kind == "redis":
+            return self.broker.do_qsize(self.queue)
+        return self.broker.queues[self.queue].qsize() + self.broker.queues[f"{self.queue}.DQ"].qsize()
+
+    def remove(self) -> None:
+        self.stop_workers()
+        if self.kind == "rabbitmq":
+            for name in (self.queue, f"{self.queue}.DQ", f"{self.queue}.XQ"):
+                self.broker.channel.queue_delete(name)
+        else:
+            self.broker.flush(self.queue)
+        self.broker.close()
+
+
+@pytest.fixture(params=["stub", "redis", "rabbitmq"])
+def own(request, service_settings):
+    """(service_settings: the database the broker's middleware opens for each message exists.)"""
+    require_broker(request.param)
+    queue = OwnQueue(request.param)
+    yield queue
+    queue.remove()
+
+
+def test_a_message_sent_is_processed_once_by_a_worker(own):
+    seen, lock = Counter(), threading.Lock()
+
+    @own.actor(max_retries=0)
+    def record(n):
+        with lock:
+            seen[n] += 1
+
+    own.start_worker()
+    for n in range(20):
+        record.send(n)
+    wait_until(lambda: sum(seen.values()) >= 20, message="20 messages processed")
+    # Acknowledged, not only processed: a worker started after this one stopped gets nothing again.
+    own.stop_workers()
+    assert own.left_in_queue() == 0
+    own.start_worker()
+    time.sleep(0.5)
+    assert seen == Counter(range(20))
+
+
+def test_messages_sent_from_many_threads_at_once_are_each_processed_once(own):
+    """The web sends from its request threads at once: pika's connections are not thread-safe, so the
+    RabbitMQ broker keeps one per thread, and closes the ones of threads that ended."""
+    seen, lock = Counter(), threading.Lock()
+
+    @own.actor(max_retries=0)
+    def record(n):
+        with lock:
+            seen[n] += 1
+
+    own.start_worker()
+    barrier, used = threading.Barrier(8), []
+
+    def send(first):
+        barrier.wait()
+        for n in range(first, first + 10):
+            record.send(n)
+        if own.kind == "rabbitmq":
+            used.append(own.broker.connection)  # this thread's own, opened by its first send
+
+    threads = [threading.Thread(target=send, args=(10 * i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: sum(seen.values()) >= 80, message="80 messages processed")
+    record.send(80)  # from this thread: its new connection is where the ended threads' are closed
+    wait_until(lambda: seen[80], message="the last message processed")
+    time.sleep(0.3)
+    assert seen == Counter(range(81))
+    if own.kind == "rabbitmq":
+        assert len({id(connection) for connection in used}) == 8
+        assert not any(connection.is_open or connection in own.broker.connections for connection in used)
+
+
+def test_a_failing_actor_is_retried_until_it_succeeds(own):
+    attempts, done = Counter(), threading.Event()
+
+    @own.actor(max_retries=5, min_backoff=10, max_backoff=100)
+    def flaky(key):
+        attempts[key] += 1
+        if attempts[key] < 3:
+            raise RuntimeError("not yet")
+        done.set()
+
+    own.start_worker()
+    flaky.send("once")
+    assert done.wait(20), f"attempts so far: {attempts}"
+    time.sleep(0.3)
+    assert attempts == Counter({"once": 3})
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_the_webs_enqueue_answers_503_quickly_while_the_broker_is_unreachable(kind):
+    from intake.errors import ApiError
+    from intake.queue import enqueue
+    from jobs.broker import build_broker
+
+    broker = build_broker(DOWN[kind].format(port=free_port()))
+
+    @dramatiq.actor(broker=broker, queue_name=f"bookingflow_test_{secrets.token_hex(4)}", actor_name=f"down_{kind}")
+    def job(n):
+        pass
+
+    for attempt in range(2):  # the first enqueue also declares the queue; the second does not
+        started = time.monotonic()
+        with pytest.raises(ApiError) as refused:
+            enqueue(job, attempt)
+        assert (refused.value.status, refused.value.code) == (503, "unavailable")
+        assert time.monotonic() - started < 5
+    broker.close()
+
+
+def test_the_rabbitmq_readiness_check_is_a_handshake_of_its_own():
+    """/readyz asks the broker's ping(): a real AMQP handshake (a wrong password is not ready), on a
+    connection it does not keep, within a short timeout."""
+    from jobs.broker import build_broker
+
+    require_broker("rabbitmq")
+    reachable = build_broker(RABBITMQ_URL)
+    assert reachable.ping() is True
+    assert not reachable.connections  # nothing kept: the request threads' connections are their own
+    for url in (RABBITMQ_URL.replace("guest:guest@", "guest:wrong@"), DOWN["rabbitmq"].format(port=free_port())):
+        started = time.monotonic()
+        assert build_broker(url).ping() is False
+        assert time.monotonic() - started < 3
+
+
+class Forwarder:
+    """A TCP relay to `target` on a local port, whose connections can be cut (as a server does with a
+    connection that missed its heartbeats) and which can go away altogether (as a server does)."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target, self.pairs, self.lock, self.running = target, [], threading.Lock(), True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            client.settimeout(None)
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.running = False
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture
+def relayed_rabbitmq():
+    """The product's RabbitMQ broker, reaching RabbitMQ through a Forwarder; a queue of its own."""
+    from urllib.parse import urlsplit
+
+    from jobs.broker import build_broker
+
+    require_broker("rabbitmq")
+    parts = urlsplit(RABBITMQ_URL)
+    relay = Forwarder((parts.hostname, parts.port or 5672))
+    broker = build_broker(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{relay.port}").geturl())
+    queue = f"bookingflow_test_{secrets.token_hex(4)}"
+    yield relay, broker, queue
+    relay.stop()
+    direct = build_broker(RABBITMQ_URL)
+    for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+        direct.channel.queue_delete(name)
+    direct.close()
+
+
+def test_readiness_notices_a_rabbitmq_that_went_away_after_the_web_connected(relayed_rabbitmq):
+    relay, broker, _ = relayed_rabbitmq
+    connection = broker.connection  # a request thread's, opened by an earlier enqueue
+    assert broker.ping() is True
+    relay.stop()
+    assert connection.is_open  # what pika believes until it next reads: no proof of anything
+    started = time.monotonic()
+    assert broker.ping() is False
+    assert time.monotonic() - started < 3
+
+
+def test_a_send_on_a_connection_the_server_dropped_goes_through_on_a_new_one(relayed_rabbitmq):
+    """An idle request thread's connection misses its heartbeats and RabbitMQ closes it: the next
+    enqueue from that thread must still succeed, not answer 503."""
+    relay, broker, queue = relayed_rabbitmq
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name=f"{queue}_job")
+    def job(n):
+        pass
+
+    job.send(1)
+    first = broker.connection
+    relay.cut()
+    job.send(2)
+    assert broker.connection is not first and not first.is_open
+    assert broker.get_queue_message_counts(queue)[0] == 2
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_readyz_and_the_webhooks_answer_503_on_gunicorn_while_the_broker_is_unreachable(kind, tmp_path):
+    """The Procfile's web process (gunicorn, several threads), with a broker URL where nothing listens."""
+    env = {
+        **base_environment(),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/down.db", "BROKER_URL": DOWN[kind].format(port=free_port()),
+        "STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_down",
+        "CALENDLY_API_TOKEN": "t", "CALENDLY_WEBHOOK_SIGNING_KEY": "k", "PUBLIC_URL": "https://frontend.example",
+    }
+    run_cli(env, "db", "upgrade")
+    web = RealStack(env, tmp_path / "web.log", processes=("web",))
+    try:
+        web.wait_ready("/healthz")
+        body = encode(stripe_event("checkout.session.completed", checkout_session("z" * 32, 100)))
+        started = time.monotonic()
+        response = requests.post(f"{web.base}/webhooks/stripe", data=body, timeout=30, headers={
+            "Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, "whsec_down")})
+        assert response.status_code == 503, web.log()
+        assert response.json()["error"]["code"] == "unavailable"
+        assert time.monotonic() - started < 5, web.log()
+        ready = requests.get(f"{web.base}/readyz", timeout=30)
+        assert ready.status_code == 503, web.log()
+        assert ready.json()["checks"] == {"database": "ok", "broker": "unreachable"}
+    finally:
+        web.stop()
+
+
+@pytest.mark.e2e
+def test_a_booking_walks_to_confirmed_over_http_alone_on_rabbitmq(tmp_path):
+    """The Procfile's processes with BROKER_URL=amqp://... (a scratch vhost): web, worker, scheduler."""
+    with running_service(tmp_path, broker_url=RABBITMQ_URL) as stack:
+        assert stack.env["BROKER_URL"].startswith("amqp://")
+        frontend = Client(stack.base, stack.sandbox)
+        try:
+            view, _ = frontend.book_and_wait_for_checkout("strategy-session")
+            frontend.pay(view["checkout_url"])
+            confirmed = frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()}") from None
+        assert history_states(confirmed)[-1] == "BOOKING_CONFIRMED"
+        assert (confirmed["amount"], confirmed["currency"]) == (25000, "usd")
+        assert len(sessions_of(stack.sandbox, view["id"])) == 1
+        assert requests.get(f"{stack.base}/readyz", timeout=10).json()["checks"]["broker"] == "ok"
