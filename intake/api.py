@@ -21,7 +21,8 @@ from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
 
-EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{2,63}$")
+# No whitespace and no control characters (listed explicitly: Python's \s and JSON Schema's differ).
+EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f]{2,63}$")
 BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CHECKOUT_OPEN = (State.PAYMENT_PROCESSING.value,)
 

@@ -19,9 +19,10 @@ MAX_BODY = "256 KiB"
 
 BOOKING_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 # intake.api.EMAIL, applied to the trimmed value.
-EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{2,63}$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f]{2,63}$"
 # Text the service stores: not blank, and no NUL (no database here stores it; the API answers 422).
-TEXT_PATTERN = r"^[^\x00]*\S[^\x00]*$"
+# \x1c-\x1f and \x85 are blank to Python's str.strip() (what the code checks) but not to \S here.
+TEXT_PATTERN = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
 CURRENCY_PATTERN = r"^[a-z]{3}$"
 # A Calendly resource URI as jobs.calendly_payloads reads it: http(s), any host (printable ASCII,

@@ -337,8 +337,9 @@ def test_a_refund_that_fails_is_a_payment_error_from_which_no_new_charge_can_be_
     error = frontend.wait_for_state(view["id"], "ERROR_PAYMENT")
     assert history_states(error)[-2:] == ["REFUND_PENDING", "ERROR_PAYMENT"]
     assert Refund.get_by_id(refund.id).status == "failed"
-    # The client has not been paid back: an operator is told, once.
-    assert Alert.select().where(Alert.booking == view["id"], Alert.kind == "refund_failed").count() == 1
+    # The client has not been paid back: an operator is told, once (raised right after the transition).
+    wait_until(lambda: Alert.select().where(Alert.booking == view["id"], Alert.kind == "refund_failed").count() == 1,
+               message="the refund_failed alert")
     # The money was taken: the client cannot be sent to a new checkout, nor walk away from the refund.
     response = act(frontend, view["id"], "retry-payment")
     assert response.status_code == 409 and response.json()["error"]["state"] == "ERROR_PAYMENT"
