@@ -294,6 +294,9 @@ def worker(broker):
     yield running
     running.stop()
     RUNNING_WORKERS.remove(running)
+    # Stopping gives the worker's unacknowledged messages back to their queue (RabbitMQ does so as
+    # its consumers close): purge them now, or they would run in the next test.
+    broker.flush_all()
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def test_one_calendly_delivery_sent_ten_times_at_once_makes_one_transition_and_o
     assert statuses == [200] * 10
     frontend.wait_for_state(booking["id"], "PAYMENT_PROCESSING")
     wait_until(lambda: ProviderEvent.get().processed_at is not None, message="the event processed")
-    assert ProviderEvent.select().count() == 1
+    assert ProviderEvent.select().count() == 1, [(e.provider, e.type, e.event_id, e.outcome) for e in ProviderEvent.select()]
     received = Transition.select().where(Transition.booking == booking["id"], Transition.trigger == "onCalendlyWebhookReceived")
     assert received.count() == 1
     assert len(sessions_of(sandbox, booking["id"])) == 1
