@@ -68,8 +68,9 @@ def _create_checkout_session(booking: Booking) -> None:
         update_fields(booking.id, payment_attempt=booking.payment_attempt + 1,
                       checkout_expires_at=checkout.attempt_expiry(utcnow()))
         booking = Booking.get_by_id(booking.id)
-    # Only the newest checkout may be paid: expire any older one still open.
-    ledger.expire_open_sessions(booking)
+    # Only the newest checkout may be paid: expire any older attempt's session still open. Never this
+    # attempt's: a second copy of this job (same idempotency key, same session) may have just recorded it.
+    ledger.expire_open_sessions(booking, before_attempt=booking.payment_attempt)
     session = checkout.create_session(booking)
     ledger.record_session(booking, session)
     move(

@@ -81,14 +81,14 @@ def mark_session(session_id: str, status: str) -> None:
         Payment.checkout_session_id == session_id, Payment.status == "open").execute()
 
 
-def expire_open_sessions(booking: Booking, keep_session_id: str | None = None) -> int:
-    """Expire, through Stripe, every open session of the booking but `keep_session_id`, so that an
-    abandoned or superseded checkout can no longer be paid."""
+def expire_open_sessions(booking: Booking, before_attempt: int | None = None) -> int:
+    """Expire, through Stripe, the booking's open sessions (only those of attempts before
+    `before_attempt`, if given), so that an abandoned or superseded checkout can no longer be paid."""
     expired = 0
     open_payments = Payment.select().where(Payment.booking == booking.id, Payment.status == "open")
+    if before_attempt is not None:
+        open_payments = open_payments.where(Payment.attempt < before_attempt)
     for payment in open_payments:
-        if payment.checkout_session_id == keep_session_id:
-            continue
         try:
             session = stripe_client.expire_checkout_session(
                 payment.checkout_session_id, idempotency_key=f"bookingflow-expire-{payment.checkout_session_id}")

@@ -414,7 +414,7 @@ def test_a_delivery_whose_broker_message_was_lost_is_processed_once_the_sweep_re
     assert frontend.status(booking["id"])["state"] == "CALENDLY_SCHEDULING"
     assert sweeps().requeue_unprocessed_events(now + dt.timedelta(minutes=3)) == 1
     view = frontend.wait_for_state(booking["id"], "PAYMENT_PROCESSING")
-    assert ProviderEvent.get_by_id(event.id).outcome == "advanced"
+    wait_until(lambda: ProviderEvent.get_by_id(event.id).outcome == "advanced", message="the outcome written")
     frontend.pay(view["checkout_url"])
     confirmed = frontend.wait_for_state(booking["id"], "BOOKING_CONFIRMED")
     assert_money(sandbox, confirmed, kept=5000)
