@@ -107,6 +107,28 @@ def _suite_database_url() -> str:
     return urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{SCRATCH_DATABASE}"))
 
 
+# On a RabbitMQ of this machine the suite runs in a vhost of its own (added with rabbitmqctl), as it
+# does in a database of its own: another run on the same server, or what an earlier one left in
+# TEST_RABBITMQ_URL's vhost, cannot take or feed its messages. On another server: that vhost, purged.
+def _scratch_vhost() -> str:
+    import shutil
+    from urllib.parse import urlsplit
+
+    local = urlsplit(TEST_RABBITMQ_URL).hostname in ("127.0.0.1", "localhost", "::1")
+    return SCRATCH_DATABASE if TEST_RABBITMQ_URL and local and shutil.which("rabbitmqctl") else ""
+
+
+SCRATCH_VHOST = _scratch_vhost()
+
+
+def _suite_broker_url() -> str:
+    if TEST_RABBITMQ_URL and SCRATCH_VHOST:
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        return urlunsplit(urlsplit(TEST_RABBITMQ_URL)._replace(path="/" + quote(SCRATCH_VHOST, safe="")))
+    return TEST_REDIS_URL or TEST_RABBITMQ_URL or settings_module.EMBEDDED_BROKER_URL
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     from urllib.parse import urlsplit
@@ -139,14 +161,14 @@ def service_environment(sandbox_base: str, database_url: str, broker_url: str) -
     }
 
 
-SUITE_BROKER_URL = TEST_REDIS_URL or TEST_RABBITMQ_URL or settings_module.EMBEDDED_BROKER_URL
+SUITE_BROKER_URL = _suite_broker_url()
 SUITE_SETTINGS = settings_module.configure(settings_module.load(service_environment(
     SANDBOX_BASE, _suite_database_url(), SUITE_BROKER_URL)))
 
 
 @pytest.fixture(scope="session")
 def service_settings(sandbox):
-    scratch = None
+    scratch = vhost = None
     if TEST_DATABASE_URL:
         from realstack import ScratchDatabase
 
@@ -157,7 +179,14 @@ def service_settings(sandbox):
         require_service("Redis", redis_problem(TEST_REDIS_URL))
     if TEST_RABBITMQ_URL:
         require_service("RabbitMQ", rabbitmq_problem(TEST_RABBITMQ_URL))
+        if SCRATCH_VHOST:
+            from realstack import ScratchVhost
+
+            vhost = ScratchVhost(TEST_RABBITMQ_URL, name=SCRATCH_VHOST, fallback=False)
+            require_service("RabbitMQ", None if vhost.scratch else f"rabbitmqctl could not add the vhost {SCRATCH_VHOST}")
     yield settings_module.configure(SUITE_SETTINGS)
+    if vhost:
+        vhost.drop()  # closes the connections still open in it
     if scratch:
         from models.db import database
 
@@ -296,7 +325,7 @@ def worker(broker):
     RUNNING_WORKERS.remove(running)
     # Stopping gives the worker's unacknowledged messages back to their queue (RabbitMQ does so as
     # its consumers close): purge them now, or they would run in the next test.
-    broker.flush_all()
+    flush_broker(broker)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -66,14 +67,14 @@ class ScratchDatabase:
 
 
 class ScratchVhost:
-    """A RabbitMQ virtual host of its own, added with `rabbitmqctl` (on this machine) and deleted after.
-    Where rabbitmqctl cannot manage that server, the URL's own vhost, with the service's queues purged
-    before and after."""
+    """A RabbitMQ virtual host of its own, added with `rabbitmqctl` (when the server runs on this
+    machine) and deleted after: `.url` is the URL on it, `.scratch` says it was added. Otherwise, with
+    `fallback`, the URL's own vhost, the service's queues purged before and after."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, name: str | None = None, fallback: bool = True):
+        self.name = name or f"bookingflow_e2e_{secrets.token_hex(6)}"
+        self.url, self.scratch, self.fallback = url, False, fallback
         parts = urlsplit(url)
-        self.name = f"bookingflow_e2e_{secrets.token_hex(6)}"
-        self.url, self.scratch = url, False
         if parts.hostname in ("127.0.0.1", "localhost", "::1"):
             try:
                 self._ctl("add_vhost", self.name)
@@ -82,8 +83,10 @@ class ScratchVhost:
                 self.url = urlunsplit(parts._replace(path="/" + quote(self.name, safe="")))
                 return
             except (OSError, subprocess.SubprocessError):
-                self.drop()
-        self._purge()
+                if self.scratch:  # added, but not usable: take it away again
+                    self.drop()
+        if fallback:
+            self._purge()
 
     @staticmethod
     def _ctl(*args: str) -> None:
@@ -114,7 +117,7 @@ class ScratchVhost:
         if self.scratch:
             subprocess.run(["rabbitmqctl", "delete_vhost", self.name], capture_output=True, timeout=60)
             self.scratch = False
-        else:
+        elif self.fallback:
             self._purge()
 
 
@@ -149,13 +152,54 @@ class RealStack:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            # honcho runs each process in a process group of its own, and passes SIGTERM on; but a
+            # signal that lands while it prints a line crashes it ("reentrant call inside
+            # BufferedWriter") and leaves them running: those still up afterwards get it from here.
+            groups = _children(self.process.pid)
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+            for group in groups:
+                _stop_group(group)
         self._log.close()
+
+
+def _processes() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent, process group) of every process, from /proc (none where there is none)."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    state, parent, group = stat.read().rsplit(")", 1)[1].split()[:3]
+                found.append((int(entry), state, int(parent), int(group)))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    return [child for child, _, parent, _ in _processes() if parent == pid]
+
+
+def _stop_group(group: int, timeout: float = 20) -> None:
+    """SIGTERM to a process group if anything of it still runs, SIGKILL if it outlives `timeout`."""
+    def running():
+        return any(g == group and state != "Z" for _, state, _, g in _processes())
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not running():
+            return
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + timeout
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def import_session_types(env: dict, tmp_path: Path, sandbox_base: str, items: list[dict]) -> None:
