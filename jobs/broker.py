@@ -88,6 +88,15 @@ RABBITMQ_URL_DEFAULTS = {
 ENQUEUE_BUDGET_SECONDS = 3.0
 READINESS_TIMEOUT_SECONDS = 2.0
 
+# A worker that dies (OOM, SIGKILL, a lost host) leaves its unacknowledged messages in Redis until
+# another worker's maintenance finds its heartbeat stale. With dramatiq's defaults (a 60 s timeout,
+# maintenance on 0.1% of commands: about two minutes apart with four idle workers polling once a
+# second) they came back one to three minutes later. A live worker beats about every second (its
+# delay-queue consumer polls that often, busy or not), so 15 s is still far from a false death, and
+# maintenance on 2% of commands runs every few seconds at the cost of one small sorted-set read.
+REDIS_HEARTBEAT_TIMEOUT_MS = 15_000
+REDIS_MAINTENANCE_CHANCE = 20_000  # per million commands
+
 
 def rabbitmq_url(url: str) -> str:
     """BROKER_URL with RABBITMQ_URL_DEFAULTS added to its query (each of several `;`-separated URLs)."""
@@ -192,7 +201,8 @@ def build_broker(url: str) -> dramatiq.Broker:
         from dramatiq.brokers.redis import RedisBroker
 
         # Short socket timeouts: the intake must answer 503 quickly when Redis is down, not hang.
-        broker = RedisBroker(url=url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+        broker = RedisBroker(url=url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30,
+                             heartbeat_timeout=REDIS_HEARTBEAT_TIMEOUT_MS, maintenance_chance=REDIS_MAINTENANCE_CHANCE)
         _expose_worker_metrics(broker)
     elif scheme in ("amqp", "amqps"):
         # Publisher confirms: an enqueue returns once RabbitMQ has the message, or fails (then 503).

@@ -13,7 +13,7 @@ from bookingflow.providers import calendly_client
 from jobs import flow
 from jobs.calendly_payloads import InviteeNotice, parse_invitee_notice, scheduled_event_info
 from jobs.dispatch import Outcome, handles
-from models.states import ABANDONABLE, State, Trigger, TransitionRefused, allowed, update_fields
+from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, ProviderEvent
 
 log = logging.getLogger(__name__)
@@ -147,18 +147,9 @@ def cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
         return Outcome("stale", booking.id, "not the booking's current invitee")
     cancelled_by = "host" if notice.canceler_type == "host" else "invitee"
     reason = notice.cancel_reason or f"cancelled in Calendly by the {cancelled_by}"
-    if booking.state == State.PAYMENT_SUCCEEDED.value:
-        flow.advance(booking.id)  # confirm first; the cancellation then refunds by policy
-    current = Booking.get_by_id(booking.id)
     # Paid: cancelled, refunded by policy. Never paid: the flow is abandoned.
-    trigger = next((t for t in (Trigger.cancelBooking, Trigger.cancelBookingProcess) if allowed(current, t)), None)
-    if trigger is None:
-        return Outcome("duplicate", booking.id, f"booking already {current.state}")
-    try:
-        flow.move(booking.id, trigger, cause=cause, cancelled_by=cancelled_by, cancel_reason=reason,
-                  released_at=None, settled_at=None)
-    except TransitionRefused as refused:
-        return Outcome("stale", booking.id, str(refused))
+    if flow.cancel(booking.id, cause, cancelled_by=cancelled_by, cancel_reason=reason) is None:
+        return Outcome("duplicate", booking.id, f"booking already {Booking.get_by_id(booking.id).state}")
     flow.advance(booking.id)
     return Outcome("cancelled", booking.id)
 

@@ -59,14 +59,10 @@ def cancel(event: ProviderEvent, body: dict) -> Outcome:
     if booking is None:
         return Outcome("unmatched")
     # After confirmation a cancellation refunds by policy; before it, the flow is abandoned.
-    trigger = next((t for t in (Trigger.cancelBooking, Trigger.cancelBookingProcess) if allowed(booking, t)), None)
-    if trigger is None:
-        return Outcome("stale", booking.id, f"nothing to cancel in {booking.state}")
-    try:
-        flow.move(booking.id, trigger, cause=f"client-{event.event_id}"[:255], cancelled_by="client",
-                  cancel_reason=body.get("reason") or "cancelled by the client", released_at=None, settled_at=None)
-    except TransitionRefused as refused:
-        return Outcome("stale", booking.id, str(refused))
+    applied = flow.cancel(booking.id, f"client-{event.event_id}"[:255], cancelled_by="client",
+                          cancel_reason=body.get("reason") or "cancelled by the client")
+    if applied is None:
+        return Outcome("stale", booking.id, f"nothing to cancel in {Booking.get_by_id(booking.id).state}")
     flow.advance(booking.id)
     return Outcome("cancelled", booking.id)
 

@@ -42,8 +42,39 @@ def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes)
     if applied.changed:
         log.info("booking %s: %s -> %s (%s)", booking_id, before.state if before else "?", applied.booking.state, trigger.value)
         metrics.transition(before.state if before else None, applied.booking.state)
-        outbox.send_waiting(booking_id)
+        try:
+            outbox.send_waiting(booking_id)
+        except Exception as exc:  # the broker is down: the transition stands, the job goes on
+            # The e-mail is in the outbox, where the scheduler's sweep finds it; failing the job here
+            # would skip the rest of its work (the entry action of the new state) until a recovery.
+            log.warning("booking %s: e-mail not queued (%s); left to the outbox sweep", booking_id, exc.__class__.__name__)
     return applied
+
+
+# A cancellation decided against a booking that moves before the write (a payment landing) is
+# decided again; a few rounds are plenty, since a booking only moves forward.
+CANCEL_DECISIONS = 5
+
+
+def cancel(booking_id: str, cause: str, *, cancelled_by: str, cancel_reason: str) -> Applied | None:
+    """Cancel the booking (paid: refunded by policy) or abandon its flow (never paid), whichever it
+    allows when the write happens; None when neither applies. Never dropped for a race: a payment
+    that lands between the decision and the write makes it a cancellation instead of an abandonment."""
+    for _ in range(CANCEL_DECISIONS):
+        booking = Booking.get_by_id(booking_id)
+        if booking.state == State.PAYMENT_SUCCEEDED.value:
+            # Paid, a moment from confirmed, where neither trigger applies: confirm first.
+            advance(booking_id)
+            booking = Booking.get_by_id(booking_id)
+        trigger = next((t for t in (Trigger.cancelBooking, Trigger.cancelBookingProcess) if allowed(booking, t)), None)
+        if trigger is None:
+            return None
+        try:
+            return move(booking_id, trigger, cause=cause, cancelled_by=cancelled_by, cancel_reason=cancel_reason,
+                        released_at=None, settled_at=None)
+        except TransitionRefused:
+            continue  # it moved under us: decide again on what it is now
+    return None
 
 
 # --- entry actions ----------------------------------------------------------------------------
@@ -105,10 +136,11 @@ def _release(booking: Booking) -> None:
 def _release_and_refund(booking: Booking) -> None:
     _release(booking)
     booking = Booking.get_by_id(booking.id)
-    held = ledger.net_paid(booking)
-    if held > 0:
-        # Money that arrived for an abandoned flow goes back in full.
-        ledger.plan_refund(booking, "abandoned", held, f"v{booking.amount_paid}", "payment after the flow was abandoned")
+    # Money that arrived for an abandoned flow goes back in full. The decision's rows, planned now or
+    # by a run that died before its transition (whose rows already count against what is held).
+    rows = ledger.plan_refund(booking, "abandoned", ledger.net_paid(booking), f"v{booking.amount_paid}",
+                              "payment after the flow was abandoned")
+    if rows:
         move(booking.id, Trigger.onLatePayment, cause=f"late-payment-{booking.amount_paid}", settled_at=None)
     else:
         update_fields(booking.id, settled_at=utcnow())

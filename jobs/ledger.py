@@ -13,7 +13,7 @@ import peewee
 import stripe
 
 from bookingflow.providers import stripe_client
-from models.db import utcnow, write_transaction
+from models.db import is_postgres, utcnow, write_transaction
 from models.states import update_fields
 from models.tables import Booking, Payment, Refund
 
@@ -126,6 +126,7 @@ def plan_refund(booking: Booking, purpose: str, amount: int, decision_key: str, 
 
 def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, reason: str) -> list[Refund]:
     with write_transaction():
+        _lock_booking(booking.id)
         existing = list(Refund.select().where(Refund.key.startswith(prefix)))
         if existing or amount <= 0:
             return existing
@@ -149,6 +150,16 @@ def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, 
         if remaining:
             log.error("booking %s: %s refund of %s short by %s", booking.id, purpose, amount, remaining)
     return existing
+
+
+def _lock_booking(booking_id: str) -> None:
+    """Refund planners of one booking take turns. Without it, two workers planning the same decision
+    at once could each see the other's rows only half (PostgreSQL reads each statement afresh): not
+    yet under the decision's key, but already counted against the payment, which left one of them
+    with nothing to refund and the booking marked settled. SQLite's IMMEDIATE transaction already
+    serializes writers."""
+    if is_postgres():
+        list(Booking.select(Booking.id).where(Booking.id == booking_id).for_update())
 
 
 def issue(refund: Refund) -> Refund:

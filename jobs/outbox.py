@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 import dramatiq
+import peewee
 
 from bookingflow import mailer
 from jobs import emails
-from models.db import utcnow
+from models.db import database, utcnow
 from models.states import State, Trigger
 from models.tables import Booking, Outbox
 
 log = logging.getLogger(__name__)
 
-# A claim older than this belongs to a sender that died; the row may be sent again.
-CLAIM_TIMEOUT = dt.timedelta(minutes=10)
+# A claim older than this belongs to a sender that died; the row may be sent again. Past send_email's
+# time limit (60 s, the SMTP timeout of 20 s within it), no live sender still holds it: an e-mail
+# whose worker was killed mid-send waits two minutes, not ten.
+CLAIM_TIMEOUT = dt.timedelta(minutes=2)
+# How long a sender keeps trying to mark its sent row while the database is down (within send_email's
+# 60 s time limit, after an SMTP exchange of at most 20 s).
+MARK_SENT_PATIENCE_SECONDS = 30
 
 
 def queue_for_transition(booking: Booking, from_state: State, trigger: Trigger) -> None:
@@ -59,8 +66,33 @@ def deliver(row_id: int) -> bool:
     except Exception as exc:
         Outbox.update(claimed_at=None, last_error=f"{exc.__class__.__name__}: {exc}"[:500]).where(Outbox.id == row_id).execute()
         raise
-    Outbox.update(sent_at=utcnow(), last_error=None).where(Outbox.id == row_id).execute()
+    _mark_sent(row_id)
     return True
+
+
+def _mark_sent(row_id: int) -> None:
+    """Record the send, waiting out a database outage: the e-mail is gone, and a row left unmarked
+    would be sent again once its claim times out."""
+    deadline = time.monotonic() + MARK_SENT_PATIENCE_SECONDS
+    while True:
+        try:
+            Outbox.update(sent_at=utcnow(), last_error=None).where(Outbox.id == row_id).execute()
+            return
+        except (peewee.OperationalError, peewee.InterfaceError):
+            if time.monotonic() > deadline:
+                raise
+            log.warning("outbox row %s sent, not yet marked: the database is unreachable, trying again", row_id)
+            time.sleep(1)
+            _reconnect()
+
+
+def _reconnect() -> None:
+    """Let go of a connection the server cut (the pool drops it); the next query opens a new one."""
+    try:
+        if not database.is_closed():
+            database.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
+        pass
 
 
 @dramatiq.actor(max_retries=8, min_backoff=5_000, max_backoff=600_000, max_age=3 * 24 * 3600_000, time_limit=60_000)
