@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import os
 import re
 import threading
@@ -22,6 +23,13 @@ DEFAULT_CALENDLY_API_BASE = "https://api.calendly.com"
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 # The in-process broker: only `bookingflow dev` and the test-suite select it.
 EMBEDDED_BROKER_URL = "stub://"
+# Per client address: a flood guard, not a quota. 3000 a minute is fifty open tabs behind one address
+# (an office, a carrier's NAT) polling every second, or a test polling every 20 ms; bursts up to 100
+# in a second. One address alone still cannot take more than a small share of the web threads.
+DEFAULT_CLIENT_RATE_LIMIT = "100/second;3000/minute"
+MAX_TRUSTED_PROXIES = 5
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(Exception):
@@ -52,6 +60,15 @@ class Settings:
     # Fernet keys for the client's e-mail and name at rest: the first encrypts, all decrypt (rotation).
     data_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     prometheus_multiproc_dir: str = ""  # set for gunicorn's workers by bookingflow.gunicorn_conf
+    # `limits` notation, e.g. "20/second;300/minute"; "" when switched off.
+    client_rate_limit: str = DEFAULT_CLIENT_RATE_LIMIT
+    # Where the counters live; "" means the broker's Redis, else this process's memory.
+    rate_limit_storage_url: str = field(default="", repr=False)
+    # Proxies in front of the web process whose X-Forwarded-For is believed; 0 believes none.
+    trusted_proxy_count: int = 0
+    # Where each provider may deliver from; empty accepts any source.
+    stripe_webhook_source_networks: tuple[IPNetwork, ...] = ()
+    calendly_webhook_source_networks: tuple[IPNetwork, ...] = ()
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -112,6 +129,44 @@ def _fernet_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return keys
 
 
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _text(env, name, default)
+    if raw.lower() == "off":
+        return ""
+    from limits import parse_many  # local: only a serving process needs it, and it validates here
+
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise SettingsError(f"{name} must look like 120/minute, several separated by ';' "
+                            f"(20/second;300/minute), or off; got {raw!r}")
+    return raw
+
+
+def _storage_url(env: Mapping[str, str], name: str) -> str:
+    value = _text(env, name)
+    scheme = urlsplit(value).scheme
+    if value and scheme not in ("redis", "rediss", "memory"):
+        raise SettingsError(f"{name} must be a URL starting with redis://, rediss:// or memory://")
+    return "memory://" if scheme == "memory" else value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in env.get(name, "").split(","):
+        if not part.strip():
+            continue
+        try:
+            # strict: 10.0.0.1/8 is more likely a typo than a way to write 10.0.0.0/8
+            networks.append(ipaddress.ip_network(part.strip()))
+        except ValueError as exc:
+            raise SettingsError(f"{name} must be comma-separated networks or addresses (IPv4 or IPv6, "
+                                f"e.g. 192.0.2.0/24,2001:db8::/32); {part.strip()!r} is not one: {exc}") from None
+    return tuple(networks)
+
+
 def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
     raw = env.get("STATE_TIMEOUTS", "").strip()
     timeouts: dict[str, int] = {}
@@ -160,6 +215,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         payload_retention_days=_int(env, "PAYLOAD_RETENTION_DAYS", 90, 1, 3650),
         data_encryption_keys=_fernet_keys(env, "DATA_ENCRYPTION_KEY"),
         prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
+        client_rate_limit=_rate_limit(env, "CLIENT_RATE_LIMIT", DEFAULT_CLIENT_RATE_LIMIT),
+        rate_limit_storage_url=_storage_url(env, "RATE_LIMIT_STORAGE_URL"),
+        trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0, 0, MAX_TRUSTED_PROXIES),
+        stripe_webhook_source_networks=_networks(env, "STRIPE_WEBHOOK_SOURCE_NETWORKS"),
+        calendly_webhook_source_networks=_networks(env, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
     )
 
 

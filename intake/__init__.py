@@ -20,11 +20,13 @@ def create_app(test_config: Settings | None = None) -> Flask:
         settings_module.configure(test_config)
     # Importing jobs validates the settings, opens the database and builds the broker, once.
     import jobs  # noqa: F401
-    from intake import api, errors, health, openapi, webhooks
+    from intake import api, errors, health, openapi, ratelimit, sources, webhooks
+    from intake.client_ip import trust_proxies
     from models.db import database
 
     app = Flask(__name__)
-    app.config["SETTINGS"] = settings_module.get()
+    settings = app.config["SETTINGS"] = settings_module.get()
+    trust_proxies(app, settings.trusted_proxy_count)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     errors.init_app(app)
@@ -39,6 +41,13 @@ def create_app(test_config: Settings | None = None) -> Flask:
         logs.request_id.set(logs.valid_request_id(request.headers.get("X-Request-ID")) or logs.new_request_id())
         logs.booking_id.set(None)
         logs.event_id.set(None)
+
+    # Refusals by address come before anything else is done, a database connection included.
+    sources.init_app(app, settings)
+    ratelimit.init_app(app, settings)
+
+    @app.before_request
+    def open_connection():
         database.connect(reuse_if_open=True)
 
     @app.after_request

@@ -67,10 +67,14 @@ def _unprocessable(fields: list[str], codes: tuple[str, ...] = ("invalid_field",
 
 
 BAD_JSON = _error("The body is not a JSON object.", ["invalid_json"])
+BAD_ACTION = _error("The body is not a JSON object, or the Idempotency-Key header holds characters that are not "
+                    "text.", ["invalid_json", "invalid_header"])
+BAD_IDEMPOTENCY_KEY = _error("The Idempotency-Key header holds characters that are not text.", ["invalid_header"])
 TOO_LARGE = _error(f"The body is larger than {MAX_BODY}.", ["payload_too_large"])
 NOT_FOUND = _ref("responses", "NotFound")
 WRONG_STATE = _ref("responses", "WrongState")
 UNAVAILABLE = _ref("responses", "Unavailable")
+RATE_LIMITED = _ref("responses", "RateLimited")
 
 ACCEPTED = {
     "type": "object",
@@ -94,14 +98,16 @@ def _action(summary: str, description: str, operation_id: str, body: dict | None
         "parameters": [_ref("parameters", "BookingId"), _ref("parameters", "IdempotencyKey")],
         "responses": {
             "202": accepted,
+            "400": BAD_IDEMPOTENCY_KEY,
             "404": NOT_FOUND,
             "409": {**WRONG_STATE, "description": conflict},
+            "429": RATE_LIMITED,
             "503": UNAVAILABLE,
         },
     }
     if body is not None:
         operation["requestBody"] = body
-        operation["responses"]["400"] = BAD_JSON
+        operation["responses"]["400"] = BAD_ACTION
         operation["responses"]["413"] = TOO_LARGE
     if unprocessable is not None:
         operation["responses"]["422"] = unprocessable
@@ -128,6 +134,11 @@ def _webhook(provider: str, header: str, body_schema: dict, description: str, ex
                 "usable event id or type.",
                 ["invalid_signature", "invalid_json", "invalid_event"],
             ),
+            "403": _error(
+                f"The delivery came from an address outside `{provider.upper()}_WEBHOOK_SOURCE_NETWORKS` "
+                "(when that is set). Nothing was read or stored.",
+                ["source_not_allowed"],
+            ),
             "413": TOO_LARGE,
             "503": UNAVAILABLE,
         },
@@ -144,7 +155,8 @@ DOCUMENT: dict = {
             "The client API a frontend calls and polls, the webhooks Stripe and Calendly deliver to, and "
             "the operations endpoints. All bodies are JSON. Errors are `{\"error\": {\"code\", \"message\"}}` "
             "with a 4xx or 5xx status, never a stack trace. Money is an integer in minor units of a "
-            "lowercase ISO 4217 currency. A booking id is the only key to its booking: keep it secret."
+            "lowercase ISO 4217 currency. A booking id is the only key to its booking: keep it secret. "
+            "The client API is rate limited per client address: `429` with `Retry-After` when over."
         ),
     },
     "tags": [
@@ -161,6 +173,7 @@ DOCUMENT: dict = {
                 "responses": {
                     "200": _json({"type": "array", "items": _ref("schemas", "SessionType")},
                                  "Every active session type, by price then slug."),
+                    "429": RATE_LIMITED,
                     "503": UNAVAILABLE,
                 },
             },
@@ -190,6 +203,7 @@ DOCUMENT: dict = {
                     "400": BAD_JSON,
                     "413": TOO_LARGE,
                     "422": _unprocessable(["session_type", "email", "name"], ("invalid_field", "unknown_session_type")),
+                    "429": RATE_LIMITED,
                     "503": UNAVAILABLE,
                 },
             },
@@ -220,6 +234,7 @@ DOCUMENT: dict = {
                         "headers": {"ETag": _ref("headers", "ETag"), "Cache-Control": _ref("headers", "CacheControl")},
                     },
                     "404": NOT_FOUND,
+                    "429": RATE_LIMITED,
                     "503": UNAVAILABLE,
                 },
             },
@@ -591,6 +606,8 @@ DOCUMENT: dict = {
                      "schema": {"type": "string", "pattern": r'^"v[0-9]+"$'}},
             "CacheControl": {"required": True, "description": "Revalidate every time.",
                              "schema": {"const": "no-cache"}},
+            "RetryAfter": {"required": True, "description": "Seconds until this address may call again.",
+                           "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"}},
         },
         "responses": {
             "NotFound": _error("No such booking (or a malformed id).", ["not_found"]),
@@ -598,6 +615,11 @@ DOCUMENT: dict = {
                                  ["wrong_state"], required=("state",)),
             "Unavailable": _error("The database or the job queue is unreachable; nothing was accepted. "
                                   "Try again.", ["unavailable"]),
+            "RateLimited": {
+                **_error("Too many requests from this address (`CLIENT_RATE_LIMIT`); nothing was done. "
+                         "Try again after `Retry-After` seconds.", ["rate_limited"]),
+                "headers": {"Retry-After": _ref("headers", "RetryAfter")},
+            },
         },
     },
 }

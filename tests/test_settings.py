@@ -101,6 +101,17 @@ def test_state_timeouts_are_parsed_into_a_dict_of_state_names():
     ({"STRIPE_API_BASE": "api.stripe.com"}, "STRIPE_API_BASE"),
     ({"SMTP_URL": "http://mail.example"}, "SMTP_URL"),
     ({"ALERT_WEBHOOK_URL": "mailto:ops@example.com"}, "ALERT_WEBHOOK_URL"),
+    ({"CLIENT_RATE_LIMIT": "lots"}, "CLIENT_RATE_LIMIT"),
+    ({"CLIENT_RATE_LIMIT": "0/minute"}, "CLIENT_RATE_LIMIT"),
+    ({"CLIENT_RATE_LIMIT": "120/fortnight"}, "CLIENT_RATE_LIMIT"),
+    ({"CLIENT_RATE_LIMIT": "20/second;"}, "CLIENT_RATE_LIMIT"),
+    ({"RATE_LIMIT_STORAGE_URL": "memcached://cache:11211"}, "RATE_LIMIT_STORAGE_URL"),
+    ({"TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT"),
+    ({"TRUSTED_PROXY_COUNT": "one"}, "TRUSTED_PROXY_COUNT"),
+    ({"STRIPE_WEBHOOK_SOURCE_NETWORKS": "3.18.12.63,stripe.com"}, "STRIPE_WEBHOOK_SOURCE_NETWORKS"),
+    ({"STRIPE_WEBHOOK_SOURCE_NETWORKS": "10.0.0.1/8"}, "STRIPE_WEBHOOK_SOURCE_NETWORKS"),
+    ({"CALENDLY_WEBHOOK_SOURCE_NETWORKS": "192.0.2.0/33"}, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
+    ({"CALENDLY_WEBHOOK_SOURCE_NETWORKS": "2001:db8::/129"}, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
 ], ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else "")
 def test_a_malformed_value_raises_one_line_naming_the_variable(env, variable):
     with pytest.raises(SettingsError) as error:
@@ -111,11 +122,56 @@ def test_a_malformed_value_raises_one_line_naming_the_variable(env, variable):
     assert "\n" not in message
 
 
-def test_a_malformed_secret_is_not_echoed_back():
+@pytest.mark.parametrize("variable", ["SMTP_URL", "RATE_LIMIT_STORAGE_URL"])
+def test_a_malformed_secret_is_not_echoed_back(variable):
     with pytest.raises(SettingsError) as error:
-        settings.load({"SMTP_URL": "http://user:hunter2@mail.example"})
+        settings.load({variable: "http://user:hunter2@mail.example"})
 
     assert "hunter2" not in str(error.value)
+
+
+def test_the_client_rate_limit_is_on_by_default_and_the_rest_is_open():
+    loaded = settings.load({})
+
+    assert loaded.client_rate_limit == settings.DEFAULT_CLIENT_RATE_LIMIT
+    assert loaded.rate_limit_storage_url == ""  # the broker's Redis, else memory
+    assert loaded.trusted_proxy_count == 0  # X-Forwarded-For is believed from nobody
+    assert loaded.stripe_webhook_source_networks == loaded.calendly_webhook_source_networks == ()
+
+
+def test_the_default_rate_limit_never_holds_back_fifty_tabs_polling_every_second():
+    from limits import parse_many
+
+    for item in parse_many(settings.DEFAULT_CLIENT_RATE_LIMIT):
+        assert item.amount / item.get_expiry() >= 50, item
+
+
+@pytest.mark.parametrize("raw", ["off", "OFF", " Off "])
+def test_the_client_rate_limit_can_be_switched_off(raw):
+    assert settings.load({"CLIENT_RATE_LIMIT": raw}).client_rate_limit == ""
+
+
+def test_rate_limit_settings_are_read():
+    loaded = settings.load({
+        "CLIENT_RATE_LIMIT": "20/second; 300/minute", "RATE_LIMIT_STORAGE_URL": "redis://limits:6379/3",
+        "TRUSTED_PROXY_COUNT": "2",
+    })
+
+    assert loaded.client_rate_limit == "20/second; 300/minute"
+    assert loaded.rate_limit_storage_url == "redis://limits:6379/3"
+    assert loaded.trusted_proxy_count == 2
+    assert settings.load({"RATE_LIMIT_STORAGE_URL": "memory://"}).rate_limit_storage_url == "memory://"
+
+
+def test_source_networks_take_ipv4_and_ipv6_networks_and_single_addresses():
+    loaded = settings.load({
+        "STRIPE_WEBHOOK_SOURCE_NETWORKS": " 3.18.12.63, 192.0.2.0/24,,2001:db8::/32 ",
+        "CALENDLY_WEBHOOK_SOURCE_NETWORKS": "2001:db8::1",
+    })
+
+    assert [str(network) for network in loaded.stripe_webhook_source_networks] == [
+        "3.18.12.63/32", "192.0.2.0/24", "2001:db8::/32"]
+    assert [str(network) for network in loaded.calendly_webhook_source_networks] == ["2001:db8::1/128"]
 
 
 @pytest.mark.parametrize("missing", [variable for variable, _ in SERVICE_REQUIREMENTS])
@@ -151,6 +207,7 @@ def test_secrets_never_appear_in_the_repr():
         "STRIPE_WEBHOOK_SECRET": "whsec_do_not_print_2,whsec_do_not_print_5",
         "SMTP_URL": "smtp://mailer:smtp_do_not_print_6@mail.example:587",
         "ALERT_WEBHOOK_URL": "https://hooks.example/alerts/hook_do_not_print_7",
+        "RATE_LIMIT_STORAGE_URL": "redis://:redis_do_not_print_8@limits:6379/0",
     }
 
     shown = repr(settings.load(env))
@@ -205,6 +262,17 @@ def test_db_upgrade_with_a_malformed_port_prints_one_line_naming_it_and_touches_
     [line] = stderr_lines(result)
     assert "PORT" in line
     assert list(tmp_path.iterdir()) == []  # the default sqlite:///bookingflow.db was never created
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("CLIENT_RATE_LIMIT", "plenty"), ("STRIPE_WEBHOOK_SOURCE_NETWORKS", "stripe.com"),
+])
+def test_a_malformed_rate_limit_or_source_network_stops_a_process_with_one_line(tmp_path, variable, value):
+    result = run(bookingflow("db", "upgrade"), tmp_path, **{variable: value})
+
+    assert result.returncode != 0
+    [line] = stderr_lines(result)
+    assert variable in line
 
 
 def test_db_upgrade_needs_no_service_credentials(tmp_path):
