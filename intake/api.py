@@ -28,7 +28,10 @@ CHECKOUT_OPEN = (State.PAYMENT_PROCESSING.value,)
 
 
 def _json_body() -> dict:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested too deep for Python's json; `silent` covers only ValueError
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body
@@ -47,7 +50,7 @@ def _text_field(body: dict, name: str, limit: int) -> str:
 
 
 def _booking_or_404(booking_id: str) -> Booking:
-    booking = Booking.get_or_none(Booking.id == booking_id) if BOOKING_ID.match(booking_id) else None
+    booking = Booking.get_or_none(Booking.id == booking_id) if BOOKING_ID.fullmatch(booking_id) else None
     if booking is None:
         raise ApiError(404, "not_found", "no such booking")
     return booking
@@ -57,11 +60,15 @@ def _isoformat(value):
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def scheduling_url(session_type: SessionType, booking: Booking) -> str:
-    """The session type's Calendly link with the booking id in utm_content and the client prefilled."""
+def scheduling_url(session_type: SessionType, booking: Booking, prefill: bool = True) -> str:
+    """The session type's Calendly link with the booking id in utm_content and, in the answer to the
+    client who just typed them, their e-mail and name prefilled. Later answers go to whoever holds the
+    booking id, which shows only the masked e-mail: they carry no prefill."""
     parts = urlsplit(session_type.scheduling_url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("utm_content", "name", "email")]
-    query += [("utm_content", booking.id), ("name", booking.name), ("email", booking.email)]
+    query += [("utm_content", booking.id)]
+    if prefill:
+        query += [("name", booking.name), ("email", booking.email)]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -151,7 +158,7 @@ def get_booking(booking_id: str):
     # Every write bumps the version, so it is the ETag. A poll that sends its ETag costs one indexed
     # read while the booking is unchanged; the view costs two queries (the booking with its session
     # type, then its history).
-    if not BOOKING_ID.match(booking_id):
+    if not BOOKING_ID.fullmatch(booking_id):  # match() would take a trailing newline
         raise ApiError(404, "not_found", "no such booking")
     etag = None
     if request.if_none_match:
@@ -190,7 +197,10 @@ def report_scheduled(booking_id: str):
 def _submit(booking: Booking, kind: str, params: dict):
     """Store the client's request in the inbox, queue it, answer 202. A repeat carrying the same
     Idempotency-Key header is the same request."""
-    key = request.headers.get("Idempotency-Key", "").strip()[:100] or secrets.token_hex(16)
+    key = request.headers.get("Idempotency-Key", "").strip()[:100]
+    if not storable(key):  # it becomes part of the stored event id; PostgreSQL refuses a NUL there
+        raise ApiError(400, "invalid_header", "Idempotency-Key holds characters that are not text")
+    key = key or secrets.token_hex(16)
     inbox.accept(CLIENT, f"{kind}:{booking.id}:{key}", kind, booking.id, json.dumps(params))
     return jsonify({"id": booking.id, "state": booking.state}), 202
 
@@ -241,12 +251,12 @@ def reschedule_booking(booking_id: str):
             raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
         # Remembered so the new invitee is taken for a reschedule, priced as `target`.
         update_fields(booking.id, reschedule_session_type=target.id)
-        link = scheduling_url(target, booking)
+        link = scheduling_url(target, booking, prefill=False)
     elif booking.calendly_reschedule_url:
         # Calendly's own reschedule page: it cancels the old slot and tells us both halves.
         update_fields(booking.id, reschedule_session_type=None)
         link = booking.calendly_reschedule_url
     else:
         update_fields(booking.id, reschedule_session_type=current.id)
-        link = scheduling_url(current, booking)
+        link = scheduling_url(current, booking, prefill=False)
     return jsonify({"id": booking.id, "state": booking.state, "scheduling_url": link}), 202

@@ -17,10 +17,12 @@ bp = Blueprint("webhooks", __name__)
 
 
 def _json_object(body: bytes) -> dict:
+    # Decoded here, not by json.loads: that would take UTF-16 and UTF-32 too, but the payload is
+    # stored and read again as UTF-8 text.
     try:
-        parsed = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "invalid_json", "the body is not JSON") from None
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep to parse
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 JSON") from None
     if not isinstance(parsed, dict):
         raise ApiError(400, "invalid_json", "the body is not a JSON object")
     return parsed
@@ -32,8 +34,8 @@ def _bounded(value, name: str, limit: int) -> str:
     return value
 
 
-def accept(provider: str, event_id: str, event_type: str, subject: str | None, body: bytes):
-    _, new = inbox.accept(provider, event_id, event_type, subject, body.decode("utf-8"))
+def accept(provider: str, event_id: str, event_type: str, subject: str | None, payload: str):
+    _, new = inbox.accept(provider, event_id, event_type, subject, payload)
     return jsonify({"received": True, "duplicate": not new}), 200
 
 
@@ -56,7 +58,9 @@ def stripe_webhook():
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     obj = data.get("object") if isinstance(data.get("object"), dict) else {}
     subject = obj.get("id") if isinstance(obj.get("id"), str) and storable(obj["id"]) else None
-    return accept("stripe", event_id, event_type, subject and subject[:500], body)
+    # Parsed once, here: the stored copy loses any card and cardholder details from the same parse.
+    payload = inbox.without_card_details(body.decode("utf-8"), event)
+    return accept("stripe", event_id, event_type, subject and subject[:500], payload)
 
 
 @bp.post("/webhooks/calendly")
@@ -70,4 +74,4 @@ def calendly_webhook():
         raise ApiError(400, "invalid_event", "the event has no usable payload.uri")
     if event_id is None:
         event_id = f"{event_type}:sha256:{hashlib.sha256(body).hexdigest()}"
-    return accept("calendly", event_id[:255], event_type, subject, body)
+    return accept("calendly", event_id[:255], event_type, subject, body.decode("utf-8"))
