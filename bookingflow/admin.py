@@ -12,7 +12,7 @@ from bookingflow import settings as settings_module
 from bookingflow.privacy import mask_email
 from models.db import utcnow, write_transaction
 from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, schedule_check, timeout_for
-from models.tables import Booking, Payment, ProviderEvent, Refund, Transition
+from models.tables import Booking, Outbox, Payment, ProviderEvent, Refund, Transition
 
 # Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
 FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched")
@@ -222,34 +222,47 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
 
 
 def rotate_data_key(batch_size: int = 500) -> int:
-    """Re-encrypt every booking's e-mail and name with the first key of DATA_ENCRYPTION_KEY and re-compute
-    its e-mail hash (plaintext rows written before a key was set are encrypted too). One transaction per
-    batch of `batch_size` bookings, in id order; safe to run again, and to stop and start over."""
-    total = Booking.select().count()
+    """Re-encrypt every booking's e-mail and name (re-computing its e-mail hash), then every outbox
+    e-mail's address and text, with the first key of DATA_ENCRYPTION_KEY (plaintext rows written before
+    a key was set are encrypted too). One transaction per batch of `batch_size` rows, in id order; safe
+    to run again, and to stop and start over."""
+    # email_hash is written with email (Booking._normalize_data).
+    bookings, unreadable = _reencrypt(Booking, ("email", "name"), "booking", "", batch_size, progress="")
+    emails, unreadable_emails = _reencrypt(Outbox, ("recipient", "body"), "outbox e-mail", 0, batch_size,
+                                           progress="outbox e-mails: ")
+    if unreadable or unreadable_emails:
+        print(f"{unreadable} booking(s) and {unreadable_emails} e-mail(s) could not be decrypted with the listed keys: "
+              f"add the key that wrote them to DATA_ENCRYPTION_KEY (after the first) and run this again")
+        return 1
+    print(f"done: {bookings} booking(s) and {emails} e-mail(s) in the outbox encrypted with the first key of "
+          f"DATA_ENCRYPTION_KEY")
+    return 0
+
+
+def _reencrypt(model, names: tuple[str, ...], what: str, before_first, batch_size: int,
+               progress: str) -> tuple[int, int]:
+    """Write `names` of every row of `model` again (sealed under the first key): (rotated, unreadable).
+    Each batch prints `{progress}rotated N/TOTAL`; `before_first` sorts before every primary key."""
+    key = model._meta.primary_key
+    fields = [getattr(model, name) for name in names]
+    total = model.select().count()
     rotated = unreadable = 0
-    last_id = ""
+    last_id = before_first
     while True:
         with write_transaction():
             # The stored values as they are (no decryption on read), so one unreadable row fails alone.
-            batch = list(Booking.select(Booking.id, Booking.email.coerce(False), Booking.name.coerce(False))
-                         .where(Booking.id > last_id).order_by(Booking.id).limit(batch_size).tuples())
-            for booking_id, stored_email, stored_name in batch:
+            batch = list(model.select(key, *(field.coerce(False) for field in fields))
+                         .where(key > last_id).order_by(key).limit(batch_size).tuples())
+            for row_id, *stored in batch:
                 try:
-                    email, name = crypto.unseal(stored_email), crypto.unseal(stored_name)
+                    values = [crypto.unseal(value) for value in stored]
                 except crypto.DecryptionError as exc:
                     unreadable += 1
-                    print(f"booking {booking_id} left as it is: {exc}", flush=True)
+                    print(f"{what} {row_id} left as it is: {exc}", flush=True)
                     continue
-                # email_hash is written with email (Booking._normalize_data).
-                Booking.update(email=email, name=name).where(Booking.id == booking_id).execute()
+                model.update(dict(zip(fields, values))).where(key == row_id).execute()
                 rotated += 1
         if not batch:
-            break
+            return rotated, unreadable
         last_id = batch[-1][0]
-        print(f"rotated {rotated}/{total}", flush=True)
-    if unreadable:
-        print(f"{unreadable} booking(s) could not be decrypted with the listed keys: add the key that wrote them "
-              f"to DATA_ENCRYPTION_KEY (after the first) and run this again")
-        return 1
-    print(f"done: {rotated} booking(s) encrypted with the first key of DATA_ENCRYPTION_KEY")
-    return 0
+        print(f"{progress}rotated {rotated}/{total}", flush=True)

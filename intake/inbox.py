@@ -1,17 +1,35 @@
 """The inbox: everything accepted from outside (provider deliveries and client requests) is stored
 before it is acknowledged, then its row id is queued. A lost message is found again by the
-scheduler's sweep of unprocessed rows, so an acknowledged delivery or request is never lost."""
+scheduler's sweep of unprocessed rows, so an acknowledged delivery or request is never lost.
+
+A delivery is stored as received, except that a Stripe payload loses its card and cardholder details
+first (see bookingflow.privacy): nothing we do needs them, so we do not keep them."""
 
 from __future__ import annotations
+
+import json
 
 import peewee
 
 from bookingflow import logs
+from bookingflow.privacy import without_card_data
 from intake.queue import enqueue
 from jobs.dispatch import handler_for
 from jobs.events import process_event
 from models.db import utcnow
 from models.tables import ProviderEvent
+
+
+def without_card_details(payload: str, body: dict) -> str:
+    """A Stripe payload to keep: the body as received (`payload`, parsed as `body`), or, when it carries
+    card or cardholder details, the same JSON without them."""
+    try:
+        kept = without_card_data(body)
+    except RecursionError:
+        # Nested nearly as deep as json could parse, a few frames deeper here: no Stripe object is
+        # shaped so, and its signature was good; kept as received rather than refused after that.
+        return payload
+    return payload if kept == body else json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
 
 
 def _store(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:

@@ -148,6 +148,31 @@ def _drop_encrypted_personal_data(db: peewee.Database) -> None:
             migrate(migrator.alter_column_type(table, column, peewee.CharField(max_length=width)))
 
 
+# outbox.recipient's width before migration 5.
+OUTBOX_RECIPIENT_WIDTH = 320
+
+
+def _widen_outbox_recipient(db: peewee.Database) -> None:
+    """outbox.recipient becomes TEXT, to hold ciphertext; outbox.body is TEXT already. Rows already
+    there stay as they are, plaintext and readable; `bookingflow data rotate-key` encrypts them."""
+    if _column_type(db, "outbox", "recipient") != "text":
+        migrate(SchemaMigrator.from_database(db).alter_column_type("outbox", "recipient", peewee.TextField()))
+
+
+def _narrow_outbox_recipient(db: peewee.Database) -> None:
+    """Back to VARCHAR(320). Nothing is decrypted; on PostgreSQL an encrypted address longer than the
+    old column cannot be narrowed back: the rollback then refuses and changes nothing."""
+    if is_postgres():
+        longer = db.execute_sql('SELECT COUNT(*) FROM "outbox" WHERE LENGTH("recipient") > %s',
+                                (OUTBOX_RECIPIENT_WIDTH,)).fetchone()[0]
+        if longer:
+            raise ValueError(f"cannot roll back 5: {longer} e-mail(s) in the outbox hold a recipient longer than "
+                             f"the previous {OUTBOX_RECIPIENT_WIDTH} characters (encrypted); nothing was rolled back")
+    if _column_type(db, "outbox", "recipient") == "text":
+        migrate(SchemaMigrator.from_database(db).alter_column_type(
+            "outbox", "recipient", peewee.CharField(max_length=OUTBOX_RECIPIENT_WIDTH)))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -158,6 +183,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_error_classes, _drop_error_classes),
     Migration(4, "client e-mail and name encrypted at rest (wider columns), and the e-mail lookup hash",
               _add_encrypted_personal_data, _drop_encrypted_personal_data),
+    Migration(5, "e-mails in the outbox encrypted at rest (a wider recipient column)",
+              _widen_outbox_recipient, _narrow_outbox_recipient),
 )
 
 

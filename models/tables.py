@@ -160,7 +160,7 @@ class ProviderEvent(BaseModel):
     outcome = peewee.CharField(max_length=40, null=True)
     detail = peewee.TextField(null=True)
     attempts = peewee.IntegerField(default=0)
-    payload = peewee.TextField(null=True)  # the raw body as received
+    payload = peewee.TextField(null=True)  # the body as received, less card and cardholder details (intake/inbox.py)
 
     class Meta:
         indexes = (
@@ -206,9 +206,11 @@ class Outbox(BaseModel):
     booking = peewee.ForeignKeyField(Booking, null=True, backref="emails", on_delete="SET NULL")
     key = peewee.CharField(max_length=255, unique=True)
     kind = peewee.CharField(max_length=40)
-    recipient = peewee.CharField(max_length=320)
+    # The client's address and the e-mail's text (their name is in it): personal data, encrypted at
+    # rest like the booking's when DATA_ENCRYPTION_KEY is set.
+    recipient = EncryptedTextField()
     subject = peewee.CharField(max_length=300)
-    body = peewee.TextField()
+    body = EncryptedTextField()
     created_at = UTCDateTimeField(default=utcnow)
     claimed_at = UTCDateTimeField(null=True)
     sent_at = UTCDateTimeField(null=True, index=True)

@@ -20,7 +20,7 @@ from bookingflow import settings as settings_module
 from conftest import SUITE_SETTINGS
 from flows import confirmed_booking
 from models.db import database
-from models.migrations import EMAIL_HASH_INDEX
+from models.migrations import EMAIL_HASH_INDEX, MIGRATIONS
 from realstack import base_environment, run_cli
 from test_emails import drain, mailbox  # noqa: F401  (mailbox: a fixture, a real SMTP server)
 from test_migrations import cli as migration_cli
@@ -89,6 +89,11 @@ def test_with_a_key_the_email_and_name_are_stored_encrypted_and_the_client_still
     (mail,) = mailbox.mails
     assert mail.recipients == ("ada@example.com",) and mail.message["To"] == "ada@example.com"
     assert "Hello Ada Lovelace," in mail.body
+    # The outbox keeps the address and the text (the name is in it) encrypted too.
+    (recipient, body), = database.execute_sql(
+        f"SELECT recipient, body FROM outbox WHERE booking_id = {database.param}", (view["id"],)).fetchall()
+    assert "@" not in recipient and "Ada" not in body
+    assert (opened(recipient, KEY_A), "Hello Ada Lovelace," in opened(body, KEY_A)) == ("ada@example.com", True)
 
 
 def test_a_booking_written_before_a_key_was_set_stays_readable_and_goes_through(use_keys, mailbox, frontend, broker):  # noqa: F811
@@ -256,7 +261,7 @@ def test_migration_4_widens_the_columns_adds_the_hash_and_rolls_back_keeping_row
     insert_booking(database_url, tmp_path, "previousreleasebooking0000000001", "Old@Example.com", "Old Client")
 
     out = migration_cli(database_url, "db", "upgrade").stdout
-    assert "applying 4" in out and "schema at version 4" in out
+    assert "applying 4" in out and f"schema at version {MIGRATIONS[-1].version}" in out
     upgraded = booking_columns(database_url)
     assert upgraded["email"] == ("text", False) and upgraded["name"] == ("text", False)
     assert upgraded["email_hash"][1] is True and EMAIL_HASH_INDEX in booking_indexes(database_url)
@@ -299,4 +304,36 @@ def test_rolling_back_4_on_postgresql_refuses_when_a_ciphertext_would_not_fit_th
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert "cannot roll back 4" in line and "name" in line
     assert booking_columns(database_url)["email_hash"][1] is True  # nothing was rolled back
-    assert "schema at version 4" in migration_cli(database_url, "db", "upgrade").stdout
+    assert f"schema at version {MIGRATIONS[-1].version}" in migration_cli(database_url, "db", "upgrade").stdout
+
+
+def outbox_recipient_type(url: str) -> str:
+    db = connect(url)
+    try:
+        return next(c.data_type.lower() for c in db.get_columns("outbox") if c.name == "recipient")
+    finally:
+        db.close()
+
+
+def test_migration_5_widens_the_outbox_recipient_and_rotation_encrypts_the_emails_already_there(database_url, tmp_path):  # noqa: F811
+    migration_cli(database_url, "db", "upgrade")
+    out = migration_cli(database_url, "db", "downgrade", "--to", "4").stdout
+    assert "rolling back 5" in out and "schema at version 4" in out
+    assert outbox_recipient_type(database_url) != "text"
+    db = connect(database_url)
+    try:  # an e-mail written by the previous release, in the clear
+        db.execute_sql("INSERT INTO outbox (key, kind, recipient, subject, body, created_at, attempts) VALUES "
+                       "('previous-release-mail', 'confirmed', 'old@example.com', 'Confirmed', 'Hello Old Client,', "
+                       "CURRENT_TIMESTAMP, 0)")
+    finally:
+        db.close()
+
+    assert "applying 5" in migration_cli(database_url, "db", "upgrade").stdout
+    assert outbox_recipient_type(database_url) == "text"
+    assert "1 e-mail(s) in the outbox encrypted" in key_cli(database_url, "data", "rotate-key").stdout
+    db = connect(database_url)
+    try:
+        recipient, body = db.execute_sql("SELECT recipient, body FROM outbox WHERE key = 'previous-release-mail'").fetchone()
+    finally:
+        db.close()
+    assert (opened(recipient, KEY_A), opened(body, KEY_A)) == ("old@example.com", "Hello Old Client,")
