@@ -1,5 +1,18 @@
 """gunicorn settings for the Procfile's web process: its own logs as JSON lines, like the app's."""
 
+import os
+import tempfile
+
+# Several workers count requests: prometheus_client's multiprocess mode adds them up for /metrics.
+# A fresh directory per start, so counts of an earlier run are not mistaken for this one's. Set when
+# gunicorn reads this file, before its first log line: the log formatter reads the settings (which
+# are then kept) on that line, and the workers inherit them.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bookingflow-web-metrics-")
+
+# gunicorn's control socket (gunicornc) is not used here, and its default path (~/.gunicorn) is one per
+# user: a second web process on the same host, as an operator runs two intakes, fails to bind it.
+control_socket_disable = True
+
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -11,15 +24,6 @@ logconfig_dict = {
         "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
     },
 }
-
-
-def on_starting(server):
-    """Several workers count requests: prometheus_client's multiprocess mode adds them up for /metrics.
-    A fresh directory per start, so counts of an earlier run are not mistaken for this one's."""
-    import os
-    import tempfile
-
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bookingflow-web-metrics-")
 
 
 def child_exit(server, worker):

@@ -31,6 +31,22 @@ CALENDLY_TOKEN = "calendly_test_" + secrets.token_hex(12)
 CALENDLY_KEY = secrets.token_hex(24)
 
 
+# The end-to-end tests start the Procfile's processes against PostgreSQL and Redis (and one of them
+# against RabbitMQ): they run with the suite itself on PostgreSQL and Redis, the leg that has them all,
+# and are skipped on the embedded defaults and the RabbitMQ leg, which would only run them again.
+END_TO_END = TEST_DATABASE_URL.startswith("postgres") and bool(TEST_REDIS_URL)
+
+
+def pytest_collection_modifyitems(config, items):
+    if END_TO_END:
+        return
+    skip = pytest.mark.skip(reason="end-to-end: runs with the suite on PostgreSQL + Redis "
+                                   "(set TEST_DATABASE_URL=postgresql://... and TEST_REDIS_URL=redis://...)")
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
 def require_service(name: str, problem: str | None) -> None:
     """Skip (locally) or fail (CI) when a service the test needs is missing."""
     if problem is None:
@@ -158,6 +174,9 @@ def service_environment(sandbox_base: str, database_url: str, broker_url: str) -
         "CALENDLY_WEBHOOK_SIGNING_KEY": CALENDLY_KEY,
         "CALENDLY_API_BASE": sandbox_base + "/calendly",
         "PUBLIC_URL": "https://frontend.example",
+        # The suite polls the client API from 127.0.0.1 far faster than any frontend, for its whole
+        # run; tests/test_rate_limit.py builds the limited apps it needs.
+        "CLIENT_RATE_LIMIT": "off",
     }
 
 

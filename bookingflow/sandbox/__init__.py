@@ -6,5 +6,6 @@
 """
 
 from .app import Sandbox, SandboxConfig, create_app, serve_in_thread
+from .chaos import Chaos
 
-__all__ = ["Sandbox", "SandboxConfig", "create_app", "serve_in_thread"]
+__all__ = ["Chaos", "Sandbox", "SandboxConfig", "create_app", "serve_in_thread"]

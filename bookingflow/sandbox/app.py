@@ -12,6 +12,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from . import calendly_fake, stripe_fake
 from .calendly_fake import CalendlyFake
+from .chaos import Chaos
 from .deliveries import PROVIDER_ENDPOINTS, WebhookSender
 from .stripe_fake import StripeFake
 
@@ -35,6 +36,9 @@ class SandboxConfig:
     # The status a new refund gets: "succeeded" (most card refunds) or "pending" (settled later
     # through POST /stripe/refunds/<id>/settle).
     refund_status: str = "succeeded"
+    # Deliveries repeated, shuffled and spread over several receivers (chaos.py); None: sent in
+    # order, once each, to the URLs above.
+    chaos: Chaos | None = None
 
 
 class Sandbox:

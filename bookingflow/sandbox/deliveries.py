@@ -3,6 +3,9 @@
 Bodies are serialized when the event happens (providers deliver a snapshot), while the
 signature is computed at send time with the secret configured at that moment, so tests can
 rotate secrets or point the sandbox at a new receiver after it has started.
+
+With `chaos` set in the config (see chaos.py), several threads send instead, each delivery
+1 to N times, in random order, to several receivers: what fault tests need.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import requests
+
+from .chaos import Chaos
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,8 @@ class Delivery:
     delivered: bool = False
     finished: bool = False  # delivered, or gave up after the last attempt
     next_attempt_at: float = 0.0
+    copies_left: int | None = None  # chaos: accepted copies still to send
+    failures: int = 0  # chaos: attempts no receiver accepted
 
     def snapshot(self) -> dict:
         return {
@@ -99,15 +107,16 @@ class WebhookSender:
         self._cond = threading.Condition()
         self._all: list[Delivery] = []
         self._held: set[str] = set()
-        self._in_flight: Delivery | None = None
+        self._in_flight: list[Delivery] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)]
+        self._threads[0].start()
 
     def enqueue(self, provider: str, event_type: str, event_id: str, payload: dict) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         with self._cond:
             self._all.append(Delivery(provider, event_type, event_id, body))
+            self._start_chaos_senders()
             self._cond.notify_all()
 
     def snapshots(self, provider: str | None = None) -> list[dict]:
@@ -128,7 +137,7 @@ class WebhookSender:
     def drop_pending(self, provider: str | None = None) -> int:
         """Give up on every delivery not yet delivered, as a provider does after its last retry."""
         with self._cond:
-            dropped = [d for d in self._all if not d.finished and d is not self._in_flight
+            dropped = [d for d in self._all if not d.finished and not self._is_in_flight(d)
                        and (provider is None or d.provider == provider)]
             for delivery in dropped:
                 delivery.finished = True
@@ -139,7 +148,7 @@ class WebhookSender:
         """True once nothing sendable is pending or in flight; parked deliveries do not count."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._in_flight is not None or self._sendable_pending():
+            while self._in_flight or self._sendable_pending():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -150,46 +159,85 @@ class WebhookSender:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(SEND_TIMEOUT_SECONDS + 1)
+        for thread in self._threads:
+            thread.join(SEND_TIMEOUT_SECONDS + 1)
 
     # --- internals (callers hold self._cond unless noted) ---
 
+    def _chaos(self) -> Chaos | None:
+        return getattr(self._config_source(), "chaos", None)
+
+    def _start_chaos_senders(self) -> None:
+        chaos = self._chaos()
+        while chaos is not None and len(self._threads) < chaos.senders:
+            thread = threading.Thread(target=self._run, name=f"sandbox-webhooks-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _is_in_flight(self, delivery: Delivery) -> bool:
+        return any(delivery is busy for busy in self._in_flight)
+
     def _is_sendable(self, delivery: Delivery) -> bool:
-        if delivery.finished or delivery.provider in self._held:
+        if delivery.finished or delivery.provider in self._held or self._is_in_flight(delivery):
             return False
         return self._url_for(delivery.provider) is not None
 
     def _url_for(self, provider: str) -> str | None:
+        chaos = self._chaos()
+        if chaos is not None and chaos.targets.get(provider):
+            return chaos.targets[provider][0]
         return getattr(self._config_source(), PROVIDER_ENDPOINTS[provider].url_field) or None
 
     def _sendable_pending(self) -> bool:
         return any(self._is_sendable(d) for d in self._all)
 
-    def _next_due(self) -> Delivery | None:
+    def _next_due(self, first_thread: bool) -> Delivery | None:
         now = time.monotonic()
-        for delivery in self._all:
-            if self._is_sendable(delivery) and delivery.next_attempt_at <= now:
-                return delivery
-        return None
+        chaos = self._chaos()
+        if chaos is None:
+            if not first_thread:
+                return None  # in order, from one thread, as the real providers do
+            for delivery in self._all:
+                if self._is_sendable(delivery) and delivery.next_attempt_at <= now:
+                    return delivery
+            return None
+        due = [d for d in self._all if not d.finished and d.next_attempt_at <= now and self._is_sendable(d)]
+        return chaos.pick(due) if due else None
 
     def _run(self) -> None:
+        first_thread = threading.current_thread() is self._threads[0]
         while True:
             with self._cond:
-                delivery = self._next_due()
+                delivery = self._next_due(first_thread)
                 while delivery is None and not self._closed:
                     self._cond.wait(CONFIG_POLL_SECONDS)
-                    delivery = self._next_due()
+                    delivery = self._next_due(first_thread)
                 if self._closed:
                     return
-                self._in_flight = delivery
-                request = self._build_request(delivery)
-            status = self._post(*request)  # outside the lock: the receiver may call back into us
+                self._in_flight.append(delivery)
+                chaos = self._chaos()
+                if chaos is not None and delivery.copies_left is None:
+                    delivery.copies_left = chaos.copies()
+                requests_to_send = self._build_requests(delivery, chaos)
+            # outside the lock: the receiver may call back into us
+            statuses = self._post_all(requests_to_send)
             with self._cond:
-                self._record_attempt(delivery, status)
-                self._in_flight = None
+                if chaos is None:
+                    self._record_attempt(delivery, statuses[0])
+                else:
+                    self._record_chaos_attempt(delivery, requests_to_send, statuses, chaos)
+                self._in_flight = [busy for busy in self._in_flight if busy is not delivery]
                 self._cond.notify_all()
 
-    def _build_request(self, delivery: Delivery) -> tuple[str, bytes, dict]:
+    def _build_requests(self, delivery: Delivery, chaos: Chaos | None) -> list[tuple[str, bytes, dict]]:
+        if chaos is None:
+            return [self._build_request(delivery, self._url_for(delivery.provider))]
+        targets, everywhere = chaos.receivers(delivery.provider)
+        if everywhere:
+            chaos.tally.count(all_at_once=1)
+        return [self._build_request(delivery, target) for target in targets]
+
+    def _build_request(self, delivery: Delivery, url: str) -> tuple[str, bytes, dict]:
         config = self._config_source()
         endpoint = PROVIDER_ENDPOINTS[delivery.provider]
         secret = getattr(config, endpoint.secret_field)
@@ -198,7 +246,14 @@ class WebhookSender:
             "User-Agent": f"bookingflow-sandbox/{delivery.provider}",
             endpoint.signature_header: signature_header(secret, delivery.body, int(time.time())),
         }
-        return self._url_for(delivery.provider), delivery.body, headers
+        return url, delivery.body, headers
+
+    def _post_all(self, requests_to_send: list[tuple[str, bytes, dict]]) -> list[int | None]:
+        """Each request's status; several go out at the same moment, each from a thread. No lock held."""
+        if len(requests_to_send) == 1:
+            return [self._post(*requests_to_send[0])]
+        with ThreadPoolExecutor(max_workers=len(requests_to_send)) as pool:
+            return list(pool.map(lambda request: self._post(*request), requests_to_send))
 
     @staticmethod
     def _post(url: str, body: bytes, headers: dict) -> int | None:
@@ -219,3 +274,29 @@ class WebhookSender:
             delivery.finished = True
         else:
             delivery.next_attempt_at = time.monotonic() + backoff_after(delivery.attempts)
+
+    def _record_chaos_attempt(self, delivery: Delivery, sent: list[tuple[str, bytes, dict]],
+                              statuses: list[int | None], chaos: Chaos) -> None:
+        """An accepted copy uses one of the delivery's copies; a copy nobody accepted is retried with
+        the same backoff and the same limit as in normal mode."""
+        for (url, _, _), status in zip(sent, statuses):
+            chaos.tally.answered(delivery.provider, url, status)
+        accepted = [s for s in statuses if s is not None and 200 <= s < 300]
+        delivery.attempts += 1
+        delivery.status = accepted[0] if accepted else statuses[-1]
+        if accepted:
+            chaos.tally.count(duplicates=len(accepted) - (0 if delivery.delivered else 1))
+            delivery.delivered = True
+            delivery.copies_left -= 1
+            if delivery.copies_left <= 0:
+                delivery.finished = True
+            else:
+                delivery.next_attempt_at = time.monotonic() + chaos.next_copy_delay()
+            return
+        delivery.failures += 1
+        if delivery.failures >= getattr(self._config_source(), "delivery_attempts", 1):
+            delivery.finished = True
+            if not delivery.delivered:
+                chaos.tally.count(given_up=1)
+        else:
+            delivery.next_attempt_at = time.monotonic() + backoff_after(delivery.failures)
