@@ -230,6 +230,9 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
             pass
     if failure is not None:
         raise failure  # the job's retry and log; the booking's next check is already scheduled
+    # The check worked: the sweep's backoff counts checks that fail in a row, not checks. Otherwise a
+    # checkout polled a few times would, if one later job were lost, wait 30 s × 2^polls to be seen.
+    Booking.update(check_attempts=0).where(Booking.id == booking_id, Booking.check_attempts != 0).execute()
     return State(Booking.get_by_id(booking_id).state)
 
 
