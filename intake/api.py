@@ -189,25 +189,42 @@ def report_scheduled(booking_id: str):
         raise ApiError(422, "invalid_field", "event_uri is not a Calendly scheduled event URI", field="event_uri")
     if not is_invitee_uri(invitee_uri) or urlsplit(event_uri_of_invitee(invitee_uri)).path != urlsplit(event_uri).path:
         raise ApiError(422, "invalid_field", "invitee_uri is not an invitee of event_uri", field="invitee_uri")
-    if booking.state in (State.IDLE.value,):
+    if booking.state in (State.IDLE.value,) and not _accepted_before(booking, SCHEDULED):
         raise ApiError(409, "wrong_state", "the booking was abandoned", state=booking.state)
     return _submit(booking, SCHEDULED, {"event_uri": event_uri, "invitee_uri": invitee_uri})
+
+
+def _idempotency_key() -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()[:100]
+    if not storable(key):  # it becomes part of the stored event id; PostgreSQL refuses a NUL there
+        raise ApiError(400, "invalid_header", "Idempotency-Key holds characters that are not text")
+    return key
+
+
+def _request_id(booking: Booking, kind: str, key: str) -> str:
+    return f"{kind}:{booking.id}:{key}"
+
+
+def _accepted_before(booking: Booking, kind: str) -> bool:
+    """This request, by its Idempotency-Key, was stored before: a client that lost our 202 (or got a
+    503 after the store) is sending it again. It gets 202 again, whatever state the booking has
+    reached since; a 409 would tell it that its accepted request was refused."""
+    key = _idempotency_key()
+    return bool(key) and inbox.is_stored(CLIENT, _request_id(booking, kind, key))
 
 
 def _submit(booking: Booking, kind: str, params: dict):
     """Store the client's request in the inbox, queue it, answer 202. A repeat carrying the same
     Idempotency-Key header is the same request."""
-    key = request.headers.get("Idempotency-Key", "").strip()[:100]
-    if not storable(key):  # it becomes part of the stored event id; PostgreSQL refuses a NUL there
-        raise ApiError(400, "invalid_header", "Idempotency-Key holds characters that are not text")
-    key = key or secrets.token_hex(16)
-    inbox.accept(CLIENT, f"{kind}:{booking.id}:{key}", kind, booking.id, json.dumps(params))
+    key = _idempotency_key() or secrets.token_hex(16)
+    inbox.accept(CLIENT, _request_id(booking, kind, key), kind, booking.id, json.dumps(params))
     return jsonify({"id": booking.id, "state": booking.state}), 202
 
 
-def _require(booking: Booking, triggers: tuple[Trigger, ...], action: str) -> None:
-    """409 unless the state machine would take one of `triggers` now (the job decides for good)."""
-    if not any(allowed(booking, trigger) for trigger in triggers):
+def _require(booking: Booking, triggers: tuple[Trigger, ...], action: str, kind: str | None = None) -> None:
+    """409 unless the state machine would take one of `triggers` now (the job decides for good), or
+    this is a repeat of a request of `kind` already accepted."""
+    if not any(allowed(booking, trigger) for trigger in triggers) and not (kind and _accepted_before(booking, kind)):
         raise ApiError(409, "wrong_state", f"cannot {action} a booking in {booking.state}", state=booking.state)
 
 
@@ -225,14 +242,14 @@ def cancel_booking(booking_id: str):
     reason = "" if reason is None else reason
     if not isinstance(reason, str) or len(reason) > 500 or not storable(reason):
         raise ApiError(422, "invalid_field", "reason must be text of at most 500 characters", field="reason")
-    _require(booking, (Trigger.cancelBooking, Trigger.cancelBookingProcess), "cancel")
+    _require(booking, (Trigger.cancelBooking, Trigger.cancelBookingProcess), "cancel", CANCEL)
     return _submit(booking, CANCEL, {"reason": reason.strip()})
 
 
 @bp.post("/v1/bookings/<booking_id>/retry-payment")
 def retry_payment(booking_id: str):
     booking = _booking_or_404(booking_id)
-    _require(booking, (Trigger.retryPayment,), "retry the payment of")
+    _require(booking, (Trigger.retryPayment,), "retry the payment of", RETRY_PAYMENT)
     return _submit(booking, RETRY_PAYMENT, {})
 
 

@@ -46,6 +46,11 @@ def _store(provider: str, event_id: str, event_type: str, subject: str | None, p
         return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255]), False
 
 
+def is_stored(provider: str, event_id: str) -> bool:
+    return ProviderEvent.select().where(ProviderEvent.provider == provider,
+                                        ProviderEvent.event_id == event_id[:255]).exists()
+
+
 def accept(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
     """Store, then queue unless already processed; a broker failure is a 503 (ApiError)."""
     logs.event_id.set(event_id[:255])

@@ -587,7 +587,9 @@ DOCUMENT: dict = {
             },
             "IdempotencyKey": {
                 "name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "Makes a repeated request the same request (the first 100 characters count).",
+                "description": "Makes a repeated request the same request: a repeat of a request already "
+                               "accepted is answered 202 again, whatever state the booking has reached since "
+                               "(the first 100 characters count).",
                 "schema": {"type": "string"},
             },
             "StripeSignature": {

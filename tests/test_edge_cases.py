@@ -70,6 +70,39 @@ def test_cancellation_after_payment(frontend, sandbox):
     assert_money(sandbox, done, kept=0)
 
 
+def test_a_cancellation_sent_again_with_its_idempotency_key_after_it_was_done_is_still_accepted(frontend, sandbox):
+    # The client's first answer was lost (a dropped connection, a 503 after the store): it sends the
+    # same request again, by which time the booking is refunded. Its request was accepted, not refused.
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    cancel = f"{frontend.base}/v1/bookings/{view['id']}/cancel"
+    key = {"Idempotency-Key": "cancel-7f3a"}
+    assert frontend.http.post(cancel, json={"reason": "plans changed"}, headers=key).status_code == 202
+    done = frontend.wait_for_state(view["id"], "REFUND_COMPLETED")
+    again = frontend.http.post(cancel, json={"reason": "plans changed"}, headers=key)
+    assert again.status_code == 202 and again.json()["state"] == "REFUND_COMPLETED"
+    # A new request, though, finds nothing left to cancel.
+    fresh = frontend.http.post(cancel, json={}, headers={"Idempotency-Key": "cancel-other"})
+    assert fresh.status_code == 409 and fresh.json()["error"]["state"] == "REFUND_COMPLETED"
+    assert frontend.http.post(cancel, json={}).status_code == 409
+    assert frontend.wait_for_state(view["id"], "REFUND_COMPLETED")["history"] == done["history"]
+    assert len([r for r in sandbox.objects("refund") if r["metadata"].get("booking_id") == view["id"]]) == 1
+
+
+def test_a_payment_retry_sent_again_with_its_idempotency_key_opens_no_second_checkout(frontend, sandbox):
+    view, _ = frontend.book_and_wait_for_checkout("short-call")
+    frontend.pay(view["checkout_url"], "delayed")
+    frontend.settle(view["checkout_url"], "failed")
+    frontend.wait_for_state(view["id"], "PAYMENT_FAILED")
+    retry = f"{frontend.base}/v1/bookings/{view['id']}/retry-payment"
+    key = {"Idempotency-Key": "retry-1"}
+    assert frontend.http.post(retry, headers=key).status_code == 202
+    frontend.wait_for_state(view["id"], "PAYMENT_PROCESSING")
+    assert frontend.http.post(retry, headers=key).status_code == 202
+    assert frontend.http.post(retry, headers={"Idempotency-Key": "retry-2"}).status_code == 409
+    frontend.wait_for_state(view["id"], "PAYMENT_PROCESSING")
+    assert len(sessions_of(sandbox, view["id"])) == 2
+
+
 def test_partial_refund(frontend, sandbox):
     view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(30))
     frontend.http.post(f"{frontend.base}/v1/bookings/{view['id']}/cancel", json={})
