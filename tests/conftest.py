@@ -225,6 +225,19 @@ def app(service_settings):
     return application
 
 
+@pytest.fixture
+def app_with(app, service_settings):
+    """Builds an app from the suite's settings with `changes` (a rate limit, an allowlist), and answers
+    its test client; the suite's settings are put back after."""
+    def build(**changes):
+        from intake import create_app
+
+        return create_app(service_settings.replace(**changes)).test_client()
+
+    yield build
+    settings_module.configure(service_settings)
+
+
 @pytest.fixture(scope="session")
 def broker(app):
     import jobs

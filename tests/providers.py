@@ -13,6 +13,15 @@ from pathlib import Path
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def luhn_valid(digits: str) -> bool:
+    """The check digit every payment card number carries: a stored run of digits that passes it may be one."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
 def fixture(path: str) -> dict:
     return json.loads((FIXTURES / path).read_text())
 

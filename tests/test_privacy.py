@@ -23,7 +23,7 @@ import requests
 
 from conftest import STRIPE_WEBHOOK_SECRET, wait_until
 from flows import Client, hours_from_now
-from providers import (calendly_invitee_delivery, calendly_signature, checkout_session, encode, fixture,
+from providers import (calendly_invitee_delivery, calendly_signature, checkout_session, encode, fixture, luhn_valid,
                        stripe_event, stripe_signature)
 
 pytestmark = pytest.mark.privacy
@@ -43,14 +43,6 @@ CARD_COLUMN = re.compile(r"card|(^|_)pan($|_)|cvc|cvv|cid|exp(iry|iration)?_?(mo
 CARD_NUMBER = re.compile(r"(?<![0-9A-Za-z])[2-6](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])")
 # What a payment card's details look like in a Stripe payload.
 CARD_DETAIL_KEYS = ("exp_month", "exp_year", "last4", "fingerprint", "dynamic_last4", "iin")
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
 
 
 def card_numbers_in(text: str) -> list[str]:

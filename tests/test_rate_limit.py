@@ -18,7 +18,6 @@ import pytest
 import requests
 import schemathesis
 
-from bookingflow import settings as settings_module
 from conftest import redis_problem, require_service
 from intake.openapi import DOCUMENT
 from models.tables import Booking
@@ -39,24 +38,12 @@ def an_ipv6_network() -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((next(_IPV6), 64))
 
 
-@pytest.fixture
-def limited(app, service_settings):
-    """Builds an app from the suite's settings with `changes`, and answers its test client."""
-    def build(**changes):
-        from intake import create_app
-
-        return create_app(service_settings.replace(**changes)).test_client()
-
-    yield build
-    settings_module.configure(service_settings)
-
-
 def get(client, path: str = CLIENT, address: str | None = None, **headers):
     return client.get(path, headers=headers, environ_base={"REMOTE_ADDR": address or "127.0.0.1"})
 
 
-def test_over_the_limit_the_client_api_answers_429_with_retry_after(limited, session_type):
-    client, address = limited(client_rate_limit="3/hour"), an_address()
+def test_over_the_limit_the_client_api_answers_429_with_retry_after(app_with, session_type):
+    client, address = app_with(client_rate_limit="3/hour"), an_address()
 
     assert [get(client, address=address).status_code for _ in range(3)] == [200, 200, 200]
     refused = get(client, address=address)
@@ -66,8 +53,8 @@ def test_over_the_limit_the_client_api_answers_429_with_retry_after(limited, ses
     assert 1 <= int(refused.headers["Retry-After"]) <= 3600
 
 
-def test_a_refused_request_changes_nothing(limited, session_type):
-    client, address = limited(client_rate_limit="1/hour"), an_address()
+def test_a_refused_request_changes_nothing(app_with, session_type):
+    client, address = app_with(client_rate_limit="1/hour"), an_address()
     new_booking = {"session_type": "coaching-hour", "email": "ada@example.com", "name": "Ada Lovelace"}
 
     def create():
@@ -78,9 +65,9 @@ def test_a_refused_request_changes_nothing(limited, session_type):
     assert Booking.select().count() == 1
 
 
-def test_the_429_is_as_the_document_says(limited, session_type):
+def test_the_429_is_as_the_document_says(app_with, session_type):
     schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT))
-    client, address = limited(client_rate_limit="1/hour"), an_address()
+    client, address = app_with(client_rate_limit="1/hour"), an_address()
     get(client, address=address)
 
     refused = get(client, address=address)
@@ -89,16 +76,16 @@ def test_the_429_is_as_the_document_says(limited, session_type):
     schema[CLIENT]["GET"].Case().validate_response(refused)
 
 
-def test_each_address_has_a_limit_of_its_own(limited, session_type):
-    client, first, second = limited(client_rate_limit="1/hour"), an_address(), an_address()
+def test_each_address_has_a_limit_of_its_own(app_with, session_type):
+    client, first, second = app_with(client_rate_limit="1/hour"), an_address(), an_address()
 
     assert get(client, address=first).status_code == 200
     assert get(client, address=first).status_code == 429
     assert get(client, address=second).status_code == 200
 
 
-def test_every_limit_of_several_holds(limited, session_type):
-    client, address = limited(client_rate_limit="10/hour;3/day"), an_address()
+def test_every_limit_of_several_holds(app_with, session_type):
+    client, address = app_with(client_rate_limit="10/hour;3/day"), an_address()
 
     answers = [get(client, address=address).status_code for _ in range(4)]
 
@@ -106,16 +93,16 @@ def test_every_limit_of_several_holds(limited, session_type):
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json"])
-def test_the_operations_endpoints_are_never_limited(limited, path):
-    client, address = limited(client_rate_limit="1/hour"), an_address()
+def test_the_operations_endpoints_are_never_limited(app_with, path):
+    client, address = app_with(client_rate_limit="1/hour"), an_address()
     get(client, address=address)
 
     assert [get(client, path, address).status_code for _ in range(3)] == [200, 200, 200]
 
 
 @pytest.mark.parametrize("path", ["/webhooks/stripe", "/webhooks/calendly"])
-def test_the_webhooks_are_never_limited(limited, path):
-    client, address = limited(client_rate_limit="1/hour"), an_address()
+def test_the_webhooks_are_never_limited(app_with, path):
+    client, address = app_with(client_rate_limit="1/hour"), an_address()
     get(client, address=address)
 
     answers = [client.post(path, data=b"{}", environ_base={"REMOTE_ADDR": address}).status_code for _ in range(3)]
@@ -123,15 +110,15 @@ def test_the_webhooks_are_never_limited(limited, path):
     assert answers == [400, 400, 400]  # unsigned: refused for that, not for the rate
 
 
-def test_x_forwarded_for_is_ignored_without_trusted_proxies(limited, session_type):
-    client, address = limited(client_rate_limit="1/hour"), an_address()
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(app_with, session_type):
+    client, address = app_with(client_rate_limit="1/hour"), an_address()
 
     assert get(client, address=address, **{"X-Forwarded-For": an_address()}).status_code == 200
     assert get(client, address=address, **{"X-Forwarded-For": an_address()}).status_code == 429
 
 
-def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(limited, session_type):
-    client, proxy = limited(client_rate_limit="1/hour", trusted_proxy_count=1), an_address()
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(app_with, session_type):
+    client, proxy = app_with(client_rate_limit="1/hour", trusted_proxy_count=1), an_address()
     first, second = an_address(), an_address()
 
     assert get(client, address=proxy, **{"X-Forwarded-For": first}).status_code == 200
@@ -139,25 +126,25 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(limited,
     assert get(client, address=proxy, **{"X-Forwarded-For": second}).status_code == 200
 
 
-def test_addresses_a_client_prepends_before_the_trusted_proxies_are_ignored(limited, session_type):
-    client, proxy, real = limited(client_rate_limit="1/hour", trusted_proxy_count=1), an_address(), an_address()
+def test_addresses_a_client_prepends_before_the_trusted_proxies_are_ignored(app_with, session_type):
+    client, proxy, real = app_with(client_rate_limit="1/hour", trusted_proxy_count=1), an_address(), an_address()
 
     assert get(client, address=proxy, **{"X-Forwarded-For": f"{an_address()}, {real}"}).status_code == 200
     assert get(client, address=proxy, **{"X-Forwarded-For": f"{an_address()}, {real}"}).status_code == 429
 
 
-def test_ipv6_clients_are_counted_by_their_64(limited, session_type):
-    client, network, other = limited(client_rate_limit="1/hour"), an_ipv6_network(), an_ipv6_network()
+def test_ipv6_clients_are_counted_by_their_64(app_with, session_type):
+    client, network, other = app_with(client_rate_limit="1/hour"), an_ipv6_network(), an_ipv6_network()
 
     assert get(client, address=str(network[1])).status_code == 200
     assert get(client, address=str(network[0xbeef])).status_code == 429
     assert get(client, address=str(other[1])).status_code == 200
 
 
-def test_an_unreachable_store_serves_the_client_api_and_warns_once(limited, session_type, caplog):
+def test_an_unreachable_store_serves_the_client_api_and_warns_once(app_with, session_type, caplog):
     from realstack import free_port
 
-    client = limited(client_rate_limit="1/hour", rate_limit_storage_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = app_with(client_rate_limit="1/hour", rate_limit_storage_url=f"redis://127.0.0.1:{free_port()}/0")
     address = an_address()
 
     with caplog.at_level(logging.WARNING, logger="intake.ratelimit"):
@@ -168,11 +155,11 @@ def test_an_unreachable_store_serves_the_client_api_and_warns_once(limited, sess
     assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
 
 
-def test_the_limit_holds_across_intakes_sharing_redis(limited, session_type):
+def test_the_limit_holds_across_intakes_sharing_redis(app_with, session_type):
     from realstack import REDIS_URL
 
     require_service("Redis", redis_problem(REDIS_URL))
-    one, other = (limited(client_rate_limit="3/hour", rate_limit_storage_url=REDIS_URL) for _ in range(2))
+    one, other = (app_with(client_rate_limit="3/hour", rate_limit_storage_url=REDIS_URL) for _ in range(2))
     address = an_address()
 
     answers = [get(intake, address=address).status_code for intake in (one, other, one, other)]

@@ -11,7 +11,6 @@ import ipaddress
 import pytest
 import schemathesis
 
-from bookingflow import settings as settings_module
 from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
 from intake.openapi import DOCUMENT
 from models.tables import ProviderEvent
@@ -25,20 +24,8 @@ EVENT = "https://api.calendly.com/scheduled_events/EVT9"
 
 
 @pytest.fixture
-def allowlisted(app, service_settings):
-    """Builds an app from the suite's settings with `changes`, and answers its test client."""
-    def build(**changes):
-        from intake import create_app
-
-        return create_app(service_settings.replace(**changes)).test_client()
-
-    yield build
-    settings_module.configure(service_settings)
-
-
-@pytest.fixture
-def client_with_stripe_list(allowlisted):
-    return allowlisted(stripe_webhook_source_networks=STRIPE_NETWORKS)
+def client_with_stripe_list(app_with):
+    return app_with(stripe_webhook_source_networks=STRIPE_NETWORKS)
 
 
 def deliver_stripe(client, address: str, signed: bool = True, **headers):
@@ -91,8 +78,8 @@ def test_each_endpoint_has_its_own_list_and_an_empty_one_accepts_any_source(clie
     assert deliver_calendly(client_with_stripe_list, OUTSIDE).status_code == 200
 
 
-def test_a_calendly_list_refuses_calendly_deliveries_from_elsewhere(allowlisted):
-    client = allowlisted(calendly_webhook_source_networks=(ipaddress.ip_network("203.0.113.0/28"),))
+def test_a_calendly_list_refuses_calendly_deliveries_from_elsewhere(app_with):
+    client = app_with(calendly_webhook_source_networks=(ipaddress.ip_network("203.0.113.0/28"),))
 
     assert_refused(deliver_calendly(client, "203.0.113.16"))
     assert deliver_calendly(client, "203.0.113.15").status_code == 200
@@ -108,8 +95,8 @@ def test_x_forwarded_for_is_ignored_without_trusted_proxies(client_with_stripe_l
     assert_refused(deliver_stripe(client_with_stripe_list, OUTSIDE, **{"X-Forwarded-For": INSIDE}))
 
 
-def test_behind_a_trusted_proxy_the_forwarded_address_is_checked(allowlisted):
-    client = allowlisted(stripe_webhook_source_networks=STRIPE_NETWORKS, trusted_proxy_count=1)
+def test_behind_a_trusted_proxy_the_forwarded_address_is_checked(app_with):
+    client = app_with(stripe_webhook_source_networks=STRIPE_NETWORKS, trusted_proxy_count=1)
     proxy = "10.0.0.2"
 
     assert_refused(deliver_stripe(client, proxy, **{"X-Forwarded-For": OUTSIDE}))
