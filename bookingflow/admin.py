@@ -222,20 +222,23 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
 
 
 def rotate_data_key(batch_size: int = 500) -> int:
-    """Re-encrypt every booking's e-mail and name (re-computing its e-mail hash), then every outbox
-    e-mail's address and text, with the first key of DATA_ENCRYPTION_KEY (plaintext rows written before
-    a key was set are encrypted too). One transaction per batch of `batch_size` rows, in id order; safe
-    to run again, and to stop and start over."""
+    """Re-encrypt every booking's e-mail and name (re-computing its e-mail hash), every outbox e-mail's
+    address and text, and every stored delivery's body, with the first key of DATA_ENCRYPTION_KEY
+    (plaintext rows written before a key was set are encrypted too). One transaction per batch of
+    `batch_size` rows, in id order; safe to run again, and to stop and start over."""
     # email_hash is written with email (Booking._normalize_data).
     bookings, unreadable = _reencrypt(Booking, ("email", "name"), "booking", "", batch_size, progress="")
     emails, unreadable_emails = _reencrypt(Outbox, ("recipient", "body"), "outbox e-mail", 0, batch_size,
                                            progress="outbox e-mails: ")
-    if unreadable or unreadable_emails:
-        print(f"{unreadable} booking(s) and {unreadable_emails} e-mail(s) could not be decrypted with the listed keys: "
-              f"add the key that wrote them to DATA_ENCRYPTION_KEY (after the first) and run this again")
+    deliveries, unreadable_deliveries = _reencrypt(ProviderEvent, ("payload",), "stored delivery", 0, batch_size,
+                                                   progress="stored deliveries: ")
+    if unreadable or unreadable_emails or unreadable_deliveries:
+        print(f"{unreadable} booking(s), {unreadable_emails} e-mail(s) and {unreadable_deliveries} stored "
+              f"deliveries could not be decrypted with the listed keys: add the key that wrote them to "
+              f"DATA_ENCRYPTION_KEY (after the first) and run this again")
         return 1
-    print(f"done: {bookings} booking(s) and {emails} e-mail(s) in the outbox encrypted with the first key of "
-          f"DATA_ENCRYPTION_KEY")
+    print(f"done: {bookings} booking(s), {emails} e-mail(s) in the outbox and {deliveries} stored deliveries "
+          f"encrypted with the first key of DATA_ENCRYPTION_KEY")
     return 0
 
 
@@ -255,7 +258,8 @@ def _reencrypt(model, names: tuple[str, ...], what: str, before_first, batch_siz
                          .where(key > last_id).order_by(key).limit(batch_size).tuples())
             for row_id, *stored in batch:
                 try:
-                    values = [crypto.unseal(value) for value in stored]
+                    # None: a delivery whose body was pruned after PAYLOAD_RETENTION_DAYS.
+                    values = [None if value is None else crypto.unseal(value) for value in stored]
                 except crypto.DecryptionError as exc:
                     unreadable += 1
                     print(f"{what} {row_id} left as it is: {exc}", flush=True)

@@ -243,9 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="the client's personal data at rest").add_subparsers(
         dest="data_command", required=True)
-    rotate_key = data.add_parser("rotate-key", help="re-encrypt every booking's e-mail and name with the first key "
-                                                    "of DATA_ENCRYPTION_KEY and re-compute the e-mail hashes")
-    rotate_key.add_argument("--batch-size", type=_positive, default=500, help="bookings per transaction (500)")
+    rotate_key = data.add_parser("rotate-key", help="re-encrypt every booking's e-mail and name, the outbox and "
+                                                    "the stored deliveries with the first key of DATA_ENCRYPTION_KEY "
+                                                    "and re-compute the e-mail hashes")
+    rotate_key.add_argument("--batch-size", type=_positive, default=500, help="rows per transaction (500)")
     rotate_key.set_defaults(run=cmd_data_rotate_key)
 
     bookings = commands.add_parser("bookings", help="operator view of bookings")

@@ -3,7 +3,7 @@ hash of the e-mail address to find a booking by it without storing the address i
 
 - `DATA_ENCRYPTION_KEY` holds one or several Fernet keys, comma-separated. The first encrypts; every
   listed key decrypts (MultiFernet), so a key is rotated by listing the new one first and the old one
-  after it, running `bookingflow data rotate-key` (which re-encrypts every booking with the first key),
+  after it, running `bookingflow data rotate-key` (which re-encrypts every encrypted column with the first key),
   then dropping the old key.
 - What a column stores: `enc1:<Fernet token>` when a key is configured, the plaintext otherwise. Both
   are always read, so rows written before a key was set stay readable. Plaintext that happens to start

@@ -3,7 +3,8 @@ before it is acknowledged, then its row id is queued. A lost message is found ag
 scheduler's sweep of unprocessed rows, so an acknowledged delivery or request is never lost.
 
 A delivery is stored as received, except that a Stripe payload loses its card and cardholder details
-first (see bookingflow.privacy): nothing we do needs them, so we do not keep them."""
+first (see bookingflow.privacy): nothing we do needs them, so we do not keep them. With
+DATA_ENCRYPTION_KEY set, the stored body is encrypted (it holds the client's e-mail and name)."""
 
 from __future__ import annotations
 

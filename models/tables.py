@@ -160,7 +160,9 @@ class ProviderEvent(BaseModel):
     outcome = peewee.CharField(max_length=40, null=True)
     detail = peewee.TextField(null=True)
     attempts = peewee.IntegerField(default=0)
-    payload = peewee.TextField(null=True)  # the body as received, less card and cardholder details (intake/inbox.py)
+    # The body as received, less card and cardholder details (intake/inbox.py). Encrypted at rest like
+    # the booking's e-mail and name: Calendly's invitee and Stripe's customer details carry them too.
+    payload = EncryptedTextField(null=True)
 
     class Meta:
         indexes = (

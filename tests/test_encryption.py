@@ -96,6 +96,32 @@ def test_with_a_key_the_email_and_name_are_stored_encrypted_and_the_client_still
     assert (opened(recipient, KEY_A), "Hello Ada Lovelace," in opened(body, KEY_A)) == ("ada@example.com", True)
 
 
+def test_with_a_key_stored_deliveries_are_encrypted_still_processed_and_rotated(use_keys, frontend, broker):
+    use_keys(KEY_A)
+    view = confirmed_booking(frontend, "short-call")  # through Calendly's and Stripe's signed deliveries
+
+    def deliveries() -> dict[str, list[str]]:
+        rows = database.execute_sql(f"SELECT provider, payload FROM provider_event WHERE booking_id = {database.param} "
+                                    f"AND provider <> 'client'", (view["id"],)).fetchall()
+        found: dict[str, list[str]] = {}
+        for provider, payload in rows:
+            found.setdefault(provider, []).append(payload)
+        return found
+
+    stored_now = deliveries()
+    assert set(stored_now) == {"calendly", "stripe"}
+    invitees = [json.loads(opened(payload, KEY_A)) for payload in stored_now["calendly"]]
+    assert any(body["payload"]["email"] == "ada@example.com" for body in invitees)
+    assert not any("@" in payload for payloads in stored_now.values() for payload in payloads)
+
+    use_keys(KEY_B, KEY_A)
+    result = suite_cli("data", "rotate-key", keys=(KEY_B, KEY_A))
+    assert "stored deliveries encrypted with the first key" in result.stdout
+    rotated = [payload for payloads in deliveries().values() for payload in payloads]
+    assert len(rotated) == sum(map(len, stored_now.values()))
+    assert all(isinstance(json.loads(opened(payload, KEY_B)), dict) for payload in rotated)
+
+
 def test_a_booking_written_before_a_key_was_set_stays_readable_and_goes_through(use_keys, mailbox, frontend, broker):  # noqa: F811
     created = frontend.create_booking("short-call", email="early@example.com", name="Early Bird")
     assert stored(created["id"]) == ("early@example.com", "Early Bird", None)
@@ -330,7 +356,7 @@ def test_migration_5_widens_the_outbox_recipient_and_rotation_encrypts_the_email
 
     assert "applying 5" in migration_cli(database_url, "db", "upgrade").stdout
     assert outbox_recipient_type(database_url) == "text"
-    assert "1 e-mail(s) in the outbox encrypted" in key_cli(database_url, "data", "rotate-key").stdout
+    assert "1 e-mail(s) in the outbox" in key_cli(database_url, "data", "rotate-key").stdout
     db = connect(database_url)
     try:
         recipient, body = db.execute_sql("SELECT recipient, body FROM outbox WHERE key = 'previous-release-mail'").fetchone()
