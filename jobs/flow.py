@@ -143,7 +143,16 @@ def _release_and_refund(booking: Booking) -> None:
     if rows:
         move(booking.id, Trigger.onLatePayment, cause=f"late-payment-{booking.amount_paid}", settled_at=None)
     else:
-        update_fields(booking.id, settled_at=utcnow())
+        _settle(booking)
+
+
+def _settle(booking: Booking, **changes) -> None:
+    """The closing work is done, as decided on `booking` as read. Unless money arrived since: a payment
+    recorded after that read (its worker then unsettles the booking and runs this again) must not be
+    covered by a decision that never saw it, or the late payment is kept and never refunded."""
+    if not update_fields(booking.id, only_if=Booking.amount_paid == booking.amount_paid, settled_at=utcnow(), **changes):
+        # Not settled: the payment's worker, or else the scheduler's sweep, runs the closing work again.
+        log.info("booking %s: paid while its closing work was being decided; left unsettled", booking.id)
 
 
 def _refund_cancellation(booking: Booking) -> None:
@@ -162,7 +171,7 @@ def _refund_cancellation(booking: Booking) -> None:
     rows = ledger.plan_refund(booking, "cancellation", decision.amount, "cancel", decision.reason)
     if not rows:
         # Nothing to give back: the booking rests here, and says why.
-        update_fields(booking.id, settled_at=utcnow(), cancel_reason=_with(booking.cancel_reason, decision.reason))
+        _settle(booking, cancel_reason=_with(booking.cancel_reason, decision.reason))
         return
     move(booking.id, Trigger.initiateRefund, cause="cancellation-refund", cancel_reason=_with(booking.cancel_reason, decision.reason))
 

@@ -35,21 +35,32 @@ def booking_of(obj: dict) -> Booking | None:
     return Booking.get_or_none(Booking.id == booking_id)
 
 
+# A booking only moves forward, so a payment decided again a few times finds it resting.
+PAYMENT_DECISIONS = 5
+
+
 def payment_received(booking: Booking, session: dict) -> Outcome:
     amount, currency = session.get("amount_total"), session.get("currency")
     if amount != booking.amount_due or (currency or "").lower() != booking.currency:
         log.warning("booking %s paid %s %s, expected %s %s", booking.id, amount, currency, booking.amount_due, booking.currency)
     first_time = ledger.mark_paid(booking, session)
-    state = State(booking.state)
-    if state in AWAITING_PAYMENT:
+    for _ in range(PAYMENT_DECISIONS):
+        state = State(booking.state)
+        if state not in AWAITING_PAYMENT:
+            break
         try:
             flow.move(booking.id, Trigger.onPaymentSucceeded, cause=f"paid-{session['id']}",
                       checkout_session_id=session["id"], checkout_url=None, payment_failure=None,
                       payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None)
-        except TransitionRefused as refused:
-            return Outcome("stale", booking.id, str(refused))
+        except TransitionRefused:
+            # It moved since it was read (abandoned by the client this very moment, say): decide again
+            # on what it is now, so that the money is not left kept as "stale".
+            booking = Booking.get_by_id(booking.id)
+            continue
         flow.advance(booking.id)
         return Outcome("advanced", booking.id)
+    if state in AWAITING_PAYMENT:
+        return Outcome("stale", booking.id, f"still moving after {PAYMENT_DECISIONS} tries")
     if state == State.IDLE:
         # The race: the client abandoned the flow, and paid anyway. The money goes back in full.
         update_fields(booking.id, settled_at=None)

@@ -399,13 +399,15 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
         return Applied(Booking.get(Booking.id == booking_id), changed=True)
 
 
-def update_fields(booking_id: str, **changes) -> int:
-    """Write non-state fields of a booking, bumping its version so pollers see the change."""
+def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **changes) -> int:
+    """Write non-state fields of a booking, bumping its version so pollers see the change; with
+    `only_if`, a compare-and-set (0 when the condition no longer holds)."""
     if "state" in changes:
         raise ValueError("state is written by apply() alone")
+    condition = Booking.id == booking_id
     return (
         Booking.update(version=Booking.version + 1, updated_at=utcnow(), **changes)
-        .where(Booking.id == booking_id)
+        .where(condition if only_if is None else condition & only_if)
         .execute()
     )
 
