@@ -17,7 +17,7 @@ from playhouse.db_url import connect
 
 from bookingflow import crypto
 from bookingflow import settings as settings_module
-from conftest import SUITE_SETTINGS
+from conftest import SUITE_SETTINGS, wait_until
 from flows import confirmed_booking
 from models.db import database
 from models.migrations import EMAIL_HASH_INDEX, MIGRATIONS
@@ -108,8 +108,12 @@ def test_with_a_key_stored_deliveries_are_encrypted_still_processed_and_rotated(
             found.setdefault(provider, []).append(payload)
         return found
 
-    stored_now = deliveries()
-    assert set(stored_now) == {"calendly", "stripe"}
+    def from_both() -> dict[str, list[str]] | None:
+        found = deliveries()
+        return found if set(found) == {"calendly", "stripe"} else None
+
+    # A delivery names its booking once processed, which may finish just after the booking moved.
+    stored_now = wait_until(from_both, message="both providers' deliveries processed")
     invitees = [json.loads(opened(payload, KEY_A)) for payload in stored_now["calendly"]]
     assert any(body["payload"]["email"] == "ada@example.com" for body in invitees)
     assert not any("@" in payload for payloads in stored_now.values() for payload in payloads)
@@ -118,7 +122,7 @@ def test_with_a_key_stored_deliveries_are_encrypted_still_processed_and_rotated(
     result = suite_cli("data", "rotate-key", keys=(KEY_B, KEY_A))
     assert "stored deliveries encrypted with the first key" in result.stdout
     rotated = [payload for payloads in deliveries().values() for payload in payloads]
-    assert len(rotated) == sum(map(len, stored_now.values()))
+    assert len(rotated) >= sum(map(len, stored_now.values()))
     assert all(isinstance(json.loads(opened(payload, KEY_B)), dict) for payload in rotated)
 
 
