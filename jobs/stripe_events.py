@@ -45,8 +45,7 @@ def payment_received(booking: Booking, session: dict) -> Outcome:
         log.warning("booking %s paid %s %s, expected %s %s", booking.id, amount, currency, booking.amount_due, booking.currency)
     first_time = ledger.mark_paid(booking, session)
     for _ in range(PAYMENT_DECISIONS):
-        state = State(booking.state)
-        if state not in AWAITING_PAYMENT:
+        if State(booking.state) not in AWAITING_PAYMENT:
             break
         try:
             flow.move(booking.id, Trigger.onPaymentSucceeded, cause=f"paid-{session['id']}",
@@ -59,6 +58,7 @@ def payment_received(booking: Booking, session: dict) -> Outcome:
             continue
         flow.advance(booking.id)
         return Outcome("advanced", booking.id)
+    state = State(booking.state)
     if state in AWAITING_PAYMENT:
         return Outcome("stale", booking.id, f"still moving after {PAYMENT_DECISIONS} tries")
     if state == State.IDLE:
