@@ -127,9 +127,11 @@ def drive_every_path(frontend: RecordingClient, sandbox) -> None:
     moved = requests.post(f"{sandbox.base}/calendly/_sandbox/reschedule", timeout=10, json={
         "invitee_uri": invitee, "start_time": hours_from_now(120), "order": "canceled_first"})
     assert moved.ok, moved.text
-    wait_until(lambda: frontend.status(retried["id"])["state"] == "BOOKING_CONFIRMED"
-               and "BOOKING_RESCHEDULED" in [row["state"] for row in frontend.status(retried["id"])["history"]],
-               timeout=60, message="the Calendly reschedule confirmed")
+    def confirmed_again(view: dict) -> bool:  # one view: two polls could each see a different moment
+        return view["state"] == "BOOKING_CONFIRMED" and "BOOKING_RESCHEDULED" in [row["state"] for row in view["history"]]
+
+    wait_until(lambda: confirmed_again(frontend.status(retried["id"])), timeout=60,
+               message="the Calendly reschedule confirmed")
     answer = frontend.act(retried["id"], "reschedule", {"session_type": "long-call"})
     assert answer.status_code == 202, answer.text
     frontend.schedule_in_calendly(answer.json()["scheduling_url"], start_time=hours_from_now(144))
@@ -498,7 +500,8 @@ def test_a_charge_event_is_stored_without_the_card_or_cardholder_details_and_sti
         delivery["id"], "charge.refunded", delivery["data"]["object"]["id"], delivery["data"]["object"]["payment_intent"])
     assert charge["amount_refunded"] == delivery["data"]["object"]["amount_refunded"]
     assert not _card_details_in(stored), _card_details_in(stored)
-    assert "4242" not in event.payload and "AOB934RVNwzk6xtn" not in event.payload
+    # The last four digits nowhere as a value of their own (a timestamp may well contain 4242).
+    assert not re.search(r"(?<![0-9])4242(?![0-9])", event.payload) and "AOB934RVNwzk6xtn" not in event.payload
     assert NAME not in event.payload and "202 555 0143" not in event.payload
 
 
