@@ -5,7 +5,8 @@ must end where its path says, with one Checkout Session per payment attempt, one
 refundable cancellation, one transition per trigger and cause, no slot released twice, no e-mail
 sent twice and no 500 from any intake.
 
-Runs in the CI leg on PostgreSQL + Redis (TEST_REDIS_URL set), on servers of its own:
+Runs where the end-to-end tests run (the CI leg on PostgreSQL + Redis; tests/conftest.py skips them
+elsewhere), on PostgreSQL and Redis servers of its own:
 `pytest -m faults`. FAULT_BOOKINGS changes the number of bookings (200); FAULT_FIGURES_PATH names a
 file for the run's figures (JSON), which are printed as well; FAULT_OUTAGES says which server goes
 down when ("redis@20,postgres@45", seconds into the run).
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from conftest import TEST_REDIS_URL, require_service, wait_until
+from conftest import require_service, wait_until
 from faultstack import MailSink, PrivatePostgres, PrivateRedis, ProcessSet, servers_problem
 from flows import hours_from_now
 from providers import checkout_session, encode, stripe_event, stripe_signature
@@ -337,9 +338,6 @@ class Faults:
 
 @pytest.fixture(scope="module")
 def faulty_stack(tmp_path_factory):
-    if not TEST_REDIS_URL:
-        pytest.skip("the fault suite runs in the CI leg on PostgreSQL + Redis (set TEST_REDIS_URL); "
-                    "it starts PostgreSQL and Redis servers of its own")
     require_service("PostgreSQL and Redis servers of the test's own", servers_problem())
     from bookingflow.sandbox import Chaos, Sandbox, SandboxConfig, serve_in_thread
 
