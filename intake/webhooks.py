@@ -16,16 +16,18 @@ from models.db import storable
 bp = Blueprint("webhooks", __name__)
 
 
-def _json_object(body: bytes) -> dict:
+def _json_object(body: bytes) -> tuple[str, dict]:
+    """The body as text (what is stored) and as the JSON object it must be."""
     # Decoded here, not by json.loads: that would take UTF-16 and UTF-32 too, but the payload is
     # stored and read again as UTF-8 text.
     try:
-        parsed = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        parsed = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise ApiError(400, "invalid_json", "the body is not UTF-8 JSON") from None
     if not isinstance(parsed, dict):
         raise ApiError(400, "invalid_json", "the body is not a JSON object")
-    return parsed
+    return text, parsed
 
 
 def _bounded(value, name: str, limit: int) -> str:
@@ -52,14 +54,14 @@ def _verified_body(verify) -> bytes:
 def stripe_webhook():
     secrets = current_app.config["SETTINGS"].stripe_webhook_secrets
     body = _verified_body(lambda raw: verify_stripe(raw, request.headers.get("Stripe-Signature"), secrets))
-    event = _json_object(body)
+    text, event = _json_object(body)
     event_id = _bounded(event.get("id"), "id", 255)
     event_type = _bounded(event.get("type"), "type", 100)
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     obj = data.get("object") if isinstance(data.get("object"), dict) else {}
     subject = obj.get("id") if isinstance(obj.get("id"), str) and storable(obj["id"]) else None
     # Parsed once, here: the stored copy loses any card and cardholder details from the same parse.
-    payload = inbox.without_card_details(body.decode("utf-8"), event)
+    payload = inbox.without_card_details(text, event)
     return accept("stripe", event_id, event_type, subject and subject[:500], payload)
 
 
@@ -67,11 +69,11 @@ def stripe_webhook():
 def calendly_webhook():
     keys = current_app.config["SETTINGS"].calendly_signing_keys
     body = _verified_body(lambda raw: verify_calendly(raw, request.headers.get("Calendly-Webhook-Signature"), keys))
-    delivery = _json_object(body)
+    text, delivery = _json_object(body)
     event_type = _bounded(delivery.get("event"), "event", 100)
     event_id, subject = delivery_identity(delivery)
     if subject is not None and not storable(subject):
         raise ApiError(400, "invalid_event", "the event has no usable payload.uri")
     if event_id is None:
         event_id = f"{event_type}:sha256:{hashlib.sha256(body).hexdigest()}"
-    return accept("calendly", event_id[:255], event_type, subject, body.decode("utf-8"))
+    return accept("calendly", event_id[:255], event_type, subject, text)
