@@ -144,6 +144,21 @@ def test_a_scheduling_report_for_an_abandoned_booking_is_a_conflict(client, sess
     assert response.get_json()["error"]["state"] == "IDLE"
 
 
+def test_a_scheduling_report_sent_again_with_its_key_after_the_booking_was_abandoned_is_still_accepted(
+        client, session_type):
+    from models.states import Trigger, apply
+
+    booking_id = create_booking(client).get_json()["id"]
+    report = {"event_uri": EVENT, "invitee_uri": INVITEE}
+    key = {"Idempotency-Key": "report-1"}
+    assert client.post(f"/v1/bookings/{booking_id}/scheduled", json=report, headers=key).status_code == 202
+    apply(booking_id, Trigger.cancelBookingProcess, cause="test")  # abandoned before the client heard back
+    again = client.post(f"/v1/bookings/{booking_id}/scheduled", json=report, headers=key)
+    assert again.status_code == 202 and again.get_json()["state"] == "IDLE"
+    fresh = client.post(f"/v1/bookings/{booking_id}/scheduled", json=report, headers={"Idempotency-Key": "report-2"})
+    assert fresh.status_code == 409
+
+
 def test_health_and_readiness(client, app):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
