@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 
 import peewee
 
@@ -15,7 +16,8 @@ from models.states import RESTING, BookingNotFound, State, TransitionRefused, fo
 from models.tables import Booking, Outbox, Payment, ProviderEvent, Refund, Transition
 
 # Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
-FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched")
+FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched", "foreign_payment", "wrong_event_type",
+                   "unrequested_slot")
 
 
 def _when(value) -> str:
@@ -75,6 +77,17 @@ def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: b
     return 0
 
 
+def _policy_line(booking: Booking) -> str:
+    """The refund terms the booking's refunds follow, and whether they are frozen yet."""
+    if booking.refund_policy_frozen_at is None:
+        policy, when = booking.session_type.refund_policy, "the session type's current one (not yet paid)"
+    else:
+        policy, when = booking.refund_policy, f"frozen {_when(booking.refund_policy_frozen_at)}"
+    terms = json.dumps(policy, sort_keys=True) if policy else "none (full refund)"
+    cap = f"; at most {booking.refund_percent_cap}% after a reschedule" if booking.refund_percent_cap is not None else ""
+    return f"{terms}, {when}{cap}"
+
+
 def show_booking(booking_id: str) -> int:
     booking = Booking.get_or_none(Booking.id == booking_id)
     if booking is None:
@@ -87,6 +100,7 @@ def show_booking(booking_id: str) -> int:
           f"paid {booking.amount_paid}, refunded {booking.amount_refunded}")
     print(f"  client {mask_email(booking.email)}; slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
     print(f"  calendly event {booking.calendly_event_uri or '-'}")
+    print(f"  refund policy {_policy_line(booking)}")
     print(f"  checkout {booking.checkout_session_id or '-'} (attempt {booking.payment_attempt}), "
           f"payment intent {booking.payment_intent_id or '-'}")
     for reason in (booking.cancel_reason, booking.payment_failure, booking.last_error):

@@ -51,6 +51,8 @@ class Settings:
     port: int = 5000
     checkout_expires_minutes: int = 30
     payment_hold_minutes: int = 60
+    # How long a client's request to reschedule stays open: a slot booked later is not taken for it.
+    reschedule_request_minutes: int = 120
     sweep_interval_seconds: int = 60
     state_timeouts: Mapping[str, int] = field(default_factory=dict)
     smtp_url: str = field(default="", repr=False)
@@ -207,6 +209,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 5000, 1, 65535),
         checkout_expires_minutes=_int(env, "CHECKOUT_EXPIRES_MINUTES", 30, 30, 1440),
         payment_hold_minutes=_int(env, "PAYMENT_HOLD_MINUTES", 60, 1, 7 * 24 * 60),
+        reschedule_request_minutes=_int(env, "RESCHEDULE_REQUEST_MINUTES", 120, 5, 7 * 24 * 60),
         sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 60, 1, 24 * 3600),
         state_timeouts=_state_timeouts(env),
         smtp_url=smtp_url,

@@ -173,6 +173,40 @@ def _narrow_outbox_recipient(db: peewee.Database) -> None:
             "outbox", "recipient", peewee.CharField(max_length=OUTBOX_RECIPIENT_WIDTH)))
 
 
+# Migration 6's booking columns: the frozen refund policy and the reschedule's request time and
+# given-up start.
+MONEY_INTEGRITY_COLUMNS = (
+    ("reschedule_requested_at", lambda: UTCDateTimeField(null=True)),
+    ("rescheduled_from_start", lambda: UTCDateTimeField(null=True)),
+    ("refund_policy", lambda: peewee.TextField(null=True)),
+    ("refund_policy_frozen_at", lambda: UTCDateTimeField(null=True)),
+    ("refund_percent_cap", lambda: peewee.IntegerField(null=True)),
+)
+
+
+def _add_money_integrity_columns(db: peewee.Database) -> None:
+    """Add the columns, then freeze every existing booking to its session type's current policy: the
+    terms its client is taken to have paid under (the best that can be known of them now)."""
+    migrator = SchemaMigrator.from_database(db)
+    table = Booking._meta.table_name
+    existing = _columns(db, table)
+    for name, column in MONEY_INTEGRITY_COLUMNS:
+        if name not in existing:
+            migrate(migrator.add_column(table, name, column()))
+    current_policy = SessionType.select(SessionType.refund_policy).where(SessionType.id == Booking.session_type)
+    Booking.update(refund_policy=current_policy, refund_policy_frozen_at=utcnow()).where(
+        Booking.refund_policy_frozen_at.is_null()).execute()
+
+
+def _drop_money_integrity_columns(db: peewee.Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    table = Booking._meta.table_name
+    existing = _columns(db, table)
+    for name, _ in reversed(MONEY_INTEGRITY_COLUMNS):
+        if name in existing:
+            migrate(migrator.drop_column(table, name))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -185,6 +219,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_encrypted_personal_data, _drop_encrypted_personal_data),
     Migration(5, "e-mails in the outbox encrypted at rest (a wider recipient column)",
               _widen_outbox_recipient, _narrow_outbox_recipient),
+    Migration(6, "refund policy frozen on each booking; reschedule requests that expire and price by the slot given up",
+              _add_money_integrity_columns, _drop_money_integrity_columns),
 )
 
 

@@ -94,6 +94,20 @@ class Booking(BaseModel):
     reschedule_session_type = peewee.ForeignKeyField(SessionType, null=True, on_delete="SET NULL")
     reschedule_invitee_uri = peewee.CharField(max_length=500, null=True, index=True)
     replaced_event_uri = peewee.CharField(max_length=500, null=True)
+    # When the client asked to move to another slot or type: a request expires (a new invitee booked
+    # after RESCHEDULE_REQUEST_MINUTES is not taken for it). And the start of the slot a reschedule
+    # gives up, which prices a downgrade's refund under the policy.
+    reschedule_requested_at = UTCDateTimeField(null=True)
+    rescheduled_from_start = UTCDateTimeField(null=True)
+    # The refund policy in force when the client paid, used for every later refund of the booking, so
+    # that an operator's later edit of the session type does not change terms already agreed. Before
+    # it is frozen (refund_policy_frozen_at NULL) the session type's current policy applies.
+    refund_policy = JSONField(null=True)
+    refund_policy_frozen_at = UTCDateTimeField(null=True)
+    # The most a later cancellation may refund, in percent, after a reschedule: what cancelling would
+    # have refunded when a slot was given up. Moving a slot inside the no-refund window to a later
+    # date, then cancelling, must not buy back the refund the policy had already ruled out.
+    refund_percent_cap = peewee.IntegerField(null=True)
     # Closing work of a cancelled or abandoned booking: the Calendly slot and open checkouts released,
     # then the refund decided. A sweep finishes whatever a dead worker left undone.
     released_at = UTCDateTimeField(null=True)

@@ -280,3 +280,14 @@ def test_bookings_show_of_an_unknown_id_exits_1_with_a_clear_line(bookings):
 
     assert result.returncode == 1
     assert one_error_line(result) == "no booking bk_unknown"
+
+
+def test_bookings_show_prints_the_refund_policy_frozen_when_the_client_paid(bookings):
+    policy = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
+    with closing(sqlite3.connect(bookings.database)) as connection, connection:
+        connection.execute("UPDATE booking SET refund_policy = ?, refund_policy_frozen_at = ? WHERE id = 'bk_older'",
+                           (json.dumps(policy), "2024-05-01 10:05:00"))
+    frozen = bookings("bookings", "show", "bk_older").stdout
+    assert f"refund policy {json.dumps(policy, sort_keys=True)}, frozen 2024-05-01 10:05:00Z" in frozen
+    unpaid = bookings("bookings", "show", "bk_newer").stdout
+    assert "refund policy none (full refund), the session type's current one (not yet paid)" in unpaid
