@@ -13,8 +13,10 @@ from bookingflow import flags
 from bookingflow.privacy import mask_email
 from intake.errors import ApiError
 from intake import inbox
+from bookingflow.providers import calendly_client, limits
+from jobs import calendly_trust
 from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
-from jobs.client_requests import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
+from jobs.client_requests import CANCEL, CLIENT, REPORTABLE, RETRY_PAYMENT, SCHEDULED
 from models.db import storable, utcnow, write_transaction
 from models.states import State, Trigger, allowed, first_check_at, record_creation, update_fields
 from models.tables import Booking, SessionType, Transition
@@ -189,9 +191,27 @@ def report_scheduled(booking_id: str):
         raise ApiError(422, "invalid_field", "event_uri is not a Calendly scheduled event URI", field="event_uri")
     if not is_invitee_uri(invitee_uri) or urlsplit(event_uri_of_invitee(invitee_uri)).path != urlsplit(event_uri).path:
         raise ApiError(422, "invalid_field", "invitee_uri is not an invitee of event_uri", field="invitee_uri")
-    if booking.state in (State.IDLE.value,) and not _accepted_before(booking, SCHEDULED):
+    if _accepted_before(booking, SCHEDULED):
+        return _submit(booking, SCHEDULED, {"event_uri": event_uri, "invitee_uri": invitee_uri})
+    if booking.state == State.IDLE.value:
         raise ApiError(409, "wrong_state", "the booking was abandoned", state=booking.state)
+    _check_report_with_calendly(booking, event_uri, invitee_uri)
     return _submit(booking, SCHEDULED, {"event_uri": event_uri, "invitee_uri": invitee_uri})
+
+
+def _check_report_with_calendly(booking: Booking, event_uri: str, invitee_uri: str) -> None:
+    """A report is a claim: Calendly's API must confirm it names this booking's invitee, of its event
+    type, held by no other booking; otherwise a clear 4xx and nothing stored. Only while the booking
+    waits for its slot (afterwards the report changes nothing anyway). When Calendly cannot answer,
+    the report is stored and the job checks it again before it moves anything."""
+    if State(booking.state) not in REPORTABLE:
+        return
+    try:
+        refusal = calendly_trust.check_report(booking, event_uri, invitee_uri)
+    except (calendly_client.CalendlyError, limits.RateLimited):
+        return
+    if refusal is not None:
+        raise ApiError(422, refusal.code, refusal.message, field="invitee_uri")
 
 
 def _idempotency_key() -> str:
@@ -266,14 +286,19 @@ def reschedule_booking(booking_id: str):
         target = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
         if target is None:
             raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
-        # Remembered so the new invitee is taken for a reschedule, priced as `target`.
-        update_fields(booking.id, reschedule_session_type=target.id)
+        if target.currency != booking.currency:
+            # A difference is charged or refunded in the booking's currency: never across currencies.
+            raise ApiError(422, "currency_mismatch", f"session type {slug!r} is not priced in {booking.currency}",
+                           field="session_type")
+        # Remembered, for a while, so that a new invitee of `target`'s event type is taken for this
+        # reschedule. The price follows the event type actually booked, checked when it is matched.
+        update_fields(booking.id, reschedule_session_type=target.id, reschedule_requested_at=utcnow())
         link = scheduling_url(target, booking, prefill=False)
     elif booking.calendly_reschedule_url:
         # Calendly's own reschedule page: it cancels the old slot and tells us both halves.
-        update_fields(booking.id, reschedule_session_type=None)
+        update_fields(booking.id, reschedule_session_type=None, reschedule_requested_at=None)
         link = booking.calendly_reschedule_url
     else:
-        update_fields(booking.id, reschedule_session_type=current.id)
+        update_fields(booking.id, reschedule_session_type=current.id, reschedule_requested_at=utcnow())
         link = scheduling_url(current, booking, prefill=False)
     return jsonify({"id": booking.id, "state": booking.state, "scheduling_url": link}), 202

@@ -66,6 +66,9 @@ def _unprocessable(fields: list[str], codes: tuple[str, ...] = ("invalid_field",
     )
 
 
+# Why Calendly's API does not confirm a client's scheduling report (jobs/calendly_trust.py).
+REPORT_REFUSALS = ("invalid_field", "unknown_invitee", "not_this_booking", "wrong_event_type", "slot_taken",
+                   "invitee_canceled")
 BAD_JSON = _error("The body is not a JSON object.", ["invalid_json"])
 BAD_ACTION = _error("The body is not a JSON object, or the Idempotency-Key header holds characters that are not "
                     "text.", ["invalid_json", "invalid_header"])
@@ -242,8 +245,11 @@ DOCUMENT: dict = {
         "/v1/bookings/{booking_id}/scheduled": {
             "post": _action(
                 "Report the slot scheduled in Calendly",
-                "What Calendly's embed reported in its `event_scheduled` message. Refused with `409` once "
-                "the booking was abandoned (`IDLE`).",
+                "What Calendly's embed reported in its `event_scheduled` message. While the booking waits "
+                "for its slot, the report is checked with Calendly's API: the invitee must be of that "
+                "event, active, scheduled with this booking's link (`utm_content`), of the booking's "
+                "event type, and held by no other booking; otherwise `422` says which, and nothing is "
+                "stored. Refused with `409` once the booking was abandoned (`IDLE`).",
                 "reportScheduled",
                 {
                     "required": True,
@@ -256,7 +262,7 @@ DOCUMENT: dict = {
                     }},
                 },
                 _json(ACCEPTED, "Accepted."),
-                _unprocessable(["event_uri", "invitee_uri"]),
+                _unprocessable(["event_uri", "invitee_uri"], REPORT_REFUSALS),
                 conflict="The booking was abandoned (`IDLE`); `error.state` is its state.",
             ),
         },

@@ -7,11 +7,11 @@ message like any webhook does.
 
 from __future__ import annotations
 
-from jobs import events, flow
+from jobs import calendly_trust, errors, events, flow
 from jobs.checkout import attempt_expiry
 from jobs.dispatch import Outcome, handles
 from models.db import utcnow
-from models.states import State, Trigger, TransitionRefused, allowed
+from models.states import State, Trigger, TransitionRefused, allowed, update_fields
 from models.tables import Booking, ProviderEvent
 
 CLIENT = "client"
@@ -31,6 +31,13 @@ def scheduled(event: ProviderEvent, body: dict) -> Outcome:
     event_uri, invitee_uri = body["event_uri"], body["invitee_uri"]
     outcome = Outcome("recorded", booking.id)
     if State(booking.state) in REPORTABLE:
+        # Checked again here, against Calendly, before anything moves: the intake may have stored the
+        # report while Calendly could not answer, and the booking may have changed since.
+        refusal = calendly_trust.check_report(booking, event_uri, invitee_uri)
+        if refusal is not None:
+            update_fields(booking.id, error_class=errors.ErrorClass.VALIDATION.value, error_message=refusal.message,
+                          last_error=f"report refused: {refusal.code}")
+            return Outcome(refusal.code, booking.id, refusal.message)
         try:
             flow.move(booking.id, Trigger.onCalendlyEventCreated, cause=f"client-{invitee_uri}"[:255],
                       calendly_event_uri=event_uri, calendly_invitee_uri=invitee_uri)

@@ -19,7 +19,7 @@ import dramatiq
 
 from bookingflow import logs, metrics
 from bookingflow.providers import calendly_client
-from jobs import alerts, checkout, errors, ledger, outbox, refund_policy
+from jobs import alerts, calendly_trust, checkout, errors, ledger, outbox, refund_policy
 from jobs.calendly_payloads import scheduled_event_info
 from models.db import utcnow
 from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
@@ -119,7 +119,8 @@ def _confirm(booking: Booking) -> None:
     if booking.reschedule_session_type_id:
         # A reschedule to another session type, its difference now paid: the booking becomes that type.
         new_type = booking.reschedule_session_type
-        changes = dict(session_type=new_type.id, amount=new_type.price, reschedule_session_type=None)
+        changes = dict(session_type=new_type.id, amount=new_type.price, reschedule_session_type=None,
+                       reschedule_requested_at=None)
     move(booking.id, Trigger.confirmBooking, cause=f"confirm-{booking.payment_attempt}-{booking.calendly_invitee_uri}",
          checkout_url=None, **changes)
 
@@ -165,8 +166,8 @@ def _refund_cancellation(booking: Booking) -> None:
                 calendly_client.release_scheduled_event(event_uri, booking.cancel_reason or "Booking cancelled")
         update_fields(booking.id, released_at=utcnow())
     decision = refund_policy.decide(
-        ledger.net_paid(booking), booking.session_type.refund_policy, booking.scheduled_start,
-        cancelled_at=booking.state_changed_at, cancelled_by=booking.cancelled_by,
+        ledger.net_paid(booking), refund_policy.terms_of(booking), booking.scheduled_start,
+        cancelled_at=booking.state_changed_at, cancelled_by=booking.cancelled_by, cap_percent=booking.refund_percent_cap,
     )
     rows = ledger.plan_refund(booking, "cancellation", decision.amount, "cancel", decision.reason)
     if not rows:
@@ -215,12 +216,24 @@ def _settle_reschedule(booking: Booking) -> None:
         # Calendly told of the cancel half only: ask it for the new invitee and its event.
         invitee = calendly_client.get_invitee(booking.reschedule_invitee_uri)
         event = scheduled_event_info(calendly_client.get_scheduled_event(invitee["event"]))
+        target = booking.reschedule_session_type or booking.session_type
+        if calendly_trust.type_refusal(event.event_type, target) is not None:
+            _flag(booking, f"rescheduled in Calendly to an event of another type ({event.event_type})")
+            return
         update_fields(booking.id, calendly_invitee_uri=booking.reschedule_invitee_uri, calendly_event_uri=event.uri,
                       scheduled_start=event.start, scheduled_end=event.end,
                       calendly_cancel_url=invitee.get("cancel_url"), calendly_reschedule_url=invitee.get("reschedule_url"))
         booking = Booking.get_by_id(booking.id)
+    # Priced by the type of the event actually booked (set when its invitee was matched).
     new_price = booking.reschedule_session_type.price if booking.reschedule_session_type_id else booking.amount
     difference = new_price - booking.amount
+    # Giving up a slot is a partial cancellation: what cancelling then would have refunded caps every
+    # later refund, and a downgrade's difference comes back under the policy at that moment.
+    decision = refund_policy.decide(
+        max(-difference, 0), refund_policy.terms_of(booking), booking.rescheduled_from_start,
+        cancelled_at=booking.state_changed_at, cancelled_by="client", cap_percent=booking.refund_percent_cap)
+    if booking.refund_percent_cap is None or decision.percent < booking.refund_percent_cap:
+        update_fields(booking.id, refund_percent_cap=decision.percent)
     if difference > 0:
         attempt = booking.payment_attempt + 1
         move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,
@@ -228,11 +241,19 @@ def _settle_reschedule(booking: Booking) -> None:
              checkout_session_id=None, checkout_url=None)
         return
     if difference < 0:
-        rows = ledger.plan_refund(booking, "reschedule", -difference, f"to-{booking.reschedule_session_type_id}",
-                                  "rescheduled to a cheaper session")
+        rows = ledger.plan_refund(booking, "reschedule", min(decision.amount, ledger.net_paid(booking)),
+                                  f"to-{booking.reschedule_session_type_id}-{booking.reschedule_invitee_uri}",
+                                  f"rescheduled to a cheaper session; {decision.reason}")
         for row in rows:
             ledger.issue(row)
     _confirm(booking)
+
+
+def _flag(booking: Booking, reason: str) -> None:
+    """Automation cannot decide: an operator must look (alerted once)."""
+    update_fields(booking.id, flagged_at=utcnow(), flag_reason=reason[:500], next_check_at=None)
+    alerts.raise_alert(f"flagged:{booking.id}:{reason}"[:255], "flagged_booking", f"booking {booking.id} is flagged: {reason}",
+                       booking.id)
 
 
 ENTRY_ACTIONS: dict[State, Callable[[Booking], None]] = {

@@ -26,54 +26,47 @@ DEAD_REFUND = ("failed", "canceled")
 # --- payments ---------------------------------------------------------------------------------
 
 def record_session(booking: Booking, session) -> None:
-    """Remember a Checkout Session we created (idempotent on its id)."""
+    """Remember a Checkout Session we created (idempotent on its id), with what its attempt asks for:
+    only a session on record, paying that, is ever counted as the booking's money."""
     try:
         Payment.create(
             booking=booking.id, attempt=booking.payment_attempt, checkout_session_id=session.id,
-            amount=session.amount_total if session.amount_total is not None else booking.amount_due,
-            currency=(session.currency or booking.currency).lower(),
+            amount=booking.amount_due, currency=booking.currency,
         )
     except peewee.IntegrityError:
         pass
 
 
+def payment_of_session(session_id) -> Payment | None:
+    """Our row for a Checkout Session: None for any session bookingflow did not create."""
+    if not isinstance(session_id, str):
+        return None
+    return Payment.get_or_none(Payment.checkout_session_id == session_id)
+
+
 def _refresh_totals(booking_id: str) -> None:
+    # In the booking's currency only: money in different currencies is never added up. (Nothing in
+    # another currency is recorded as paid; this keeps it so should that ever change.)
+    currency = Booking.select(Booking.currency).where(Booking.id == booking_id).scalar()
     paid = Payment.select(peewee.fn.COALESCE(peewee.fn.SUM(Payment.amount), 0)).where(
-        Payment.booking == booking_id, Payment.status == "paid").scalar()
+        Payment.booking == booking_id, Payment.status == "paid", Payment.currency == currency).scalar()
     refunded = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
-        Refund.booking == booking_id, Refund.status.in_(SETTLED_REFUND)).scalar()
+        Refund.booking == booking_id, Refund.status.in_(SETTLED_REFUND), Refund.currency == currency).scalar()
     update_fields(booking_id, amount_paid=int(paid), amount_refunded=int(refunded))
 
 
-def mark_paid(booking: Booking, session: dict) -> bool:
-    """Record the money of a paid session; True the first time."""
-    try:
-        return _mark_paid(booking, session)
-    except peewee.IntegrityError:
-        return _mark_paid(booking, session)  # a concurrent worker recorded the session first
-
-
-def _mark_paid(booking: Booking, session: dict) -> bool:
+def mark_paid(payment: Payment, session: dict) -> bool:
+    """Record the money of a paid session of ours, as Stripe charged it; True the first time."""
     amount = session.get("amount_total")
     with write_transaction():
-        payment = Payment.get_or_none(Payment.checkout_session_id == session["id"])
-        if payment is None:  # a session whose creation we never got to record
-            metadata = session.get("metadata") if isinstance(session.get("metadata"), dict) else {}
-            attempt = int(metadata["payment_attempt"]) if str(metadata.get("payment_attempt", "")).isdigit() else 0
-            payment = Payment.create(
-                booking=booking.id, attempt=attempt, checkout_session_id=session["id"],
-                amount=amount if isinstance(amount, int) else booking.amount_due,
-                currency=(session.get("currency") or booking.currency).lower(),
-            )
-        if payment.status == "paid":
-            return False
-        Payment.update(
+        updated = Payment.update(
             status="paid", updated_at=utcnow(),
-            amount=amount if isinstance(amount, int) else payment.amount,
+            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else payment.amount,
             payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None,
-        ).where(Payment.id == payment.id).execute()
-        _refresh_totals(booking.id)
-    return True
+        ).where(Payment.id == payment.id, Payment.status != "paid").execute()
+        if updated:
+            _refresh_totals(payment.booking_id)
+    return bool(updated)
 
 
 def mark_session(session_id: str, status: str) -> None:
@@ -113,18 +106,20 @@ def net_paid(booking: Booking) -> int:
 
 # --- refunds ----------------------------------------------------------------------------------
 
-def plan_refund(booking: Booking, purpose: str, amount: int, decision_key: str, reason: str) -> list[Refund]:
-    """Rows for refunding `amount` across the booking's paid payments, newest first; idempotent on
-    `decision_key`. Returns the rows of that decision (created now or earlier)."""
+def plan_refund(booking: Booking, purpose: str, amount: int, decision_key: str, reason: str,
+                only_payment: Payment | None = None) -> list[Refund]:
+    """Rows for refunding `amount` across the booking's paid payments (or `only_payment`), newest
+    first; idempotent on `decision_key`. Returns the rows of that decision (created now or earlier)."""
     prefix = f"{purpose}:{booking.id}:{decision_key}:"
     try:
-        return _plan_refund_rows(booking, purpose, amount, prefix, reason)
+        return _plan_refund_rows(booking, purpose, amount, prefix, reason, only_payment)
     except peewee.IntegrityError:
         # Another worker planned the same decision at the same moment; its rows are the plan.
         return list(Refund.select().where(Refund.key.startswith(prefix)))
 
 
-def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, reason: str) -> list[Refund]:
+def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, reason: str,
+                      only_payment: Payment | None) -> list[Refund]:
     with write_transaction():
         _lock_booking(booking.id)
         existing = list(Refund.select().where(Refund.key.startswith(prefix)))
@@ -133,6 +128,8 @@ def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, 
         remaining = amount
         payments = Payment.select().where(Payment.booking == booking.id, Payment.status == "paid",
                                           Payment.payment_intent_id.is_null(False)).order_by(Payment.created_at.desc())
+        if only_payment is not None:
+            payments = payments.where(Payment.id == only_payment.id)
         for payment in payments:
             already = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
                 Refund.payment_intent_id == payment.payment_intent_id, Refund.status.not_in(DEAD_REFUND)).scalar()
@@ -201,6 +198,9 @@ def refund_of_stripe(obj: dict) -> Refund | None:
         metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         key = metadata.get("refund_key")
         refund = Refund.get_or_none(Refund.key == key) if isinstance(key, str) else None
+        # Metadata anyone refunding on the account may write: ours only if it is of our payment too.
+        if refund is not None and obj.get("payment_intent") != refund.payment_intent_id:
+            return None
     return refund
 
 

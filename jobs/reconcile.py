@@ -16,7 +16,7 @@ import dramatiq
 
 from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_client, stripe_client
-from jobs import alerts, calendly_events, errors, flow, ledger, stripe_events
+from jobs import alerts, calendly_events, calendly_trust, errors, flow, ledger, stripe_events
 from jobs.calendly_payloads import parse_invitee_notice
 from jobs.checkout import attempt_expiry
 from models.db import utcnow
@@ -63,8 +63,13 @@ def _check_scheduling(booking: Booking, now: dt.datetime) -> None:
         flow.advance(booking.id)
         return
     notice = _notice_from_api(*found)
+    details = calendly_trust.event_details(notice)
+    refusal = calendly_trust.type_refusal(details.event_type, booking.session_type)
+    if refusal is not None:
+        calendly_events.refuse_stray(booking, notice, refusal)
+        return
     flow.move(booking.id, Trigger.onCalendlyEventCreated, cause=f"reconciled-{notice.invitee_uri}",
-              **calendly_events.slot_fields(notice))
+              **calendly_events.slot_fields(notice, details))
     _check_scheduled(Booking.get_by_id(booking.id), now, force=True)
 
 
@@ -84,21 +89,31 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
     if notice.status == "canceled":
         flow.move(booking.id, Trigger.cancelBookingProcess, cause=f"reconciled-cancel-{notice.invitee_uri}",
                   cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None)
-    elif booking.amount == 0:
-        flow.move(booking.id, Trigger.confirmBooking, cause="free-session", **calendly_events.slot_fields(notice))
+        flow.advance(booking.id)
+        return
+    details = calendly_trust.event_details(notice)
+    refusal = calendly_trust.type_refusal(details.event_type, booking.session_type)
+    if refusal is not None or notice.utm_content != booking.id:
+        flow.move(booking.id, Trigger.onWebhookError, cause=f"invitee-refused-{notice.invitee_uri}"[:255],
+                  last_error="the reported invitee is not this booking's, or of another event type",
+                  failure=errors.failure(errors.ErrorClass.VALIDATION, (refusal or calendly_trust.WRONG_TYPE).message))
+        return
+    if booking.amount == 0:
+        flow.move(booking.id, Trigger.confirmBooking, cause="free-session", **calendly_events.slot_fields(notice, details))
     else:
         attempt = booking.payment_attempt + 1
         flow.move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,
                   amount_due=booking.amount, checkout_expires_at=attempt_expiry(now),
-                  **calendly_events.slot_fields(notice))
+                  **calendly_events.slot_fields(notice, details))
     flow.advance(booking.id)
 
 
 def _check_checkout(booking: Booking, now: dt.datetime) -> None:
     """PAYMENT_PROCESSING: was it paid, did it expire? (The webhook may be late, or lost.)"""
     session = stripe_client.retrieve_checkout_session(booking.checkout_session_id).to_dict()
-    if session.get("payment_status") in stripe_events.PAID:
-        stripe_events.payment_received(booking, session)
+    payment = ledger.payment_of_session(booking.checkout_session_id)
+    if session.get("payment_status") in stripe_events.PAID and payment is not None:
+        stripe_events.payment_received(payment, session)
         return
     expires = dt.datetime.fromtimestamp(session["expires_at"], dt.timezone.utc)
     if session.get("status") == "open" and now >= expires + EXPIRY_GRACE:

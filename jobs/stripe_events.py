@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from bookingflow.providers import stripe_client
-from jobs import errors, flow, ledger
+from jobs import alerts, errors, flow, ledger
 from jobs.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handles
+from models.db import utcnow
 from models.states import State, Trigger, TransitionRefused, update_fields
-from models.tables import Booking, ProviderEvent, Refund
+from models.tables import Booking, Payment, ProviderEvent, Refund
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,61 @@ def booking_of(obj: dict) -> Booking | None:
     return Booking.get_or_none(Booking.id == booking_id)
 
 
-# A booking only moves forward, so a payment decided again a few times finds it resting.
+# A payment decided again a few times, as the booking moves under it (a cancellation landing at the
+# same moment), finds it resting: the decisions below each move it somewhere it then stays a while.
 PAYMENT_DECISIONS = 5
 
 
-def payment_received(booking: Booking, session: dict) -> Outcome:
-    amount, currency = session.get("amount_total"), session.get("currency")
-    if amount != booking.amount_due or (currency or "").lower() != booking.currency:
-        log.warning("booking %s paid %s %s, expected %s %s", booking.id, amount, currency, booking.amount_due, booking.currency)
-    first_time = ledger.mark_paid(booking, session)
+def charged_for(session: dict) -> int | None:
+    """What the session charged before discounts and tax: what the attempt asked for."""
+    subtotal = session.get("amount_subtotal")
+    if isinstance(subtotal, int) and not isinstance(subtotal, bool):
+        return subtotal
+    total = session.get("amount_total")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def mismatch(payment: Payment, session: dict) -> str | None:
+    """Why a paid session of ours does not pay what its attempt asked for, in its currency."""
+    currency = session.get("currency")
+    if not isinstance(currency, str) or currency.lower() != payment.currency:
+        return f"paid in {str(currency)[:10]}, the attempt asked for {payment.currency}"
+    if charged_for(session) != payment.amount:
+        return f"charged {charged_for(session)}, the attempt asked for {payment.amount} {payment.currency}"
+    return None
+
+
+def foreign_payment(session: dict, booking: Booking | None, why: str) -> Outcome:
+    """Money bookingflow did not ask for (another Checkout or Payment Link on the same Stripe account,
+    or a session that is not what we created) but that names a booking. Kept on record and alerted;
+    it confirms nothing, and is never refunded by bookingflow: whose it is, an operator decides."""
+    booking_id = booking.id if booking else None
+    alerts.raise_alert(f"foreign_payment:{session['id']}"[:255], "foreign_payment",
+                       f"Checkout Session {session['id']} names booking {booking_id} but {why}: "
+                       f"{session.get('amount_total')} {session.get('currency')} not counted, not refunded", booking_id)
+    log.warning("session %s for booking %s is not ours to count: %s", session["id"], booking_id, why)
+    return Outcome("foreign_payment", booking_id, why)
+
+
+def payment_received(payment: Payment, session: dict) -> Outcome:
+    """A paid session that bookingflow created for the booking (its row on record), as charged."""
+    booking = Booking.get_by_id(payment.booking_id)
+    # Checked when the money first arrives; a repeat of that delivery finds it recorded (and the
+    # row's amount then is what Stripe charged).
+    problem = mismatch(payment, session) if payment.status != "paid" else None
+    if problem is not None:
+        return foreign_payment(session, booking, problem)
+    first_time = ledger.mark_paid(payment, session)
+    # A superseded attempt's session is still ours: it settles the booking if it pays what is due now.
+    settles = session["id"] == booking.checkout_session_id or payment.amount == booking.amount_due
     for _ in range(PAYMENT_DECISIONS):
-        if State(booking.state) not in AWAITING_PAYMENT:
+        if State(booking.state) not in AWAITING_PAYMENT or not settles:
             break
         try:
             flow.move(booking.id, Trigger.onPaymentSucceeded, cause=f"paid-{session['id']}",
                       checkout_session_id=session["id"], checkout_url=None, payment_failure=None,
-                      payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None)
+                      payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None,
+                      **_frozen_terms(booking))
         except TransitionRefused:
             # It moved since it was read (abandoned by the client this very moment, say): decide again
             # on what it is now, so that the money is not left kept as "stale".
@@ -59,7 +99,7 @@ def payment_received(booking: Booking, session: dict) -> Outcome:
         flow.advance(booking.id)
         return Outcome("advanced", booking.id)
     state = State(booking.state)
-    if state in AWAITING_PAYMENT:
+    if state in AWAITING_PAYMENT and settles:
         return Outcome("stale", booking.id, f"still moving after {PAYMENT_DECISIONS} tries")
     if state == State.IDLE:
         # The race: the client abandoned the flow, and paid anyway. The money goes back in full.
@@ -70,23 +110,35 @@ def payment_received(booking: Booking, session: dict) -> Outcome:
         return Outcome("duplicate", booking.id)
     if session["id"] == booking.checkout_session_id:
         return Outcome("recorded", booking.id)
-    # A second checkout of the same booking was paid: that money is not owed, refund it whole.
-    rows = ledger.plan_refund(booking, "duplicate_payment", amount if isinstance(amount, int) else 0,
-                              session["id"], "a second payment for the same booking")
+    # Another checkout of ours for the same booking was paid: that money is not owed, refund it whole.
+    rows = ledger.plan_refund(booking, "duplicate_payment", payment.amount, session["id"],
+                              "a second payment for the same booking", only_payment=payment)
     for row in rows:
         ledger.issue(row)
     return Outcome("refunded_duplicate", booking.id, f"session {session['id']} paid in {booking.state}")
 
 
+def _frozen_terms(booking: Booking) -> dict:
+    """The refund policy the client pays under, frozen on the booking with its first payment."""
+    if booking.refund_policy_frozen_at is not None:
+        return {}
+    return {"refund_policy": booking.session_type.refund_policy, "refund_policy_frozen_at": utcnow()}
+
+
 @handles("stripe", "checkout.session.completed", "checkout.session.async_payment_succeeded")
 def checkout_paid(event: ProviderEvent, body: dict) -> Outcome:
     session = stripe_object(body, "cs_")
-    booking = booking_of(session)
-    if booking is None:
-        return Outcome("unmatched", detail="not a bookingflow Checkout Session")
+    payment = ledger.payment_of_session(session["id"])
+    if payment is None:
+        booking = booking_of(session)
+        if booking is None:
+            return Outcome("unmatched", detail="not a bookingflow Checkout Session")
+        if session.get("payment_status") not in PAID:
+            return Outcome("foreign_session", booking.id, "a Checkout Session bookingflow did not create")
+        return foreign_payment(session, booking, "bookingflow never created that session")
     if session.get("payment_status") not in PAID:
-        return Outcome("awaiting_payment", booking.id, "completed, payment still settling")
-    return payment_received(booking, session)
+        return Outcome("awaiting_payment", payment.booking_id, "completed, payment still settling")
+    return payment_received(payment, session)
 
 
 FAILURE_REASONS = {
@@ -102,9 +154,10 @@ CLIENT_MESSAGES = {
 @handles("stripe", *FAILURE_REASONS)
 def checkout_failed(event: ProviderEvent, body: dict) -> Outcome:
     session = stripe_object(body, "cs_")
-    booking = booking_of(session)
-    if booking is None:
+    payment = ledger.payment_of_session(session["id"])
+    if payment is None:
         return Outcome("unmatched", detail="not a bookingflow Checkout Session")
+    booking = Booking.get_by_id(payment.booking_id)
     ledger.mark_session(session["id"], "expired" if event.type.endswith("expired") else "failed")
     if session["id"] != booking.checkout_session_id or booking.state != State.PAYMENT_PROCESSING.value:
         return Outcome("recorded", booking.id, f"not the open checkout of a booking in {booking.state}")

@@ -17,6 +17,22 @@ def create_booking(client, slug="coaching-hour", email="ada@example.com", name="
     return client.post("/v1/bookings", json={"session_type": slug, "email": email, "name": name})
 
 
+def scheduled_in_calendly(sandbox, scheduling_url: str) -> dict:
+    """A slot scheduled in the sandbox's Calendly with the booking's link; its webhook is held back
+    and dropped, so that only the client's report tells bookingflow of it."""
+    import requests
+
+    sandbox.hold_deliveries("calendly", True)
+    try:
+        response = requests.post(f"{sandbox.base}/calendly/_sandbox/schedule", json={"scheduling_url": scheduling_url},
+                                 timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json()
+    finally:
+        sandbox.drop_pending_deliveries("calendly")
+        sandbox.hold_deliveries("calendly", False)
+
+
 def test_session_types_on_offer_are_listed_with_their_price_in_minor_units(client, sandbox, session_type):
     make_session_type(sandbox.base, "retired", price=100)
     from models.tables import SessionType
@@ -111,14 +127,16 @@ def test_an_unknown_booking_is_not_found(client, app, booking_id):
     assert response.get_json()["error"]["code"] == "not_found"
 
 
-def test_the_clients_scheduling_report_is_accepted_and_moves_the_booking(client, session_type, broker, worker):
-    booking_id = create_booking(client).get_json()["id"]
-    response = client.post(f"/v1/bookings/{booking_id}/scheduled", json={"event_uri": EVENT, "invitee_uri": INVITEE})
+def test_the_clients_scheduling_report_is_accepted_and_moves_the_booking(client, sandbox, session_type, broker, worker):
+    created = create_booking(client).get_json()
+    slot = scheduled_in_calendly(sandbox, created["scheduling_url"])
+    response = client.post(f"/v1/bookings/{created['id']}/scheduled", json=slot)
     assert response.status_code == 202
     broker.join("default")
     worker.join()
-    booking = Booking.get_by_id(booking_id)
-    assert (booking.state, booking.calendly_event_uri, booking.calendly_invitee_uri) == ("CALENDLY_SCHEDULED", EVENT, INVITEE)
+    booking = Booking.get_by_id(created["id"])
+    assert (booking.state, booking.calendly_event_uri, booking.calendly_invitee_uri) == (
+        "CALENDLY_SCHEDULED", slot["event_uri"], slot["invitee_uri"])
 
 
 @pytest.mark.parametrize("payload", [
@@ -145,11 +163,12 @@ def test_a_scheduling_report_for_an_abandoned_booking_is_a_conflict(client, sess
 
 
 def test_a_scheduling_report_sent_again_with_its_key_after_the_booking_was_abandoned_is_still_accepted(
-        client, session_type):
+        client, sandbox, session_type):
     from models.states import Trigger, apply
 
-    booking_id = create_booking(client).get_json()["id"]
-    report = {"event_uri": EVENT, "invitee_uri": INVITEE}
+    created = create_booking(client).get_json()
+    booking_id = created["id"]
+    report = scheduled_in_calendly(sandbox, created["scheduling_url"])
     key = {"Idempotency-Key": "report-1"}
     assert client.post(f"/v1/bookings/{booking_id}/scheduled", json=report, headers=key).status_code == 202
     apply(booking_id, Trigger.cancelBookingProcess, cause="test")  # abandoned before the client heard back

@@ -76,17 +76,19 @@ def test_the_clients_report_then_the_webhook(frontend, sandbox):
     assert history_states(view)[:3] == ["CALENDLY_SCHEDULING", "CALENDLY_SCHEDULED", "CALENDLY_WEBHOOK_RECEIVED"]
 
 
-def test_a_webhook_without_our_utm_content_waits_for_the_clients_report(frontend):
+def test_a_slot_scheduled_without_our_utm_content_is_not_taken_on_the_clients_word(frontend):
+    # Calendly's invitee does not name the booking: nothing proves the slot was made for it, so the
+    # client's report is refused and the delivery stays unmatched.
     booking = frontend.create_booking("coaching-hour")
     slot = frontend.schedule_in_calendly(without_utm_content(booking["scheduling_url"]))
     event = wait_until(
         lambda: ProviderEvent.get_or_none(ProviderEvent.subject == slot["invitee_uri"], ProviderEvent.outcome == "unmatched"),
         message="the delivery to be stored unmatched",
     )
+    response = frontend.report_scheduled(booking["id"], slot)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "not_this_booking"
     assert frontend.status(booking["id"])["state"] == "CALENDLY_SCHEDULING"
-    frontend.report_scheduled(booking["id"], slot)
-    frontend.wait_for_state(booking["id"], "PAYMENT_PROCESSING")
-    wait_until(lambda: ProviderEvent.get_by_id(event.id).outcome == "advanced", message="the event marked advanced")
+    assert ProviderEvent.get_by_id(event.id).outcome == "unmatched"
 
 
 def test_a_delayed_payment_confirms_only_when_it_settles(frontend, sandbox):
