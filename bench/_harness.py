@@ -230,7 +230,7 @@ def service_environment(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def run_cli(env: dict, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "bookingflow.cli", *args], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"bookingflow {' '.join(args)} failed: {result.stdout}{result.stderr}")

@@ -105,7 +105,7 @@ def run(args, cleanup):
 
     import logging
 
-    from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
+    from sandbox import Sandbox, SandboxConfig, serve_in_thread
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sandbox's access log
 

@@ -3,30 +3,20 @@
 Counted where they happen: intake requests in the web process; deliveries, transitions and the
 latency from a delivery accepted to the transition it caused in the workers, which expose them with
 Dramatiq's own metrics on Dramatiq's exposition port. What the database knows (bookings by state,
-transitions and deliveries so far) the web's /metrics reads from it, so one scrape sees the whole
-service whichever process did the work.
+transitions and deliveries so far) the web's /metrics reads from it (models.gauges), so one scrape
+sees the whole service whichever process did the work.
+
+In prometheus_client's multiprocess mode (gunicorn's workers, the Procfile's worker) each process
+writes its counts into PROMETHEUS_MULTIPROC_DIR, which must exist before the first metric is made:
+each process's entry point makes it (bookingflow.gunicorn_conf, jobs).
 """
 
 from __future__ import annotations
 
 import contextvars
 import datetime as dt
-import threading
-import time
 
-import os
-
-import peewee
-
-from bookingflow import settings as settings_module
-
-# prometheus_client's multiprocess mode (gunicorn's workers, the Procfile's worker) writes one file
-# per process into this directory: it must exist before the first metric is made.
-if settings_module.get().prometheus_multiproc_dir:
-    os.makedirs(settings_module.get().prometheus_multiproc_dir, exist_ok=True)
-
-from prometheus_client import Counter, Histogram  # noqa: E402
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import Counter, Histogram
 
 HTTP_REQUESTS = Counter("bookingflow_http_requests_total", "Intake requests by route, method and status.",
                         ["route", "method", "status"])
@@ -58,47 +48,3 @@ def transition(from_state: str | None, to_state: str) -> None:
     received = event_received_at.get()
     if received is not None:
         DELIVERY_TO_TRANSITION.observe(max(0.0, (dt.datetime.now(dt.timezone.utc) - received).total_seconds()))
-
-
-class DatabaseCollector:
-    """Gauges and counters read from the database at scrape time, cached briefly: a scrape every few
-    seconds from several Prometheus servers costs one set of grouped, index-served queries."""
-
-    CACHE_SECONDS = 10
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._cached_at = 0.0
-        self._families: list = []
-
-    def describe(self):
-        return []  # nothing is read at registration: the database may not be there yet
-
-    def collect(self):
-        with self._lock:
-            if time.monotonic() - self._cached_at > self.CACHE_SECONDS:
-                self._families = self._read()
-                self._cached_at = time.monotonic()
-            return list(self._families)
-
-    @staticmethod
-    def _read() -> list:
-        from models.tables import Booking, ProviderEvent, Transition
-
-        bookings = GaugeMetricFamily("bookingflow_bookings", "Bookings by current state.", labels=["state"])
-        for state, count in Booking.select(Booking.state, peewee.fn.COUNT(Booking.id)).group_by(Booking.state).tuples():
-            bookings.add_metric([state], count)
-        transitions = CounterMetricFamily("bookingflow_history_transitions", "Transitions in the bookings' history.",
-                                          labels=["from_state", "to_state"])
-        for from_state, to_state, count in (Transition.select(Transition.from_state, Transition.state,
-                                                              peewee.fn.COUNT(Transition.id))
-                                            .group_by(Transition.from_state, Transition.state).tuples()):
-            transitions.add_metric([from_state or "", to_state], count)
-        deliveries = CounterMetricFamily("bookingflow_deliveries", "Accepted deliveries and client requests, by "
-                                         "provider, type and outcome.", labels=["provider", "type", "outcome"])
-        for provider, kind, outcome, count in (ProviderEvent.select(ProviderEvent.provider, ProviderEvent.type,
-                                                                    ProviderEvent.outcome, peewee.fn.COUNT(ProviderEvent.id))
-                                               .group_by(ProviderEvent.provider, ProviderEvent.type, ProviderEvent.outcome)
-                                               .tuples()):
-            deliveries.add_metric([provider, kind, outcome or "pending"], count)
-        return [bookings, transitions, deliveries]

@@ -9,13 +9,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from bookingflow import flags
+from models import flags
 from bookingflow.privacy import mask_email
 from intake.errors import ApiError
 from intake import inbox
 from bookingflow.providers import calendly_client, limits
 from jobs import calendly_trust
-from jobs.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
+from bookingflow.providers.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
 from jobs.client_requests import CANCEL, CLIENT, REPORTABLE, RETRY_PAYMENT, SCHEDULED
 from models.db import storable, utcnow, write_transaction
 from models.states import State, Trigger, allowed, first_check_at, record_creation, update_fields

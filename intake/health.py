@@ -6,7 +6,7 @@ import dramatiq
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from bookingflow.metrics import DatabaseCollector
+from models.gauges import DatabaseCollector
 
 from models.db import database
 

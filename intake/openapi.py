@@ -25,7 +25,7 @@ EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
 CURRENCY_PATTERN = r"^[a-z]{3}$"
-# A Calendly resource URI as jobs.calendly_payloads reads it: http(s), any host (printable ASCII,
+# A Calendly resource URI as bookingflow.providers.calendly_payloads reads it: http(s), any host (printable ASCII,
 # no brackets), then the resource path; a query or fragment is ignored.
 _HOST = r'[!-"$-.0->@-Z\\^-~]*'
 _UUID = r"[A-Za-z0-9_-]{1,100}"

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from intake import inbox
 from intake.errors import ApiError
 from intake.signatures import SignatureInvalid, verify_calendly, verify_stripe
-from jobs.calendly_payloads import delivery_identity
+from bookingflow.providers.calendly_payloads import delivery_identity
 from models.db import storable
 
 bp = Blueprint("webhooks", __name__)

@@ -7,7 +7,7 @@ after it has configured its embedded settings.
 import dramatiq
 
 from bookingflow import logs
-from bookingflow.bootstrap import open_configured_database, service_settings
+from models.bootstrap import open_configured_database, service_settings
 
 logs.configure_unless_configured()  # the Procfile's worker runs `dramatiq --skip-logging`: JSON lines
 settings = service_settings()

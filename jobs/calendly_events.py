@@ -11,7 +11,7 @@ import logging
 
 from bookingflow.providers import calendly_client
 from jobs import alerts, errors, flow
-from jobs.calendly_payloads import InviteeNotice, parse_invitee_notice
+from bookingflow.providers.calendly_payloads import InviteeNotice, parse_invitee_notice
 from jobs.calendly_trust import Refusal, event_details, reschedule_request_open, same_resource, type_refusal
 from jobs.dispatch import Outcome, handles
 from models.db import utcnow

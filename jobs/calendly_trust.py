@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_client
-from jobs.calendly_payloads import InviteeNotice, ScheduledEventInfo, scheduled_event_info
+from bookingflow.providers.calendly_payloads import InviteeNotice, ScheduledEventInfo, scheduled_event_info
 from models.tables import Booking, SessionType
 
 

@@ -25,7 +25,7 @@ from dramatiq.middleware import Middleware
 from bookingflow import logs
 from bookingflow.providers.calendly_client import CalendlyError
 from bookingflow.providers.limits import RateLimited
-from jobs.calendly_payloads import PayloadInvalid
+from bookingflow.providers.calendly_payloads import PayloadInvalid
 from models.states import Failure
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ import dramatiq
 from bookingflow import logs, metrics
 
 from jobs import calendly_events, client_requests, stripe_events  # noqa: F401  (they register their handlers)
-from jobs import errors, flow, payload_schemas
-from jobs.calendly_payloads import PayloadInvalid
+from jobs import errors, flow
+from bookingflow.providers import payload_schemas
+from bookingflow.providers.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handler_for
 from models.db import utcnow
 from models.states import Trigger, allowed

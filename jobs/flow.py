@@ -19,8 +19,9 @@ import dramatiq
 
 from bookingflow import logs, metrics
 from bookingflow.providers import calendly_client
-from jobs import alerts, calendly_trust, checkout, errors, ledger, outbox, refund_policy
-from jobs.calendly_payloads import scheduled_event_info
+from jobs import alerts, calendly_trust, checkout, errors, ledger, outbox
+from bookingflow import refund_policy
+from bookingflow.providers.calendly_payloads import scheduled_event_info
 from models.db import utcnow
 from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
 from models.tables import Booking

@@ -17,7 +17,7 @@ import dramatiq
 from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_client, stripe_client
 from jobs import alerts, calendly_events, calendly_trust, errors, flow, ledger, stripe_events
-from jobs.calendly_payloads import parse_invitee_notice
+from bookingflow.providers.calendly_payloads import parse_invitee_notice
 from jobs.checkout import attempt_expiry
 from models.db import utcnow
 from models.states import ERROR_STATES, State, Trigger, TransitionRefused, schedule_check, timeout_for

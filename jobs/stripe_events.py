@@ -6,7 +6,7 @@ import logging
 
 from bookingflow.providers import stripe_client
 from jobs import alerts, errors, flow, ledger
-from jobs.calendly_payloads import PayloadInvalid
+from bookingflow.providers.calendly_payloads import PayloadInvalid
 from jobs.dispatch import Outcome, handles
 from models.db import utcnow
 from models.states import State, Trigger, TransitionRefused, update_fields

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from bookingflow import settings as settings_module
 from models.db import utcnow, write_transaction
 from models.tables import Booking, Transition
 
@@ -264,9 +265,7 @@ def first_check_at(state: State, now: dt.datetime, scheduled_start: dt.datetime 
 
 
 def _configured_check(state: State, now: dt.datetime, scheduled_start) -> dt.datetime | None:
-    from bookingflow import settings as settings_module  # the timeouts operators override
-
-    current = settings_module.get()
+    current = settings_module.get()  # the timeouts operators override
     return first_check_at(state, now, scheduled_start, current.state_timeouts, current.payment_hold_minutes)
 
 

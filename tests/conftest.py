@@ -149,7 +149,7 @@ def _suite_broker_url() -> str:
 def sandbox():
     from urllib.parse import urlsplit
 
-    from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
+    from sandbox import Sandbox, SandboxConfig, serve_in_thread
 
     box = Sandbox(SandboxConfig(
         stripe_secret_key=STRIPE_KEY, stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
@@ -336,7 +336,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(app, sandbox):
     """Our app on a real local port, where the sandbox sends its signed deliveries."""
-    from bookingflow.sandbox import serve_in_thread
+    from sandbox import serve_in_thread
 
     server, base = serve_in_thread(app)
     sandbox.config.stripe_webhook_url = base + "/webhooks/stripe"
@@ -395,7 +395,7 @@ def frontend(customer, worker):
 
 
 def make_session_type(sandbox_base: str, slug: str, price: int = 5000, currency: str = "usd", **extra):
-    from bookingflow.catalog import import_session_types
+    from ops.catalog import import_session_types
     from models.tables import SessionType
 
     import_session_types([{

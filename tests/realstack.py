@@ -34,7 +34,7 @@ def base_environment() -> dict[str, str]:
 
 
 def run_cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "bookingflow.cli", *args], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"bookingflow {' '.join(args)} failed: {result.stdout}{result.stderr}")
@@ -226,7 +226,7 @@ def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: 
     `broker_url` (Redis, flushed; or RabbitMQ, `amqp://...`, on a scratch vhost), with a provider
     sandbox of its own; yields the RealStack (with `.sandbox`, `.env`, `.broker_url`, and `.redis_url`
     on Redis)."""
-    from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
+    from sandbox import Sandbox, SandboxConfig, serve_in_thread
     from conftest import postgres_problem, rabbitmq_problem, redis_problem, require_service
 
     rabbitmq = urlsplit(broker_url).scheme in ("amqp", "amqps")

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("bookingflow")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bookingflow.cli"]
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "ops.cli"]
 
 POLICY = {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}
 

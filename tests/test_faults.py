@@ -339,7 +339,7 @@ class Faults:
 @pytest.fixture(scope="module")
 def faulty_stack(tmp_path_factory):
     require_service("PostgreSQL and Redis servers of the test's own", servers_problem())
-    from bookingflow.sandbox import Chaos, Sandbox, SandboxConfig, serve_in_thread
+    from sandbox import Chaos, Sandbox, SandboxConfig, serve_in_thread
 
     tmp_path = tmp_path_factory.mktemp("faults")
     pg = PrivatePostgres()

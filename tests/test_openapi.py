@@ -67,7 +67,7 @@ def test_every_route_is_documented_and_every_documented_operation_is_served(app)
 
 def test_the_documents_patterns_are_the_codes():
     from intake import api
-    from jobs.calendly_payloads import is_event_uri, is_invitee_uri
+    from bookingflow.providers.calendly_payloads import is_event_uri, is_invitee_uri
 
     schemas = DOCUMENT["components"]["schemas"]
     assert schemas["BookingId"]["pattern"] == api.BOOKING_ID.pattern

@@ -15,7 +15,7 @@ import requests
 import stripe
 from werkzeug.wrappers import Request, Response
 
-from bookingflow.sandbox import Sandbox, SandboxConfig, serve_in_thread
+from sandbox import Sandbox, SandboxConfig, serve_in_thread
 
 STRIPE_KEY = "sk_test_sandbox"
 STRIPE_WEBHOOK_SECRET = "whsec_sandbox_secret"

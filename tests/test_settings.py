@@ -85,6 +85,15 @@ def test_state_timeouts_are_parsed_into_a_dict_of_state_names():
     assert loaded.state_timeouts == {"PAYMENT_PENDING": 90, "CALENDLY_SCHEDULED": 30}
 
 
+def test_a_state_timeout_for_no_state_stops_a_process_at_start_naming_the_variable():
+    from models.bootstrap import checked
+
+    with pytest.raises(SettingsError) as error:
+        checked(settings.load({"STATE_TIMEOUTS": "PAYMENT_PENDING=90,NOPE=5"}))
+    assert "STATE_TIMEOUTS" in str(error.value) and "NOPE" in str(error.value)
+    assert checked(settings.load({"STATE_TIMEOUTS": "PAYMENT_PENDING=90"})).state_timeouts == {"PAYMENT_PENDING": 90}
+
+
 @pytest.mark.parametrize(("env", "variable"), [
     ({"PORT": "abc"}, "PORT"),
     ({"PORT": "70000"}, "PORT"),
@@ -94,7 +103,7 @@ def test_state_timeouts_are_parsed_into_a_dict_of_state_names():
     ({"SWEEP_INTERVAL_SECONDS": "1.5"}, "SWEEP_INTERVAL_SECONDS"),
     ({"BROKER_URL": "http://x"}, "BROKER_URL"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
-    ({"STATE_TIMEOUTS": "NOPE=5"}, "STATE_TIMEOUTS"),
+    ({"STATE_TIMEOUTS": "NOPE-5=5"}, "STATE_TIMEOUTS"),
     ({"STATE_TIMEOUTS": "PAYMENT_PENDING=abc"}, "STATE_TIMEOUTS"),
     ({"STATE_TIMEOUTS": "PAYMENT_PENDING"}, "STATE_TIMEOUTS"),
     ({"PUBLIC_URL": "ftp://x"}, "PUBLIC_URL"),
@@ -226,7 +235,7 @@ def run(args: list[str], cwd: Path, timeout: float = 20, **env: str) -> subproce
 
 
 def bookingflow(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bookingflow.cli", *args]
+    return [sys.executable, "-m", "ops.cli", *args]
 
 
 def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:

@@ -16,7 +16,7 @@ import threading
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
-from bookingflow import bootstrap
+from models import bootstrap
 from bookingflow import settings as settings_module
 from bookingflow.settings import EMBEDDED_BROKER_URL, Settings
 
@@ -77,8 +77,8 @@ def run_dev(port: int | None = None) -> int:
     settings_module.configure(current)
     bootstrap.open_configured_database(current)
 
-    from bookingflow.catalog import import_session_types
-    from bookingflow.sandbox import Sandbox, SandboxConfig
+    from ops.catalog import import_session_types
+    from sandbox import Sandbox, SandboxConfig
     from models import migrations
 
     migrations.upgrade(report=lambda line: logging.info("schema: %s", line))

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from bookingflow import bootstrap
+from models import bootstrap
 
 
 def _database_only():
@@ -40,7 +40,7 @@ def cmd_db_downgrade(args) -> int:
 
 def cmd_session_types_import(args) -> int:
     _database_only()
-    from bookingflow.catalog import CatalogInvalid, import_session_types
+    from ops.catalog import CatalogInvalid, import_session_types
 
     try:
         with open(args.file, encoding="utf-8") as handle:
@@ -61,7 +61,7 @@ def cmd_session_types_sync(args) -> int:
     current = _database_only()
     if not current.calendly_api_token:
         bootstrap.fail("CALENDLY_API_TOKEN is not set")
-    from bookingflow.catalog import sync_event_types
+    from ops.catalog import sync_event_types
     from bookingflow.providers import calendly_client
 
     try:
@@ -82,7 +82,7 @@ def _on_off(text: str) -> bool:
 
 def cmd_session_types_switch(args) -> int:
     _database_only()
-    from bookingflow.catalog import set_switch
+    from ops.catalog import set_switch
 
     switch = {"enable": {"active": True}, "disable": {"active": False}}.get(args.types_command) or {
         "collect_payment": args.value}
@@ -94,7 +94,7 @@ def cmd_session_types_switch(args) -> int:
 
 def cmd_flags(args) -> int:
     _database_only()
-    from bookingflow import flags
+    from models import flags
 
     if args.action == "list":
         for flag, enabled, note in flags.all_flags():
@@ -119,19 +119,19 @@ def cmd_scheduler(args) -> int:
 
 
 def cmd_dev(args) -> int:
-    from bookingflow.dev import run_dev
+    from ops.dev import run_dev
 
     return run_dev(port=args.port)
 
 
 def cmd_demo(args) -> int:
-    from bookingflow.demo import run_demo
+    from ops.demo import run_demo
 
     return run_demo(args.url)
 
 
 def cmd_bookings(args) -> int:
-    from bookingflow import admin
+    from ops import admin
 
     _database_only()
     if args.action == "list":
@@ -156,7 +156,7 @@ def _positive(text: str) -> int:
 
 
 def cmd_data_rotate_key(args) -> int:
-    from bookingflow import admin
+    from ops import admin
 
     current = bootstrap.plain_settings()
     if not current.data_encryption_keys:
@@ -166,7 +166,7 @@ def cmd_data_rotate_key(args) -> int:
 
 
 def _time_argument(text: str):
-    from bookingflow.admin import parse_time
+    from ops.admin import parse_time
 
     try:
         return parse_time(text)
@@ -175,7 +175,7 @@ def _time_argument(text: str):
 
 
 def cmd_events(args) -> int:
-    from bookingflow import admin
+    from ops import admin
 
     _database_only()
     if args.action == "list":
@@ -188,7 +188,7 @@ def cmd_events(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from bookingflow import admin
+    from ops import admin
     from models.db import utcnow
 
     _database_only()

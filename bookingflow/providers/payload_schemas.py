@@ -10,7 +10,7 @@ from __future__ import annotations
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from jobs.calendly_payloads import PayloadInvalid
+from bookingflow.providers.calendly_payloads import PayloadInvalid
 
 URI = {"type": "string", "maxLength": 500, "pattern": "^https?://"}
 OPTIONAL_URI = {"anyOf": [URI, {"type": "null"}]}

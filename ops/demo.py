@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from bookingflow import bootstrap
+from models import bootstrap
 from bookingflow import settings as settings_module
 
 DEADLINE_SECONDS = 60

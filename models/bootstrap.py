@@ -10,6 +10,7 @@ from bookingflow import logs
 from bookingflow import settings as settings_module
 from bookingflow.settings import Settings, SettingsError
 from models.db import open_database
+from models.states import State
 
 
 def fail(message: str) -> NoReturn:
@@ -17,10 +18,18 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def checked(settings: Settings) -> Settings:
+    """What the settings module cannot check below the models: STATE_TIMEOUTS names real states."""
+    unknown = sorted(set(settings.state_timeouts) - set(State.__members__))
+    if unknown:
+        raise SettingsError(f"STATE_TIMEOUTS names no state {unknown[0]}; states are {', '.join(State.__members__)}")
+    return settings
+
+
 def service_settings() -> Settings:
     """The settings of a serving process (web, worker, scheduler), or stop with one line."""
     try:
-        return settings_module.require_service(settings_module.get())
+        return checked(settings_module.require_service(settings_module.get()))
     except SettingsError as exc:
         fail(str(exc))
 
@@ -28,7 +37,7 @@ def service_settings() -> Settings:
 def plain_settings() -> Settings:
     """The settings of a command that needs only the database."""
     try:
-        return settings_module.get()
+        return checked(settings_module.get())
     except SettingsError as exc:
         fail(str(exc))
 

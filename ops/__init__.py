@@ -1,0 +1,1 @@
+"""The command line (`bookingflow ...`): operator commands, the embedded dev service and the demo."""
