@@ -222,12 +222,13 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
 
 
 def rotate_data_key(batch_size: int = 500) -> int:
-    """Re-encrypt every booking's e-mail and name (re-computing its e-mail hash), every outbox e-mail's
-    address and text, and every stored delivery's body, with the first key of DATA_ENCRYPTION_KEY
+    """Re-encrypt every booking's e-mail and name and its invitee's (re-computing its e-mail hash), every
+    outbox e-mail's address (re-computing its hash) and text, and every stored delivery's body, with the first key of DATA_ENCRYPTION_KEY
     (plaintext rows written before a key was set are encrypted too). One transaction per batch of
     `batch_size` rows, in id order; safe to run again, and to stop and start over."""
-    # email_hash is written with email (Booking._normalize_data).
-    bookings, unreadable = _reencrypt(Booking, ("email", "name"), "booking", "", batch_size, progress="")
+    # email_hash is written with email (Booking._normalize_data), recipient_hash with recipient (Outbox's).
+    bookings, unreadable = _reencrypt(Booking, ("email", "name", "invitee_email", "invitee_name"), "booking", "",
+                                      batch_size, progress="")
     emails, unreadable_emails = _reencrypt(Outbox, ("recipient", "body"), "outbox e-mail", 0, batch_size,
                                            progress="outbox e-mails: ")
     deliveries, unreadable_deliveries = _reencrypt(ProviderEvent, ("payload",), "stored delivery", 0, batch_size,
