@@ -11,7 +11,7 @@ import logging
 
 from bookingflow.providers import calendly_client
 from jobs import flow
-from jobs.calendly_payloads import InviteeNotice, parse_invitee_notice, scheduled_event_info
+from jobs.calendly_payloads import InviteeNotice, invitee_identity, parse_invitee_notice, scheduled_event_info
 from jobs.dispatch import Outcome, handles
 from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, ProviderEvent
@@ -43,12 +43,16 @@ def _event_details(notice: InviteeNotice):
     return notice.event or scheduled_event_info(calendly_client.get_scheduled_event(notice.event_uri))
 
 
+def invitee_fields(notice: InviteeNotice) -> dict:
+    return invitee_identity(notice.email, notice.name)
+
+
 def slot_fields(notice: InviteeNotice) -> dict:
     details = _event_details(notice)
     return dict(
         calendly_event_uri=notice.event_uri, calendly_invitee_uri=notice.invitee_uri,
         calendly_cancel_url=notice.cancel_url, calendly_reschedule_url=notice.reschedule_url,
-        scheduled_start=details.start, scheduled_end=details.end,
+        scheduled_start=details.start, scheduled_end=details.end, **invitee_fields(notice),
     )
 
 
@@ -148,7 +152,9 @@ def cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
     cancelled_by = "host" if notice.canceler_type == "host" else "invitee"
     reason = notice.cancel_reason or f"cancelled in Calendly by the {cancelled_by}"
     # Paid: cancelled, refunded by policy. Never paid: the flow is abandoned.
-    if flow.cancel(booking.id, cause, cancelled_by=cancelled_by, cancel_reason=reason) is None:
+    # Calendly names the invitee here too: a booking whose invitee only the client had reported so far
+    # learns who it is before the cancellation e-mail is written.
+    if flow.cancel(booking.id, cause, cancelled_by=cancelled_by, cancel_reason=reason, **invitee_fields(notice)) is None:
         return Outcome("duplicate", booking.id, f"booking already {Booking.get_by_id(booking.id).state}")
     flow.advance(booking.id)
     return Outcome("cancelled", booking.id)

@@ -83,7 +83,8 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
     notice = _notice_from_api(invitee)
     if notice.status == "canceled":
         flow.move(booking.id, Trigger.cancelBookingProcess, cause=f"reconciled-cancel-{notice.invitee_uri}",
-                  cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None)
+                  cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None,
+                  **calendly_events.invitee_fields(notice))
     elif booking.amount == 0:
         flow.move(booking.id, Trigger.confirmBooking, cause="free-session", **calendly_events.slot_fields(notice))
     else:
