@@ -85,7 +85,8 @@ def show_booking(booking_id: str) -> int:
         print(f"  FLAGGED {_when(booking.flagged_at)}: {booking.flag_reason}")
     print(f"  session type {booking.session_type.slug}, {booking.amount} {booking.currency}, "
           f"paid {booking.amount_paid}, refunded {booking.amount_refunded}")
-    print(f"  client {mask_email(booking.email)}; slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
+    print(f"  client {mask_email(booking.email)}, invitee in Calendly {mask_email(booking.invitee_email) or '-'}; "
+          f"slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
     print(f"  calendly event {booking.calendly_event_uri or '-'}")
     print(f"  checkout {booking.checkout_session_id or '-'} (attempt {booking.payment_attempt}), "
           f"payment intent {booking.payment_intent_id or '-'}")
@@ -103,6 +104,15 @@ def show_booking(booking_id: str) -> int:
     for refund in Refund.select().where(Refund.booking == booking.id).order_by(Refund.created_at):
         print(f"  {refund.stripe_refund_id or '(not yet asked)'} {refund.purpose}: {refund.amount} {refund.currency} "
               f"{refund.status}")
+    print("e-mails:")
+    for mail in Outbox.select().where(Outbox.booking == booking.id).order_by(Outbox.created_at, Outbox.id):
+        if mail.sent_at:
+            status = f"sent {_when(mail.sent_at)}"
+        elif mail.withheld_at:
+            status = f"WITHHELD, never sent: {mail.withheld_reason}"
+        else:
+            status = f"waiting ({mail.attempts} attempt(s){', ' + mail.last_error if mail.last_error else ''})"
+        print(f"  {_when(mail.created_at)}  {mail.kind}: {status}")
     print("events:")
     for event in ProviderEvent.select().where(
             (ProviderEvent.booking == booking.id) | (ProviderEvent.subject == booking.id)).order_by(ProviderEvent.received_at):

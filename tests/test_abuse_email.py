@@ -28,6 +28,7 @@ from conftest import wait_until
 from flows import confirmed_booking, hours_from_now
 from models.tables import Booking, Outbox
 from test_emails import act, drain, mailbox  # noqa: F401  (mailbox: a fixture, a real SMTP server)
+from test_encryption import suite_cli
 
 pytestmark = pytest.mark.abuse
 
@@ -239,6 +240,10 @@ def test_an_address_gets_at_most_its_hourly_share_and_the_rest_is_kept_withheld_
     logged = [record.getMessage() for record in caplog.records if not record.name.startswith("mail.log")]
     assert any("withheld" in line and views[2]["id"] in line for line in logged)
     assert not any("cap@example.com" in line.lower() for line in logged)
+    # Operators see it, with the reason, where they look at a booking.
+    shown = suite_cli("bookings", "show", views[2]["id"], keys=keys).stdout
+    assert "confirmation: WITHHELD, never sent: over MAIL_PER_ADDRESS_PER_HOUR" in shown
+    assert "cap@example.com" not in shown.lower() and "invitee in Calendly c***@example.com" in shown
 
 
 def test_withheld_emails_are_never_sent_by_the_outbox_sweep(mailbox, mail_settings, frontend, sandbox, broker):
