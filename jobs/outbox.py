@@ -11,10 +11,9 @@ reason, and never sent."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
-
-import hashlib
 
 import dramatiq
 import peewee
@@ -36,8 +35,6 @@ CLAIM_TIMEOUT = dt.timedelta(minutes=2)
 # How long a sender keeps trying to mark its sent row while the database is down (within send_email's
 # 60 s time limit, after an SMTP exchange of at most 20 s).
 MARK_SENT_PATIENCE_SECONDS = 30
-
-
 # The window MAIL_PER_ADDRESS_PER_HOUR counts over.
 CAP_WINDOW = dt.timedelta(hours=1)
 
