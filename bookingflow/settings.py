@@ -28,6 +28,9 @@ EMBEDDED_BROKER_URL = "stub://"
 # in a second. One address alone still cannot take more than a small share of the web threads.
 DEFAULT_CLIENT_RATE_LIMIT = "100/second;3000/minute"
 MAX_TRUSTED_PROXIES = 5
+# E-mails to one address in any hour: more than a booking's whole life sends (confirmation, a failed
+# payment or two, a reschedule, a cancellation and its refund), far less than a relay would want.
+DEFAULT_MAIL_PER_ADDRESS_PER_HOUR = 10
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -57,6 +60,8 @@ class Settings:
     state_timeouts: Mapping[str, int] = field(default_factory=dict)
     smtp_url: str = field(default="", repr=False)
     mail_from: str = "bookings@localhost"
+    # Over it, an e-mail is kept in the outbox as withheld, not sent.
+    mail_per_address_per_hour: int = DEFAULT_MAIL_PER_ADDRESS_PER_HOUR
     alert_webhook_url: str = field(default="", repr=False)
     payload_retention_days: int = 90
     # Fernet keys for the client's e-mail and name at rest: the first encrypts, all decrypt (rotation).
@@ -214,6 +219,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         state_timeouts=_state_timeouts(env),
         smtp_url=smtp_url,
         mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),
+        mail_per_address_per_hour=_int(env, "MAIL_PER_ADDRESS_PER_HOUR", DEFAULT_MAIL_PER_ADDRESS_PER_HOUR, 1, 10_000),
         alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", "", ("http", "https")),
         payload_retention_days=_int(env, "PAYLOAD_RETENTION_DAYS", 90, 1, 3650),
         data_encryption_keys=_fernet_keys(env, "DATA_ENCRYPTION_KEY"),

@@ -19,7 +19,7 @@ MAX_BODY = "256 KiB"
 
 BOOKING_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 # intake.api.EMAIL, applied to the trimmed value.
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f]{2,63}$"
+EMAIL_PATTERN = r'^[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,64}@[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{2,63}$'
 # Text the service stores: not blank, and no NUL (no database here stores it; the API answers 422).
 # \x1c-\x1f and \x85 are blank to Python's str.strip() (what the code checks) but not to \S here.
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
@@ -440,7 +440,8 @@ DOCUMENT: dict = {
                     },
                     "email": {
                         "type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN,
-                        "description": "`local@domain.tld`, without spaces.",
+                        "description": "One address, `local@domain.tld`: no spaces, no list (`,` `;`), display name or "
+                                       "comment (`<>\"()[]\\`).",
                     },
                     "name": {
                         "type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_PATTERN,
