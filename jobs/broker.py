@@ -63,12 +63,13 @@ class DatabaseConnections(Middleware):
 
 
 def _expose_worker_metrics(broker: dramatiq.Broker) -> None:
-    """Dramatiq's own Prometheus middleware: queue and worker metrics, served by the worker on
-    dramatiq_prom_port (the Procfile gives each worker process its own port and directory, and
-    points PROMETHEUS_MULTIPROC_DIR there so bookingflow's worker metrics are served with them)."""
-    from dramatiq.middleware.prometheus import Prometheus
+    """Dramatiq's own Prometheus middleware: queue and worker metrics, served on
+    WORKER_METRICS_HOST:WORKER_METRICS_PORT (bookingflow.worker_metrics). The Procfile points
+    dramatiq_prom_db and PROMETHEUS_MULTIPROC_DIR at one directory per port, so bookingflow's worker
+    metrics are served with Dramatiq's."""
+    from bookingflow.worker_metrics import WorkerPrometheus
 
-    broker.add_middleware(Prometheus())
+    broker.add_middleware(WorkerPrometheus())
 
 
 # pika's own defaults let one publish hang for a long time on a RabbitMQ that is down, blackholed or
