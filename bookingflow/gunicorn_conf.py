@@ -3,6 +3,17 @@
 import os
 import tempfile
 
+from bookingflow import settings
+from bookingflow.bootstrap import fail
+
+# The settings are checked here, in gunicorn's master as it reads this file, before it binds or forks:
+# a worker that found them wrong exited, the master started another that failed the same way, and web
+# restarted workers again and again instead of stopping with the one line naming the variable.
+try:
+    settings.require_service(settings.load())
+except settings.SettingsError as exc:
+    fail(str(exc))
+
 # Several workers count requests: prometheus_client's multiprocess mode adds them up for /metrics.
 # A fresh directory per start, so counts of an earlier run are not mistaken for this one's. Set when
 # gunicorn reads this file, before its first log line: the log formatter reads the settings (which

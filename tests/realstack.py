@@ -50,15 +50,16 @@ def procfile_command(kind: str) -> str:
     raise KeyError(kind)
 
 
-def start_procfile_process(kind: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def start_procfile_process(kind: str, env: dict[str, str], log_path: Path,
+                           stderr_path: Path | None = None) -> subprocess.Popen:
     """One Procfile process started on its own, as a platform starts it: `sh -c` with the caller's
     environment (PORT included: several processes may be given the same one), in a process group of
-    its own (stop it with stop_group), stdout and stderr to `log_path`; this interpreter's scripts first
-    on PATH, so it runs this tree's gunicorn and dramatiq."""
+    its own (stop it with stop_group), stdout and stderr to `log_path` (stderr to `stderr_path` if
+    given); this interpreter's scripts first on PATH, so it runs this tree's gunicorn and dramatiq."""
     path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
-    with open(log_path, "w") as log:
+    with open(log_path, "w") as log, open(stderr_path or os.devnull, "w") as errors:
         return subprocess.Popen(["sh", "-c", procfile_command(kind)], env={**env, "PATH": path}, cwd=ROOT,
-                                stdout=log, stderr=log, start_new_session=True)
+                                stdout=log, stderr=errors if stderr_path else log, start_new_session=True)
 
 
 def stop_group(process: subprocess.Popen) -> None:

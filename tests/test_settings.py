@@ -308,3 +308,30 @@ def test_db_upgrade_needs_no_service_credentials(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "bookingflow.db").exists()  # the contract's default DATABASE_URL
+
+
+@pytest.mark.parametrize("variable, env", [
+    ("STRIPE_SECRET_KEY", {name: value for name, value in SERVICE_ENV.items() if name != "STRIPE_SECRET_KEY"}),
+    ("CLIENT_RATE_LIMIT", {**SERVICE_ENV, "CLIENT_RATE_LIMIT": "plenty"}),
+], ids=["missing", "malformed"])
+def test_web_stops_at_start_with_one_line_instead_of_restarting_its_workers_for_ever(tmp_path, variable, env):
+    """gunicorn's master checks the settings before it forks: a worker that failed on them was
+    replaced by another that failed the same way, for ever, and web never exited."""
+    from conftest import wait_until
+    from realstack import free_port, start_procfile_process, stop_group
+
+    base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env = {**base, **env, "PORT": str(free_port()), "DATABASE_URL": f"sqlite:///{tmp_path}/web.db",
+           "TMPDIR": str(tmp_path)}
+    web = start_procfile_process("web", env, tmp_path / "stdout.log", stderr_path=tmp_path / "stderr.log")
+    try:
+        wait_until(lambda: web.poll() is not None, timeout=20, interval=0.05, message="web to exit")
+    finally:
+        if web.poll() is None:
+            stop_group(web)
+
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert web.returncode != 0
+    [line] = [line for line in stderr.splitlines() if line.strip()]
+    assert variable in line and "Traceback" not in stderr
+    assert all(secret not in stderr for secret in SERVICE_ENV.values() if "do_not_print" in secret)
