@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -109,6 +110,26 @@ def rabbitmq_url(url: str) -> str:
     return ";".join(bounded)
 
 
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("threading"))
+
+
+def _current_owner():
+    """Who a connection in dramatiq's per-thread state belongs to: the thread, or, where gevent has
+    patched threading (web's gevent workers), the greenlet: there `threading.local` is per greenlet,
+    and the stand-in thread gevent gives a greenlet reports itself alive even after it ended."""
+    if _gevent_patched():
+        import greenlet
+
+        return greenlet.getcurrent()
+    return threading.current_thread()
+
+
+def _has_ended(owner) -> bool:
+    return owner.dead if hasattr(owner, "dead") else not owner.is_alive()
+
+
 def _rabbitmq_broker_class():
     import pika
     import pika.exceptions
@@ -125,9 +146,10 @@ def _rabbitmq_broker_class():
 
     class BoundedRabbitmqBroker(base):
         """dramatiq's RabbitmqBroker (one pika connection and channel per thread, as pika requires: the
-        web's request threads, the scheduler's and the worker's each publish on their own), with a
-        time budget per enqueue, the connections of threads that ended closed (a server with a thread
-        per request would otherwise leave one open per request), and a readiness check."""
+        web's request greenlets, the scheduler's and the worker's threads each publish on their own),
+        with a time budget per enqueue, the connections of threads (greenlets) that ended closed (a
+        server with one per connection would otherwise leave one open per client), and a readiness
+        check."""
 
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
@@ -144,14 +166,14 @@ def _rabbitmq_broker_class():
             self._close_connections_of_ended_threads()
             connection = base.connection.fget(self)
             with self._owners_lock:
-                self._owners[connection] = threading.current_thread()
+                self._owners[connection] = _current_owner()
             return connection
 
         connection = property(_connection, None, base.connection.fdel, base.connection.__doc__)
 
         def _close_connections_of_ended_threads(self):
             with self._owners_lock:
-                ended = [c for c, thread in self._owners.items() if not thread.is_alive() or c not in self.connections]
+                ended = [c for c, owner in self._owners.items() if _has_ended(owner) or c not in self.connections]
                 for connection in ended:
                     del self._owners[connection]
             for connection in ended:
