@@ -25,7 +25,7 @@ DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 EMBEDDED_BROKER_URL = "stub://"
 # Per client address: a flood guard, not a quota. 3000 a minute is fifty open tabs behind one address
 # (an office, a carrier's NAT) polling every second, or a test polling every 20 ms; bursts up to 100
-# in a second. One address alone still cannot take more than a small share of the web threads.
+# in a second. One address alone still cannot take more than a small share of web's capacity.
 DEFAULT_CLIENT_RATE_LIMIT = "100/second;3000/minute"
 MAX_TRUSTED_PROXIES = 5
 DEFAULT_WORKER_METRICS_HOST = "127.0.0.1"

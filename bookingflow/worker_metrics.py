@@ -14,7 +14,9 @@ CLI's main process, which never imports `jobs`: this module stays light for that
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
+import socket
 import time
 from http.server import HTTPServer
 
@@ -39,10 +41,11 @@ class WorkerPrometheus(Prometheus):
 def serve() -> int:
     current = settings_module.get()  # the worker process validated them already, at start
     address = (current.worker_metrics_host, current.worker_metrics_port)
+    server_class = _server_class(current.worker_metrics_host)
     told = False
     while True:
         try:
-            server = HTTPServer(address, _metrics_handler)
+            server = server_class(address, _metrics_handler)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
@@ -58,3 +61,9 @@ def serve() -> int:
         finally:
             server.server_close()
         return 0
+
+
+def _server_class(host: str) -> type[HTTPServer]:
+    if ipaddress.ip_address(host).version == 4:
+        return HTTPServer
+    return type("HTTPServerV6", (HTTPServer,), {"address_family": socket.AF_INET6})
