@@ -25,12 +25,16 @@ DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 EMBEDDED_BROKER_URL = "stub://"
 # Per client address: a flood guard, not a quota. 3000 a minute is fifty open tabs behind one address
 # (an office, a carrier's NAT) polling every second, or a test polling every 20 ms; bursts up to 100
-# in a second. One address alone still cannot take more than a small share of the web threads.
+# in a second. One address alone still cannot take more than a small share of web's capacity.
 DEFAULT_CLIENT_RATE_LIMIT = "100/second;3000/minute"
 MAX_TRUSTED_PROXIES = 5
 # E-mails to one address in any hour: more than a booking's whole life sends (confirmation, a failed
 # payment or two, a reschedule, a cancellation and its refund), far less than a relay would want.
 DEFAULT_MAIL_PER_ADDRESS_PER_HOUR = 10
+DEFAULT_WORKER_METRICS_HOST = "127.0.0.1"
+DEFAULT_WORKER_METRICS_PORT = 9191
+# A scraper's token is compared in constant time, but a short one can still be guessed.
+MIN_METRICS_TOKEN_LENGTH = 16
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -76,6 +80,12 @@ class Settings:
     # Where each provider may deliver from; empty accepts any source.
     stripe_webhook_source_networks: tuple[IPNetwork, ...] = ()
     calendly_webhook_source_networks: tuple[IPNetwork, ...] = ()
+    # Bearer token that opens web's /metrics; "" keeps /metrics closed (404).
+    metrics_token: str = field(default="", repr=False)
+    # Where each worker host serves Dramatiq's Prometheus exporter: loopback by default, since it has
+    # no authentication, and a port of its own so it never competes with web for PORT.
+    worker_metrics_host: str = DEFAULT_WORKER_METRICS_HOST
+    worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -174,6 +184,24 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _metrics_token(env: Mapping[str, str], name: str) -> str:
+    token = _text(env, name)
+    if token and (len(token) < MIN_METRICS_TOKEN_LENGTH or not re.fullmatch(r"[\x21-\x7e]+", token)):
+        # Never echoed back: it is a secret even when it is a bad one.
+        raise SettingsError(f"{name} must be at least {MIN_METRICS_TOKEN_LENGTH} printable characters "
+                            f"without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(env, name, default)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be an IP address to bind (127.0.0.1, 0.0.0.0, ::1), got {value!r}") from None
+    return value
+
+
 def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
     raw = env.get("STATE_TIMEOUTS", "").strip()
     timeouts: dict[str, int] = {}
@@ -229,6 +257,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0, 0, MAX_TRUSTED_PROXIES),
         stripe_webhook_source_networks=_networks(env, "STRIPE_WEBHOOK_SOURCE_NETWORKS"),
         calendly_webhook_source_networks=_networks(env, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
+        metrics_token=_metrics_token(env, "METRICS_TOKEN"),
+        worker_metrics_host=_host(env, "WORKER_METRICS_HOST", DEFAULT_WORKER_METRICS_HOST),
+        worker_metrics_port=_int(env, "WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT, 1, 65535),
     )
 
 

@@ -368,9 +368,15 @@ DOCUMENT: dict = {
                 "tags": ["operations"],
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
+                # No `security` here: without METRICS_TOKEN the route is absent (404), not refusing (401).
+                "description": "For the operators' scraper only: `Authorization: Bearer <METRICS_TOKEN>` "
+                               "(the `MetricsToken` scheme). Without `METRICS_TOKEN` set, the route answers 404 "
+                               "like any unknown one.",
                 "responses": {
                     "200": {"description": "The Prometheus text exposition format.",
                             "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": _error("No token, or not `METRICS_TOKEN`.", ["unauthorized"]),
+                    "404": _error("`METRICS_TOKEN` is not set: the metrics are not served.", ["not_found"]),
                 },
             },
         },
@@ -617,6 +623,10 @@ DOCUMENT: dict = {
                              "schema": {"const": "no-cache"}},
             "RetryAfter": {"required": True, "description": "Seconds until this address may call again.",
                            "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"}},
+        },
+        "securitySchemes": {
+            "MetricsToken": {"type": "http", "scheme": "bearer",
+                             "description": "`METRICS_TOKEN`, the operators' scraper's token."},
         },
         "responses": {
             "NotFound": _error("No such booking (or a malformed id).", ["not_found"]),
