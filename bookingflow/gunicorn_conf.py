@@ -1,7 +1,36 @@
-"""gunicorn settings for the Procfile's web process: its own logs as JSON lines, like the app's."""
+"""gunicorn settings for the Procfile's web process: gevent workers, and its own logs as JSON lines,
+like the app's."""
 
-import os
-import tempfile
+# gevent's workers, so that a slow client costs a greenlet waiting on its socket, not one of a few
+# threads: 100 connections trickling their headers used to leave /healthz and the webhooks unanswered
+# with 2 workers x 4 threads. Everything is patched first, before this file imports anything (and so
+# in the master too, before gunicorn forks): a module imported unpatched keeps real thread locals and
+# locks, and peewee's connection state, made per thread, would then be shared by every request of a
+# worker. psycopg2 is not Python sockets: psycogreen makes it wait on gevent's hub.
+from gevent import monkey
+
+monkey.patch_all()
+
+from psycogreen.gevent import patch_psycopg  # noqa: E402
+
+patch_psycopg()
+
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+worker_class = "gevent"
+# Connections each worker holds at once, slow ones included; beyond it the kernel's backlog queues them.
+worker_connections = 1000
+
+from bookingflow import settings  # noqa: E402
+
+# The settings are checked here, in gunicorn's master as it reads this file, before it binds or forks:
+# a worker that found them wrong exited, the master started another that failed the same way, and web
+# restarted workers again and again instead of stopping with the one line naming the variable.
+try:
+    settings.require_service(settings.load())
+except settings.SettingsError as exc:
+    settings.stop(str(exc))
 
 # Several workers count requests: prometheus_client's multiprocess mode adds them up for /metrics.
 # A fresh directory per start, so counts of an earlier run are not mistaken for this one's. Set when

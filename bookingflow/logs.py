@@ -54,7 +54,7 @@ def _configured_credentials() -> re.Pattern | None:
         return None
     if _credentials[0] is not current:
         values = {current.stripe_secret_key, current.calendly_api_token, *current.stripe_webhook_secrets,
-                  *current.calendly_signing_keys, *current.data_encryption_keys,
+                  *current.calendly_signing_keys, *current.data_encryption_keys, current.metrics_token,
                   current.alert_webhook_url}  # a Slack incoming webhook's URL is its credential
         values = sorted((v for v in values if v and len(v) >= SHORTEST_MASKED_CREDENTIAL), key=len, reverse=True)
         _credentials = (current, re.compile("|".join(map(re.escape, values))) if values else None)

@@ -28,7 +28,8 @@ def build_message(recipient: str, subject: str, body: str, message_id: str) -> E
 
 
 def send(recipient: str, subject: str, body: str, message_id: str) -> bool:
-    """True if handed to an SMTP server; False if SMTP_URL is unset and the e-mail was only logged."""
+    """True if handed to an SMTP server; False if SMTP_URL is unset and the e-mail was only logged.
+    `recipient` is one bare address (bookingflow.addresses.single_address): the only envelope recipient."""
     url = settings_module.get().smtp_url
     if not url:
         log.info("e-mail %r to %s kept in the outbox (SMTP_URL unset)", subject, mask_email(recipient))
@@ -43,5 +44,7 @@ def send(recipient: str, subject: str, body: str, message_id: str) -> bool:
             smtp.ehlo()
         if parts.username:
             smtp.login(unquote(parts.username), unquote(parts.password or ""))
-        smtp.send_message(build_message(recipient, subject, body, message_id))
+        # The envelope names the one recipient itself: left to read the To header, smtplib would make a
+        # list of whatever that header parses into.
+        smtp.send_message(build_message(recipient, subject, body, message_id), to_addrs=[recipient])
     return True

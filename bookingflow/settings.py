@@ -13,9 +13,11 @@ import dataclasses
 import ipaddress
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///bookingflow.db"
@@ -25,11 +27,24 @@ DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 EMBEDDED_BROKER_URL = "stub://"
 # Per client address: a flood guard, not a quota. 3000 a minute is fifty open tabs behind one address
 # (an office, a carrier's NAT) polling every second, or a test polling every 20 ms; bursts up to 100
-# in a second. One address alone still cannot take more than a small share of the web threads.
+# in a second. One address alone still cannot take more than a small share of web's capacity.
 DEFAULT_CLIENT_RATE_LIMIT = "100/second;3000/minute"
 MAX_TRUSTED_PROXIES = 5
+# E-mails to one address in any hour: more than a booking's whole life sends (confirmation, a failed
+# payment or two, a reschedule, a cancellation and its refund), far less than a relay would want.
+DEFAULT_MAIL_PER_ADDRESS_PER_HOUR = 10
+DEFAULT_WORKER_METRICS_HOST = "127.0.0.1"
+DEFAULT_WORKER_METRICS_PORT = 9191
+# A scraper's token is compared in constant time, but a short one can still be guessed.
+MIN_METRICS_TOKEN_LENGTH = 16
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def stop(message: str) -> NoReturn:
+    """How an entry point stops on a bad setting (or any set-up it cannot go on without): one line."""
+    print(f"bookingflow: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 class SettingsError(Exception):
@@ -57,6 +72,8 @@ class Settings:
     state_timeouts: Mapping[str, int] = field(default_factory=dict)
     smtp_url: str = field(default="", repr=False)
     mail_from: str = "bookings@localhost"
+    # Over it, an e-mail is kept in the outbox as withheld, not sent.
+    mail_per_address_per_hour: int = DEFAULT_MAIL_PER_ADDRESS_PER_HOUR
     alert_webhook_url: str = field(default="", repr=False)
     payload_retention_days: int = 90
     # Fernet keys for the client's e-mail and name at rest: the first encrypts, all decrypt (rotation).
@@ -71,6 +88,12 @@ class Settings:
     # Where each provider may deliver from; empty accepts any source.
     stripe_webhook_source_networks: tuple[IPNetwork, ...] = ()
     calendly_webhook_source_networks: tuple[IPNetwork, ...] = ()
+    # Bearer token that opens web's /metrics; "" keeps /metrics closed (404).
+    metrics_token: str = field(default="", repr=False)
+    # Where each worker host serves Dramatiq's Prometheus exporter: loopback by default, since it has
+    # no authentication, and a port of its own so it never competes with web for PORT.
+    worker_metrics_host: str = DEFAULT_WORKER_METRICS_HOST
+    worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -169,6 +192,24 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _metrics_token(env: Mapping[str, str], name: str) -> str:
+    token = _text(env, name)
+    if token and (len(token) < MIN_METRICS_TOKEN_LENGTH or not re.fullmatch(r"[\x21-\x7e]+", token)):
+        # Never echoed back: it is a secret even when it is a bad one.
+        raise SettingsError(f"{name} must be at least {MIN_METRICS_TOKEN_LENGTH} printable characters "
+                            f"without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(env, name, default)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be an IP address to bind (127.0.0.1, 0.0.0.0, ::1), got {value!r}") from None
+    return value
+
+
 def _state_timeouts(env: Mapping[str, str]) -> dict[str, int]:
     raw = env.get("STATE_TIMEOUTS", "").strip()
     timeouts: dict[str, int] = {}
@@ -214,6 +255,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         state_timeouts=_state_timeouts(env),
         smtp_url=smtp_url,
         mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),
+        mail_per_address_per_hour=_int(env, "MAIL_PER_ADDRESS_PER_HOUR", DEFAULT_MAIL_PER_ADDRESS_PER_HOUR, 1, 10_000),
         alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL", "", ("http", "https")),
         payload_retention_days=_int(env, "PAYLOAD_RETENTION_DAYS", 90, 1, 3650),
         data_encryption_keys=_fernet_keys(env, "DATA_ENCRYPTION_KEY"),
@@ -223,6 +265,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0, 0, MAX_TRUSTED_PROXIES),
         stripe_webhook_source_networks=_networks(env, "STRIPE_WEBHOOK_SOURCE_NETWORKS"),
         calendly_webhook_source_networks=_networks(env, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
+        metrics_token=_metrics_token(env, "METRICS_TOKEN"),
+        worker_metrics_host=_host(env, "WORKER_METRICS_HOST", DEFAULT_WORKER_METRICS_HOST),
+        worker_metrics_port=_int(env, "WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT, 1, 65535),
     )
 
 

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from models import flags
+from bookingflow.addresses import looks_like_a_list_or_name
 from bookingflow.privacy import mask_email
 from intake.errors import ApiError
 from intake import inbox
@@ -23,8 +24,9 @@ from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
 
-# No whitespace and no control characters (listed explicitly: Python's \s and JSON Schema's differ).
-EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f]{2,63}$")
+# No whitespace and no control characters (listed explicitly: Python's \s and JSON Schema's differ), and
+# none of the punctuation of address lists, display names and comments: one plain address.
+EMAIL = re.compile(r'^[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,64}@[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{2,63}$')
 BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CHECKOUT_OPEN = (State.PAYMENT_PROCESSING.value,)
 
@@ -89,6 +91,9 @@ def create_booking():
     slug = _text_field(body, "session_type", 100)
     email = _text_field(body, "email", 320)
     name = _text_field(body, "name", 200)
+    if looks_like_a_list_or_name(email):
+        raise ApiError(422, "invalid_field", "email must be one address, without a list (',' or ';'), a display "
+                                             "name or a comment", field="email")
     if not EMAIL.match(email):
         raise ApiError(422, "invalid_field", "email is not an e-mail address", field="email")
     if not flags.is_enabled(flags.BOOKINGS_OPEN):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+
 import dramatiq
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from models.gauges import DatabaseCollector
+from intake.errors import error_response
 
 from models.db import database
 
@@ -49,8 +52,22 @@ _database_metrics = CollectorRegistry()
 _database_metrics.register(DatabaseCollector())
 
 
+def _bearer_token() -> bytes:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip().encode() if scheme.lower() == "bearer" else b""
+
+
 @bp.get("/metrics")
 def metrics():
+    # Bookings by state, traffic and error rates are business data: only a scraper holding
+    # METRICS_TOKEN reads them, and without a token configured the route is not there at all.
+    token = current_app.config["SETTINGS"].metrics_token
+    if not token:
+        abort(404)  # the same answer as any route that does not exist
+    if not hmac.compare_digest(_bearer_token(), token.encode()):
+        response = error_response(401, "unauthorized", "/metrics needs Authorization: Bearer <METRICS_TOKEN>")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     if current_app.config["SETTINGS"].prometheus_multiproc_dir:
         # Several gunicorn workers: add up what each has counted.
         process_metrics = CollectorRegistry()

@@ -19,7 +19,7 @@ MAX_BODY = "256 KiB"
 
 BOOKING_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 # intake.api.EMAIL, applied to the trimmed value.
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f]{2,63}$"
+EMAIL_PATTERN = r'^[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,64}@[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{2,63}$'
 # Text the service stores: not blank, and no NUL (no database here stores it; the API answers 422).
 # \x1c-\x1f and \x85 are blank to Python's str.strip() (what the code checks) but not to \S here.
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
@@ -368,9 +368,15 @@ DOCUMENT: dict = {
                 "tags": ["operations"],
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
+                # No `security` here: without METRICS_TOKEN the route is absent (404), not refusing (401).
+                "description": "For the operators' scraper only: `Authorization: Bearer <METRICS_TOKEN>` "
+                               "(the `MetricsToken` scheme). Without `METRICS_TOKEN` set, the route answers 404 "
+                               "like any unknown one.",
                 "responses": {
                     "200": {"description": "The Prometheus text exposition format.",
                             "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": _error("No token, or not `METRICS_TOKEN`.", ["unauthorized"]),
+                    "404": _error("`METRICS_TOKEN` is not set: the metrics are not served.", ["not_found"]),
                 },
             },
         },
@@ -440,7 +446,8 @@ DOCUMENT: dict = {
                     },
                     "email": {
                         "type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN,
-                        "description": "`local@domain.tld`, without spaces.",
+                        "description": "One address, `local@domain.tld`: no spaces, no list (`,` `;`), display name or "
+                                       "comment (`<>\"()[]\\`).",
                     },
                     "name": {
                         "type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_PATTERN,
@@ -616,6 +623,10 @@ DOCUMENT: dict = {
                              "schema": {"const": "no-cache"}},
             "RetryAfter": {"required": True, "description": "Seconds until this address may call again.",
                            "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"}},
+        },
+        "securitySchemes": {
+            "MetricsToken": {"type": "http", "scheme": "bearer",
+                             "description": "`METRICS_TOKEN`, the operators' scraper's token."},
         },
         "responses": {
             "NotFound": _error("No such booking (or a malformed id).", ["not_found"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -63,12 +64,13 @@ class DatabaseConnections(Middleware):
 
 
 def _expose_worker_metrics(broker: dramatiq.Broker) -> None:
-    """Dramatiq's own Prometheus middleware: queue and worker metrics, served by the worker on
-    dramatiq_prom_port (the Procfile gives each worker process its own port and directory, and
-    points PROMETHEUS_MULTIPROC_DIR there so bookingflow's worker metrics are served with them)."""
-    from dramatiq.middleware.prometheus import Prometheus
+    """Dramatiq's own Prometheus middleware: queue and worker metrics, served on
+    WORKER_METRICS_HOST:WORKER_METRICS_PORT (bookingflow.worker_metrics). The Procfile points
+    dramatiq_prom_db and PROMETHEUS_MULTIPROC_DIR at one directory per port, so bookingflow's worker
+    metrics are served with Dramatiq's."""
+    from bookingflow.worker_metrics import WorkerPrometheus
 
-    broker.add_middleware(Prometheus())
+    broker.add_middleware(WorkerPrometheus())
 
 
 # pika's own defaults let one publish hang for a long time on a RabbitMQ that is down, blackholed or
@@ -108,6 +110,26 @@ def rabbitmq_url(url: str) -> str:
     return ";".join(bounded)
 
 
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("threading"))
+
+
+def _current_owner():
+    """Who a connection in dramatiq's per-thread state belongs to: the thread, or, where gevent has
+    patched threading (web's gevent workers), the greenlet: there `threading.local` is per greenlet,
+    and the stand-in thread gevent gives a greenlet reports itself alive even after it ended."""
+    if _gevent_patched():
+        import greenlet
+
+        return greenlet.getcurrent()
+    return threading.current_thread()
+
+
+def _has_ended(owner) -> bool:
+    return owner.dead if hasattr(owner, "dead") else not owner.is_alive()
+
+
 def _rabbitmq_broker_class():
     import pika
     import pika.exceptions
@@ -124,9 +146,10 @@ def _rabbitmq_broker_class():
 
     class BoundedRabbitmqBroker(base):
         """dramatiq's RabbitmqBroker (one pika connection and channel per thread, as pika requires: the
-        web's request threads, the scheduler's and the worker's each publish on their own), with a
-        time budget per enqueue, the connections of threads that ended closed (a server with a thread
-        per request would otherwise leave one open per request), and a readiness check."""
+        web's request greenlets, the scheduler's and the worker's threads each publish on their own),
+        with a time budget per enqueue, the connections of threads (greenlets) that ended closed (a
+        server with one per connection would otherwise leave one open per client), and a readiness
+        check."""
 
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
@@ -143,14 +166,14 @@ def _rabbitmq_broker_class():
             self._close_connections_of_ended_threads()
             connection = base.connection.fget(self)
             with self._owners_lock:
-                self._owners[connection] = threading.current_thread()
+                self._owners[connection] = _current_owner()
             return connection
 
         connection = property(_connection, None, base.connection.fdel, base.connection.__doc__)
 
         def _close_connections_of_ended_threads(self):
             with self._owners_lock:
-                ended = [c for c, thread in self._owners.items() if not thread.is_alive() or c not in self.connections]
+                ended = [c for c, owner in self._owners.items() if _has_ended(owner) or c not in self.connections]
                 for connection in ended:
                     del self._owners[connection]
             for connection in ended:

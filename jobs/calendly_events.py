@@ -11,8 +11,8 @@ import logging
 
 from bookingflow.providers import calendly_client
 from jobs import alerts, errors, flow
-from bookingflow.providers.calendly_payloads import InviteeNotice, parse_invitee_notice
-from jobs.calendly_trust import Refusal, event_details, reschedule_request_open, same_resource, type_refusal
+from bookingflow.providers.calendly_payloads import InviteeNotice, invitee_identity, parse_invitee_notice
+from jobs.calendly_trust import Refusal, event_details, reschedule_request_open, type_refusal
 from jobs.dispatch import Outcome, handles
 from models.db import utcnow
 from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
@@ -40,12 +40,16 @@ def find_booking(notice: InviteeNotice) -> Booking | None:
     return Booking.get_or_none((Booking.calendly_event_uri == notice.event_uri) & Booking.calendly_invitee_uri.is_null())
 
 
+def invitee_fields(notice: InviteeNotice) -> dict:
+    return invitee_identity(notice.email, notice.name)
+
+
 def slot_fields(notice: InviteeNotice, details=None) -> dict:
     details = details or event_details(notice)
     return dict(
         calendly_event_uri=notice.event_uri, calendly_invitee_uri=notice.invitee_uri,
         calendly_cancel_url=notice.cancel_url, calendly_reschedule_url=notice.reschedule_url,
-        scheduled_start=details.start, scheduled_end=details.end,
+        scheduled_start=details.start, scheduled_end=details.end, **invitee_fields(notice),
     )
 
 
@@ -204,7 +208,9 @@ def cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
     cancelled_by = "host" if notice.canceler_type == "host" else "invitee"
     reason = notice.cancel_reason or f"cancelled in Calendly by the {cancelled_by}"
     # Paid: cancelled, refunded by policy. Never paid: the flow is abandoned.
-    if flow.cancel(booking.id, cause, cancelled_by=cancelled_by, cancel_reason=reason) is None:
+    # Calendly names the invitee here too: a booking whose invitee only the client had reported so far
+    # learns who it is before the cancellation e-mail is written.
+    if flow.cancel(booking.id, cause, cancelled_by=cancelled_by, cancel_reason=reason, **invitee_fields(notice)) is None:
         return Outcome("duplicate", booking.id, f"booking already {Booking.get_by_id(booking.id).state}")
     flow.advance(booking.id)
     return Outcome("cancelled", booking.id)

@@ -1,6 +1,13 @@
-"""The client e-mails: which transition sends which, and their text."""
+"""The client e-mails: which transition sends which, and their text.
+
+Text a client wrote (the name, a cancellation's reason: typed into our API or into Calendly) reaches
+someone's inbox from MAIL_FROM, so it goes in short and plain: no control character or line break, no
+link, bounded in length."""
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 from bookingflow import settings as settings_module
 from models.states import State, Trigger
@@ -9,6 +16,33 @@ from models.tables import Booking
 
 # Stripe's zero-decimal currencies: their minor unit is the unit.
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+
+
+# How much client-written text an e-mail carries.
+NAME_LIMIT = 100
+REASON_LIMIT = 200
+# A link in any form a mail client might make clickable: a scheme (with or without slashes, backslashes
+# as browsers read them), or a host starting with www.
+LINK = re.compile(r"(?i)(?<![a-z0-9])(?:[a-z][a-z0-9+.-]*:[/\\]+|(?:https?|ftp|file|mailto|javascript|data|tel|sms):|www\.)\S*")
+LINK_REMOVED = "[link removed]"
+
+
+def client_text(text: str | None, limit: int) -> str:
+    """`text` fit to quote in an e-mail: compatibility forms folded (a full-width colon is a colon),
+    every control, format or separator character a space, links replaced, spaces collapsed, and at
+    most `limit` characters (cut with an ellipsis)."""
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(" " if unicodedata.category(char)[0] in "CZ" else char for char in text)
+    text = LINK.sub(LINK_REMOVED, text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def greeting_name(booking: Booking) -> str:
+    """Whom the e-mail greets: the invitee as Calendly reported them, else the name the client typed."""
+    return client_text(booking.invitee_name, NAME_LIMIT) or client_text(booking.name, NAME_LIMIT) or "there"
 
 
 def _money(amount: int, currency: str) -> str:
@@ -40,7 +74,8 @@ def kind_for(booking: Booking, from_state: State, trigger: Trigger) -> str | Non
 
 
 def render(kind: str, booking: Booking) -> tuple[str, str]:
-    name, session = booking.name, booking.session_type.name
+    name, session = greeting_name(booking), booking.session_type.name
+    reason = client_text(booking.cancel_reason, REASON_LIMIT)
     link = status_link(booking)
     if kind == "confirmation":
         paid = f" and paid ({_money(booking.amount_paid, booking.currency)})" if booking.amount_paid else ""
@@ -55,7 +90,7 @@ def render(kind: str, booking: Booking) -> tuple[str, str]:
                 f"for a while: retry the payment here: {link}\n")
     if kind == "cancelled":
         return (f"Cancelled: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is cancelled"
-                f"{' (' + booking.cancel_reason + ')' if booking.cancel_reason else ''}.\n\nDetails: {link}\n")
+                f"{' (' + reason + ')' if reason else ''}.\n\nDetails: {link}\n")
     if kind == "refunded":
         return (f"Refunded: {session}", f"Hello {name},\n\nwe have refunded {_money(booking.amount_refunded, booking.currency)} "
                 f"for your {session}. It reaches your account in 5 to 10 business days.\n\nDetails: {link}\n")

@@ -21,7 +21,7 @@ from bookingflow import logs, metrics
 from bookingflow.providers import calendly_client
 from jobs import alerts, calendly_trust, checkout, errors, ledger, outbox
 from bookingflow import refund_policy
-from bookingflow.providers.calendly_payloads import scheduled_event_info
+from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
 from models.db import utcnow
 from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
 from models.tables import Booking
@@ -57,7 +57,7 @@ def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes)
 CANCEL_DECISIONS = 5
 
 
-def cancel(booking_id: str, cause: str, *, cancelled_by: str, cancel_reason: str) -> Applied | None:
+def cancel(booking_id: str, cause: str, *, cancelled_by: str, cancel_reason: str, **changes) -> Applied | None:
     """Cancel the booking (paid: refunded by policy) or abandon its flow (never paid), whichever it
     allows when the write happens; None when neither applies. Never dropped for a race: a payment
     that lands between the decision and the write makes it a cancellation instead of an abandonment."""
@@ -72,7 +72,7 @@ def cancel(booking_id: str, cause: str, *, cancelled_by: str, cancel_reason: str
             return None
         try:
             return move(booking_id, trigger, cause=cause, cancelled_by=cancelled_by, cancel_reason=cancel_reason,
-                        released_at=None, settled_at=None)
+                        released_at=None, settled_at=None, **changes)
         except TransitionRefused:
             continue  # it moved under us: decide again on what it is now
     return None
@@ -223,7 +223,8 @@ def _settle_reschedule(booking: Booking) -> None:
             return
         update_fields(booking.id, calendly_invitee_uri=booking.reschedule_invitee_uri, calendly_event_uri=event.uri,
                       scheduled_start=event.start, scheduled_end=event.end,
-                      calendly_cancel_url=invitee.get("cancel_url"), calendly_reschedule_url=invitee.get("reschedule_url"))
+                      calendly_cancel_url=invitee.get("cancel_url"), calendly_reschedule_url=invitee.get("reschedule_url"),
+                      **invitee_identity(invitee.get("email"), invitee.get("name")))
         booking = Booking.get_by_id(booking.id)
     # Priced by the type of the event actually booked (set when its invitee was matched).
     new_price = booking.reschedule_session_type.price if booking.reschedule_session_type_id else booking.amount

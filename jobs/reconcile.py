@@ -88,7 +88,8 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
     notice = _notice_from_api(invitee)
     if notice.status == "canceled":
         flow.move(booking.id, Trigger.cancelBookingProcess, cause=f"reconciled-cancel-{notice.invitee_uri}",
-                  cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None)
+                  cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None,
+                  **calendly_events.invitee_fields(notice))
         flow.advance(booking.id)
         return
     details = calendly_trust.event_details(notice)

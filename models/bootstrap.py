@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
-from typing import NoReturn
 
 from bookingflow import logs
 from bookingflow import settings as settings_module
@@ -12,10 +10,7 @@ from bookingflow.settings import Settings, SettingsError
 from models.db import open_database
 from models.states import State
 
-
-def fail(message: str) -> NoReturn:
-    print(f"bookingflow: {message}", file=sys.stderr)
-    raise SystemExit(2)
+fail = settings_module.stop  # one line on stderr, exit 2
 
 
 def checked(settings: Settings) -> Settings:

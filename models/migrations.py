@@ -207,6 +207,67 @@ def _drop_money_integrity_columns(db: peewee.Database) -> None:
             migrate(migrator.drop_column(table, name))
 
 
+# Migration 7's columns. It needs none of migration 6's: each finds and changes only its own.
+INVITEE_COLUMNS = ("invitee_email", "invitee_name")
+OUTBOX_HOLD_COLUMNS = (("recipient_hash", peewee.CharField(max_length=64, null=True)),
+                       ("withheld_at", UTCDateTimeField(null=True)),
+                       ("withheld_reason", peewee.CharField(max_length=300, null=True)))
+OUTBOX_RECIPIENT_INDEX = "outbox_recipient_hash_created_at"
+# States a booking reaches only once Calendly (its webhook, or its API for the reconciliation) has
+# confirmed an invitee for it.
+CONFIRMED_BY_CALENDLY = ("CALENDLY_WEBHOOK_RECEIVED", "PAYMENT_PENDING", "BOOKING_CONFIRMED")
+
+
+def _add_invitee_and_outbox_holds(db: peewee.Database) -> None:
+    """booking.invitee_email and booking.invitee_name (TEXT, nullable, encrypted like the client's
+    e-mail and name): the invitee Calendly reported, the only recipient of the client's e-mails.
+    outbox.recipient_hash (the keyed hash the per-address cap counts by, indexed with created_at),
+    outbox.withheld_at and outbox.withheld_reason (an e-mail kept and never sent, and why).
+
+    Independent of migration 6: it reads and writes none of 6's columns.
+
+    Bookings already past Calendly's confirmation (their history went through a state only Calendly
+    leads to) get their stored e-mail as the invitee's: Calendly was handed that address prefilled,
+    and without it they would send no more e-mails. The value is copied as stored (ciphertext stays
+    ciphertext). Outbox rows already there get no hash: the cap counts them by their plaintext
+    recipient, and `bookingflow data rotate-key` fills the hash."""
+    migrator = SchemaMigrator.from_database(db)
+    booking = Booking._meta.table_name
+    existing = _columns(db, booking)
+    for column in INVITEE_COLUMNS:
+        if column not in existing:
+            migrate(migrator.add_column(booking, column, peewee.TextField(null=True)))
+    existing = _columns(db, "outbox")
+    for column, field in OUTBOX_HOLD_COLUMNS:
+        if column not in existing:
+            migrate(migrator.add_column("outbox", column, field))
+    if OUTBOX_RECIPIENT_INDEX not in {index.name for index in db.get_indexes("outbox")}:
+        migrate(migrator.add_index("outbox", ("recipient_hash", "created_at"), False, name=OUTBOX_RECIPIENT_INDEX))
+    marks = ", ".join([db.param] * len(CONFIRMED_BY_CALENDLY))
+    db.execute_sql(
+        f'UPDATE "{booking}" SET invitee_email = email WHERE invitee_email IS NULL AND id IN '
+        f'(SELECT booking_id FROM "transition" WHERE state IN ({marks}))', CONFIRMED_BY_CALENDLY)
+
+
+def _drop_invitee_and_outbox_holds(db: peewee.Database) -> None:
+    """Without the columns. The previous release would send the withheld e-mails it finds unsent: they
+    are marked sent first, their reason kept in last_error, so a rollback never lets them out."""
+    migrator = SchemaMigrator.from_database(db)
+    existing = _columns(db, "outbox")
+    if "withheld_at" in existing:
+        db.execute_sql("UPDATE outbox SET sent_at = withheld_at, last_error = 'withheld, never sent: ' || "
+                       "withheld_reason WHERE withheld_at IS NOT NULL AND sent_at IS NULL")
+    if OUTBOX_RECIPIENT_INDEX in {index.name for index in db.get_indexes("outbox")}:
+        migrate(migrator.drop_index("outbox", OUTBOX_RECIPIENT_INDEX))
+    for column, _ in reversed(OUTBOX_HOLD_COLUMNS):
+        if column in existing:
+            migrate(migrator.drop_column("outbox", column))
+    existing = _columns(db, Booking._meta.table_name)
+    for column in INVITEE_COLUMNS:
+        if column in existing:
+            migrate(migrator.drop_column(Booking._meta.table_name, column))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -221,6 +282,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               _widen_outbox_recipient, _narrow_outbox_recipient),
     Migration(6, "refund policy frozen on each booking; reschedule requests that expire and price by the slot given up",
               _add_money_integrity_columns, _drop_money_integrity_columns),
+    Migration(7, "the invitee's e-mail and name as Calendly reported them; e-mails withheld from sending, "
+                 "and the recipient hash the per-address cap counts by",
+              _add_invitee_and_outbox_holds, _drop_invitee_and_outbox_holds),
 )
 
 
@@ -267,8 +331,9 @@ def upgrade(report: Callable[[str], None] = lambda line: None) -> list[int]:
 
 def downgrade(target: int, report: Callable[[str], None] = lambda line: None) -> list[int]:
     """Roll back every applied migration above `target`, newest first; return the versions undone."""
-    if target < 0 or target > len(MIGRATIONS):
-        raise ValueError(f"no schema version {target}: versions run from 0 to {len(MIGRATIONS)}")
+    newest = max(migration.version for migration in MIGRATIONS)
+    if target < 0 or target > newest:
+        raise ValueError(f"no schema version {target}: versions run from 0 to {newest}")
     undone: list[int] = []
     with _schema_change():
         done = applied_versions()

@@ -69,6 +69,10 @@ class Booking(BaseModel):
     # Sums of the Payment and Refund ledgers below, kept beside the booking for the status page.
     amount_paid = peewee.BigIntegerField(default=0)
     amount_refunded = peewee.BigIntegerField(default=0)
+    # The invitee as Calendly reported it (its webhook or its API), never as the client typed it: the
+    # only address the client's e-mails go to, and the name they greet. NULL until Calendly told.
+    invitee_email = EncryptedTextField(null=True)
+    invitee_name = EncryptedTextField(null=True)
     calendly_event_uri = peewee.CharField(max_length=500, null=True, index=True)
     calendly_invitee_uri = peewee.CharField(max_length=500, null=True, index=True)
     calendly_cancel_url = peewee.CharField(max_length=500, null=True)
@@ -217,7 +221,9 @@ class Refund(BaseModel):
 
 
 class Outbox(BaseModel):
-    """E-mails to clients, written in the same transaction as the change they announce."""
+    """E-mails to clients, written in the same transaction as the change they announce. One that must
+    not go out (its recipient is not one plain address, or the address had its hourly share) is kept,
+    with `withheld_at` and the reason, and never sent."""
 
     booking = peewee.ForeignKeyField(Booking, null=True, backref="emails", on_delete="SET NULL")
     key = peewee.CharField(max_length=255, unique=True)
@@ -225,6 +231,9 @@ class Outbox(BaseModel):
     # The client's address and the e-mail's text (their name is in it): personal data, encrypted at
     # rest like the booking's when DATA_ENCRYPTION_KEY is set.
     recipient = EncryptedTextField()
+    # The keyed hash of the normalized recipient (crypto.email_hash), what the per-address cap counts
+    # by; NULL without a key. Written with every write of `recipient` (see _normalize_data).
+    recipient_hash = peewee.CharField(max_length=64, null=True)
     subject = peewee.CharField(max_length=300)
     body = EncryptedTextField()
     created_at = UTCDateTimeField(default=utcnow)
@@ -232,6 +241,21 @@ class Outbox(BaseModel):
     sent_at = UTCDateTimeField(null=True, index=True)
     attempts = peewee.IntegerField(default=0)
     last_error = peewee.CharField(max_length=500, null=True)
+    withheld_at = UTCDateTimeField(null=True)
+    withheld_reason = peewee.CharField(max_length=300, null=True)
+
+    class Meta:
+        indexes = ((("recipient_hash", "created_at"), False),)
+
+    @classmethod
+    def _normalize_data(cls, data, kwargs):
+        # As Booking does for its e-mail: whatever writes the recipient writes its hash too.
+        normalized = super()._normalize_data(data, kwargs)
+        if isinstance(normalized, dict):
+            for field, value in list(normalized.items()):
+                if field is cls.recipient and not isinstance(value, peewee.Node):
+                    normalized[cls.recipient_hash] = crypto.email_hash(value)
+        return normalized
 
 
 class FeatureFlag(BaseModel):

@@ -98,7 +98,8 @@ def show_booking(booking_id: str) -> int:
         print(f"  FLAGGED {_when(booking.flagged_at)}: {booking.flag_reason}")
     print(f"  session type {booking.session_type.slug}, {booking.amount} {booking.currency}, "
           f"paid {booking.amount_paid}, refunded {booking.amount_refunded}")
-    print(f"  client {mask_email(booking.email)}; slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
+    print(f"  client {mask_email(booking.email)}, invitee in Calendly {mask_email(booking.invitee_email) or '-'}; "
+          f"slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
     print(f"  calendly event {booking.calendly_event_uri or '-'}")
     print(f"  refund policy {_policy_line(booking)}")
     print(f"  checkout {booking.checkout_session_id or '-'} (attempt {booking.payment_attempt}), "
@@ -117,6 +118,15 @@ def show_booking(booking_id: str) -> int:
     for refund in Refund.select().where(Refund.booking == booking.id).order_by(Refund.created_at):
         print(f"  {refund.stripe_refund_id or '(not yet asked)'} {refund.purpose}: {refund.amount} {refund.currency} "
               f"{refund.status}")
+    print("e-mails:")
+    for mail in Outbox.select().where(Outbox.booking == booking.id).order_by(Outbox.created_at, Outbox.id):
+        if mail.sent_at:
+            status = f"sent {_when(mail.sent_at)}"
+        elif mail.withheld_at:
+            status = f"WITHHELD, never sent: {mail.withheld_reason}"
+        else:
+            status = f"waiting ({mail.attempts} attempt(s){', ' + mail.last_error if mail.last_error else ''})"
+        print(f"  {_when(mail.created_at)}  {mail.kind}: {status}")
     print("events:")
     for event in ProviderEvent.select().where(
             (ProviderEvent.booking == booking.id) | (ProviderEvent.subject == booking.id)).order_by(ProviderEvent.received_at):
@@ -236,12 +246,13 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
 
 
 def rotate_data_key(batch_size: int = 500) -> int:
-    """Re-encrypt every booking's e-mail and name (re-computing its e-mail hash), every outbox e-mail's
-    address and text, and every stored delivery's body, with the first key of DATA_ENCRYPTION_KEY
+    """Re-encrypt every booking's e-mail and name and its invitee's (re-computing its e-mail hash), every
+    outbox e-mail's address (re-computing its hash) and text, and every stored delivery's body, with the first key of DATA_ENCRYPTION_KEY
     (plaintext rows written before a key was set are encrypted too). One transaction per batch of
     `batch_size` rows, in id order; safe to run again, and to stop and start over."""
-    # email_hash is written with email (Booking._normalize_data).
-    bookings, unreadable = _reencrypt(Booking, ("email", "name"), "booking", "", batch_size, progress="")
+    # email_hash is written with email (Booking._normalize_data), recipient_hash with recipient (Outbox's).
+    bookings, unreadable = _reencrypt(Booking, ("email", "name", "invitee_email", "invitee_name"), "booking", "",
+                                      batch_size, progress="")
     emails, unreadable_emails = _reencrypt(Outbox, ("recipient", "body"), "outbox e-mail", 0, batch_size,
                                            progress="outbox e-mails: ")
     deliveries, unreadable_deliveries = _reencrypt(ProviderEvent, ("payload",), "stored delivery", 0, batch_size,

@@ -88,10 +88,10 @@ def requeue_unprocessed_events(now: dt.datetime) -> int:
 
 
 def resend_unsent_emails(now: dt.datetime) -> int:
-    """Outbox rows whose message was lost, or whose sender died mid-send."""
+    """Outbox rows whose message was lost, or whose sender died mid-send (never a withheld one)."""
     due = (
         Outbox.select(Outbox.id)
-        .where(Outbox.sent_at.is_null(), Outbox.created_at < now - OUTBOX_GRACE,
+        .where(Outbox.sent_at.is_null(), Outbox.withheld_at.is_null(), Outbox.created_at < now - OUTBOX_GRACE,
                Outbox.claimed_at.is_null() | (Outbox.claimed_at < now - CLAIM_TIMEOUT))
         .order_by(Outbox.created_at)
         .limit(BATCH)

@@ -41,6 +41,33 @@ def run_cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def procfile_command(kind: str) -> str:
+    """The Procfile's command line for one process type, as `sh -c` runs it."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() == kind:
+            return command.strip()
+    raise KeyError(kind)
+
+
+def start_procfile_process(kind: str, env: dict[str, str], log_path: Path,
+                           stderr_path: Path | None = None) -> subprocess.Popen:
+    """One Procfile process started on its own, as a platform starts it: `sh -c` with the caller's
+    environment (PORT included: several processes may be given the same one), in a process group of
+    its own (stop it with stop_group), stdout and stderr to `log_path` (stderr to `stderr_path` if
+    given); this interpreter's scripts first on PATH, so it runs this tree's gunicorn and dramatiq."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    with open(log_path, "w") as log, open(stderr_path or os.devnull, "w") as errors:
+        return subprocess.Popen(["sh", "-c", procfile_command(kind)], env={**env, "PATH": path}, cwd=ROOT,
+                                stdout=log, stderr=errors if stderr_path else log, start_new_session=True)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started by start_procfile_process, and whatever it started."""
+    _stop_group(process.pid)
+    process.wait(timeout=10)
+
+
 class ScratchDatabase:
     """A PostgreSQL database of its own, created on the server of `admin_url` and dropped after."""
 
@@ -257,7 +284,11 @@ def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: 
         "CALENDLY_API_TOKEN": secret["token"], "CALENDLY_WEBHOOK_SIGNING_KEY": secret["signing"],
         "CALENDLY_API_BASE": sandbox_base + "/calendly",
         "PUBLIC_URL": "https://frontend.example", "SWEEP_INTERVAL_SECONDS": "1",
-        "WEB_CONCURRENCY": "2", "WORKER_THREADS": "4", **(extra_env or {}),
+        "WEB_CONCURRENCY": "2", "WORKER_THREADS": "4",
+        # The scraper's token, and the worker's exporter on a port of this stack's own: another stack
+        # (or a worker of another run) on this machine would otherwise have 9191 first.
+        "METRICS_TOKEN": secrets.token_urlsafe(24), "WORKER_METRICS_PORT": str(free_port()),
+        **(extra_env or {}),
     }
     stack = None
     try:

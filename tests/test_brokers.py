@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from urllib.parse import unquote, urlsplit
 
 import dramatiq
 import pytest
@@ -335,3 +336,35 @@ def test_a_booking_walks_to_confirmed_over_http_alone_on_rabbitmq(tmp_path):
         assert (confirmed["amount"], confirmed["currency"]) == (25000, "usd")
         assert len(sessions_of(stack.sandbox, view["id"])) == 1
         assert requests.get(f"{stack.base}/readyz", timeout=10).json()["checks"]["broker"] == "ok"
+
+
+@pytest.mark.e2e
+def test_web_closes_the_rabbitmq_connection_of_each_client_connection_once_it_ended(tmp_path):
+    """web's gevent workers serve each client connection in a greenlet of its own, and pika's
+    connections are per thread, so per greenlet: one is opened for each client connection that sends a
+    delivery. They must be closed once their greenlet ended, or RabbitMQ fills with one per client."""
+    import subprocess
+
+    with running_service(tmp_path, broker_url=RABBITMQ_URL) as stack:
+        vhost = urlsplit(stack.broker_url).path.lstrip("/")
+        secret = stack.env["STRIPE_WEBHOOK_SECRET"].split(",")[-1]
+
+        def deliver(count: int) -> None:
+            for _ in range(count):  # requests.post: a new client connection each time
+                body = encode(stripe_event("checkout.session.completed", checkout_session("r" * 32, 100)))
+                response = requests.post(f"{stack.base}/webhooks/stripe", data=body, timeout=10, headers={
+                    "Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, secret)})
+                assert response.status_code == 200, stack.log()
+
+        def connections() -> int:
+            listed = subprocess.run(["rabbitmqctl", "list_connections", "-q", "-p", unquote(vhost), "name"],
+                                    capture_output=True, text=True, timeout=60, check=True).stdout
+            return len([line for line in listed.splitlines() if line.strip() and line.strip() != "name"])
+
+        deliver(10)  # every process has opened what it keeps open: consumers, each thread's publisher
+        before = connections()
+        deliver(30)
+        # The last greenlet of each of the 2 web workers may still hold its connection; a worker thread
+        # that had not published yet may open its own.
+        wait_until(lambda: connections() <= before + 2 + int(stack.env["WORKER_THREADS"]), timeout=30,
+                   interval=0.5, message=f"RabbitMQ connections back near {before} after 30 client connections")

@@ -143,6 +143,32 @@ def test_a_booking_written_before_a_key_was_set_stays_readable_and_goes_through(
     assert mail.recipients == ("early@example.com",) and "Hello Early Bird," in mail.body
 
 
+def test_the_invitee_calendly_reported_is_encrypted_too_and_rotation_covers_it_and_the_outbox_hash(
+        use_keys, mailbox, frontend, broker):  # noqa: F811
+    use_keys(KEY_A)
+    view = confirmed_booking(frontend, "short-call")  # Calendly's invitee: ada@example.com, Ada Lovelace
+    mailbox.wait_for(1)
+    drain(broker)
+
+    def invitee() -> tuple[str, str]:
+        return tuple(database.execute_sql(f"SELECT invitee_email, invitee_name FROM booking WHERE id = {database.param}",
+                                          (view["id"],)).fetchone())
+
+    def recipient_hash() -> str:
+        return database.execute_sql(f"SELECT recipient_hash FROM outbox WHERE booking_id = {database.param}",
+                                    (view["id"],)).fetchone()[0]
+
+    email, name = invitee()
+    assert (opened(email, KEY_A), opened(name, KEY_A)) == ("ada@example.com", "Ada Lovelace")
+    assert recipient_hash() == crypto.email_hash("ada@example.com", (KEY_A,))
+
+    use_keys(KEY_B, KEY_A)
+    suite_cli("data", "rotate-key", keys=(KEY_B, KEY_A))
+    email, name = invitee()
+    assert (opened(email, KEY_B), opened(name, KEY_B)) == ("ada@example.com", "Ada Lovelace")
+    assert recipient_hash() == crypto.email_hash("ada@example.com", (KEY_B,))
+
+
 def test_plaintext_that_looks_like_ciphertext_is_kept_as_written_without_a_key(client, session_type):
     booking_id = create(client, "enc1:ada@example.com", name="enc1:gAAAAA")
     assert client.get(f"/v1/bookings/{booking_id}").get_json()["email"] == "e***@example.com"

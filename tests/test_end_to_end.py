@@ -3,6 +3,7 @@ them, against PostgreSQL and Redis, with the providers replaced by the local san
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
@@ -131,7 +132,87 @@ def test_one_booking_can_be_followed_by_its_id_from_the_delivery_to_confirmation
     intake = [e for e in log_entries(stack) if e.get("event_id") == paid["event_id"] and "/webhooks/stripe" in e["message"]]
     assert intake and intake[0]["request_id"] == paid["request_id"]
     assert "ada@example.com" not in stack.log()
-    metrics = requests.get(f"{stack.base}/metrics", timeout=10).text
+    metrics = requests.get(f"{stack.base}/metrics", timeout=10,
+                           headers={"Authorization": f"Bearer {stack.env['METRICS_TOKEN']}"}).text
     assert 'bookingflow_history_transitions_total{from_state="PAYMENT_SUCCEEDED",to_state="BOOKING_CONFIRMED"}' in metrics
     assert 'bookingflow_http_requests_total{method="POST",route="/webhooks/stripe",status="200"}' in metrics
     assert 'bookingflow_bookings{state="BOOKING_CONFIRMED"}' in metrics
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on `port` on this host, as the kernel lists them."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                # /proc lists each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(str(ipaddress.ip_address(words)))
+    return found
+
+
+@pytest.mark.abuse
+def test_the_worker_serves_its_metrics_on_loopback_only_on_a_port_of_its_own(stack):
+    port = int(stack.env["WORKER_METRICS_PORT"])
+    # A delivery for the worker to process, so that Dramatiq's counters have a sample to show.
+    body = encode(stripe_event("checkout.session.completed", checkout_session("w" * 32, 100)))
+    assert requests.post(f"{stack.base}/webhooks/stripe", data=body, timeout=10, headers={
+        "Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, "whsec_old_rotated")}).ok
+
+    def scraped():
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/", timeout=2).text
+        except requests.RequestException:
+            return None
+        return text if "dramatiq_messages_total" in text else None
+
+    text = wait_until(scraped, timeout=30, interval=0.2, message=f"the worker's metrics on 127.0.0.1:{port}")
+    assert "bookingflow_deliveries_processed_total" in text
+    assert listening_addresses(port) == {"127.0.0.1"}
+
+
+@pytest.mark.abuse
+def test_web_and_worker_given_one_port_on_one_host_both_run(tmp_path):
+    """A platform that hands every process the same PORT: the worker's exporter keeps off it."""
+    from conftest import redis_problem, require_service
+    from realstack import REDIS_URL, free_port, start_procfile_process, stop_group
+
+    require_service("Redis", redis_problem(REDIS_URL))
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **base_environment(), "PORT": str(port), "WORKER_METRICS_PORT": str(metrics_port), "TMPDIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/one-port.db", "BROKER_URL": REDIS_URL,
+        "STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x", "CALENDLY_API_TOKEN": "t",
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "k", "PUBLIC_URL": "https://frontend.example", "WEB_CONCURRENCY": "1",
+    }
+    run_cli(env, "db", "upgrade")
+    worker = start_procfile_process("worker", env, tmp_path / "worker.log")
+    web = None
+    try:
+        def answering(url, process, name):
+            def check():
+                assert process.poll() is None, f"{name} exited:\n{(tmp_path / f'{name}.log').read_text()}"
+                try:
+                    return requests.get(url, timeout=2).status_code == 200
+                except requests.RequestException:
+                    return False
+            return check
+
+        # The worker first: before, its exporter took PORT and web could not bind it.
+        wait_until(answering(f"http://127.0.0.1:{metrics_port}/", worker, "worker"), timeout=60, interval=0.2,
+                   message="the worker's exporter on WORKER_METRICS_PORT")
+        web = start_procfile_process("web", env, tmp_path / "web.log")
+        wait_until(answering(f"http://127.0.0.1:{port}/healthz", web, "web"), timeout=60, interval=0.2,
+                   message="web on PORT")
+        assert worker.poll() is None and web.poll() is None
+    finally:
+        for process in (web, worker):
+            if process is not None:
+                stop_group(process)

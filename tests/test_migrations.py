@@ -97,3 +97,59 @@ def test_downgrade_to_nothing_removes_every_table_but_the_version_record(databas
     cli(database_url, "db", "upgrade")
     assert "schema at version 0" in cli(database_url, "db", "downgrade", "--to", "0").stdout
     assert set(schema(database_url)) == {"schema_version"}
+
+
+def columns_of(database_url: str, table: str) -> set[str]:
+    return {name for name, _ in schema(database_url)[table]}
+
+
+def test_migration_7_adds_the_invitee_and_the_withheld_emails_and_rolls_back_without_letting_one_out(database_url):
+    cli(database_url, "db", "upgrade")
+    out = cli(database_url, "db", "downgrade", "--to", "5").stdout
+    assert "rolling back 7" in out
+    assert not {"invitee_email", "invitee_name"} & columns_of(database_url, "booking")
+    assert not {"recipient_hash", "withheld_at", "withheld_reason"} & columns_of(database_url, "outbox")
+    db = connect(database_url)
+    mark = db.param
+    try:  # the previous release's rows: a confirmed booking, one still scheduling, an e-mail
+        db.execute_sql(
+            "INSERT INTO session_type (slug, name, duration_minutes, price, currency, calendly_event_type,"
+            f" scheduling_url, refund_policy, active, collect_payment, created_at, updated_at) VALUES ('old-type',"
+            f" 'Old type', 30, 4200, 'eur', 'https://api.calendly.com/event_types/OLD', 'https://calendly.com/old',"
+            f" NULL, {mark}, {mark}, {mark}, {mark})", (True, True, NOW, NOW))
+        type_id = db.execute_sql("SELECT id FROM session_type WHERE slug = 'old-type'").fetchone()[0]
+        for booking_id, state, email in (("confirmedbooking0000000000000001", "BOOKING_CONFIRMED", "old@example.com"),
+                                         ("schedulingbooking000000000000001", "CALENDLY_SCHEDULING", "typed@example.org")):
+            db.execute_sql(
+                "INSERT INTO booking (id, session_type_id, state, version, email, name, amount, currency, amount_due,"
+                " amount_paid, amount_refunded, payment_attempt, check_attempts, recovery_attempts, state_changed_at,"
+                f" created_at, updated_at) VALUES ({mark}, {mark}, {mark}, 3, {mark}, 'Old Client', 4200, 'eur', 4200,"
+                f" 0, 0, 1, 0, 0, {mark}, {mark}, {mark})", (booking_id, type_id, state, email, NOW, NOW, NOW))
+            db.execute_sql("INSERT INTO transition (booking_id, from_state, state, trigger, cause, at) VALUES"
+                           f" ({mark}, NULL, {mark}, 'old', 'old', {mark})", (booking_id, state, NOW))
+    finally:
+        db.close()
+
+    assert "applying 7" in cli(database_url, "db", "upgrade").stdout
+    assert "already up to date" in cli(database_url, "db", "upgrade").stdout
+    db = connect(database_url)
+    try:
+        invitees = dict(db.execute_sql("SELECT id, invitee_email FROM booking").fetchall())
+        # Past Calendly's confirmation, the booking's address was Calendly's invitee's: it keeps its e-mails.
+        assert invitees == {"confirmedbooking0000000000000001": "old@example.com",
+                            "schedulingbooking000000000000001": None}
+        db.execute_sql("INSERT INTO outbox (key, kind, recipient, subject, body, created_at, attempts, withheld_at,"
+                       f" withheld_reason) VALUES ('held-mail', 'cancelled', 'x,victim@example.org', 'Cancelled',"
+                       f" 'Hello,', {mark}, 0, {mark}, 'recipient refused: a list')", (NOW, NOW))
+    finally:
+        db.close()
+
+    assert "rolling back 7" in cli(database_url, "db", "downgrade", "--to", "5").stdout
+    db = connect(database_url)
+    try:
+        sent_at, last_error = db.execute_sql("SELECT sent_at, last_error FROM outbox WHERE key = 'held-mail'").fetchone()
+    finally:
+        db.close()
+    # The previous release sends what it finds unsent: the withheld e-mail must not look unsent to it.
+    assert sent_at is not None and last_error == "withheld, never sent: recipient refused: a list"
+    assert "applying 7" in cli(database_url, "db", "upgrade").stdout

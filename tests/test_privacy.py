@@ -464,6 +464,19 @@ def test_the_log_formatters_mask_the_configured_credentials_whatever_their_shape
     assert not [value for value in credentials if value in written], written
 
 
+def test_the_log_formatters_mask_the_metrics_token(captured_logs, service_settings):
+    from bookingflow import settings as settings_module
+
+    token = secrets.token_urlsafe(24)
+    settings_module.configure(service_settings.replace(metrics_token=token))
+    try:
+        stream = captured_logs(True)
+        logging.getLogger("intake").warning("metrics token in use: %s", token)  # not only after "Bearer"
+    finally:
+        settings_module.configure(service_settings)
+    assert token not in stream.getvalue() and "[secret]" in stream.getvalue()
+
+
 def test_the_log_formatters_leave_ordinary_lines_alone(captured_logs):
     stream = captured_logs(True)
     line = "booking AbC123: PAYMENT_PROCESSING -> BOOKING_CONFIRMED (confirmBooking) for 25000 usd at 2026-11-21T10:00:00Z"

@@ -121,6 +121,11 @@ def test_a_state_timeout_for_no_state_stops_a_process_at_start_naming_the_variab
     ({"STRIPE_WEBHOOK_SOURCE_NETWORKS": "10.0.0.1/8"}, "STRIPE_WEBHOOK_SOURCE_NETWORKS"),
     ({"CALENDLY_WEBHOOK_SOURCE_NETWORKS": "192.0.2.0/33"}, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
     ({"CALENDLY_WEBHOOK_SOURCE_NETWORKS": "2001:db8::/129"}, "CALENDLY_WEBHOOK_SOURCE_NETWORKS"),
+    ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
+    ({"METRICS_TOKEN": "a token with spaces in it"}, "METRICS_TOKEN"),
+    ({"WORKER_METRICS_PORT": "metrics"}, "WORKER_METRICS_PORT"),
+    ({"WORKER_METRICS_PORT": "0"}, "WORKER_METRICS_PORT"),
+    ({"WORKER_METRICS_HOST": "metrics.internal"}, "WORKER_METRICS_HOST"),
 ], ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else "")
 def test_a_malformed_value_raises_one_line_naming_the_variable(env, variable):
     with pytest.raises(SettingsError) as error:
@@ -129,6 +134,28 @@ def test_a_malformed_value_raises_one_line_naming_the_variable(env, variable):
     message = str(error.value)
     assert variable in message
     assert "\n" not in message
+
+
+def test_metrics_are_closed_and_the_worker_exporter_on_loopback_by_default():
+    loaded = settings.load({})
+
+    assert loaded.metrics_token == ""
+    assert (loaded.worker_metrics_host, loaded.worker_metrics_port) == ("127.0.0.1", 9191)
+
+
+def test_metrics_settings_are_read():
+    loaded = settings.load({"METRICS_TOKEN": " scrape-me-0123456789 ", "WORKER_METRICS_HOST": "::",
+                            "WORKER_METRICS_PORT": "9400", "PORT": "9400"})
+
+    assert loaded.metrics_token == "scrape-me-0123456789"
+    assert (loaded.worker_metrics_host, loaded.worker_metrics_port, loaded.port) == ("::", 9400, 9400)
+
+
+def test_a_malformed_metrics_token_is_not_echoed_back():
+    with pytest.raises(SettingsError) as error:
+        settings.load({"METRICS_TOKEN": "hunter2 hunter2 hunter2"})
+
+    assert "hunter2" not in str(error.value)
 
 
 @pytest.mark.parametrize("variable", ["SMTP_URL", "RATE_LIMIT_STORAGE_URL"])
@@ -217,6 +244,7 @@ def test_secrets_never_appear_in_the_repr():
         "SMTP_URL": "smtp://mailer:smtp_do_not_print_6@mail.example:587",
         "ALERT_WEBHOOK_URL": "https://hooks.example/alerts/hook_do_not_print_7",
         "RATE_LIMIT_STORAGE_URL": "redis://:redis_do_not_print_8@limits:6379/0",
+        "METRICS_TOKEN": "metrics_do_not_print_9",
     }
 
     shown = repr(settings.load(env))
@@ -289,3 +317,30 @@ def test_db_upgrade_needs_no_service_credentials(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "bookingflow.db").exists()  # the contract's default DATABASE_URL
+
+
+@pytest.mark.parametrize("variable, env", [
+    ("STRIPE_SECRET_KEY", {name: value for name, value in SERVICE_ENV.items() if name != "STRIPE_SECRET_KEY"}),
+    ("CLIENT_RATE_LIMIT", {**SERVICE_ENV, "CLIENT_RATE_LIMIT": "plenty"}),
+], ids=["missing", "malformed"])
+def test_web_stops_at_start_with_one_line_instead_of_restarting_its_workers_for_ever(tmp_path, variable, env):
+    """gunicorn's master checks the settings before it forks: a worker that failed on them was
+    replaced by another that failed the same way, for ever, and web never exited."""
+    from conftest import wait_until
+    from realstack import free_port, start_procfile_process, stop_group
+
+    base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env = {**base, **env, "PORT": str(free_port()), "DATABASE_URL": f"sqlite:///{tmp_path}/web.db",
+           "TMPDIR": str(tmp_path)}
+    web = start_procfile_process("web", env, tmp_path / "stdout.log", stderr_path=tmp_path / "stderr.log")
+    try:
+        wait_until(lambda: web.poll() is not None, timeout=20, interval=0.05, message="web to exit")
+    finally:
+        if web.poll() is None:
+            stop_group(web)
+
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert web.returncode != 0
+    [line] = [line for line in stderr.splitlines() if line.strip()]
+    assert variable in line and "Traceback" not in stderr
+    assert all(secret not in stderr for secret in SERVICE_ENV.values() if "do_not_print" in secret)

@@ -95,6 +95,18 @@ def _text(value, limit: int = 500) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
 
+def invitee_identity(email, name) -> dict:
+    """The booking's invitee_email and invitee_name as Calendly reported them (a webhook's invitee or
+    the API's invitee resource): the only address the client's e-mails go to. What Calendly left out
+    is left out here, so an earlier report stands."""
+    fields = {}
+    if isinstance(email, str) and email.strip():
+        fields["invitee_email"] = email.strip()[:320]
+    if isinstance(name, str) and name.strip():
+        fields["invitee_name"] = name[:200]
+    return fields
+
+
 def scheduled_event_info(resource: dict) -> ScheduledEventInfo:
     """From a scheduled event resource (API answer or embedded object)."""
     if not isinstance(resource, dict) or not isinstance(resource.get("uri"), str):
