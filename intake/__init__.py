@@ -7,9 +7,10 @@ import time
 
 from flask import Flask, g, request
 
-from bookingflow import logs, metrics
+from bookingflow import broker, logs, metrics
 from bookingflow import settings as settings_module
 from bookingflow.settings import Settings
+from models import bootstrap
 
 MAX_BODY_BYTES = 256 * 1024
 log = logging.getLogger("intake")
@@ -18,14 +19,18 @@ log = logging.getLogger("intake")
 def create_app(test_config: Settings | None = None) -> Flask:
     if test_config is not None:
         settings_module.configure(test_config)
-    # Importing jobs validates the settings, opens the database and builds the broker, once.
-    import jobs  # noqa: F401
+    # The web's start: its settings (or a one-line stop), the database, and the broker it sends work
+    # to by name (it never loads the workers' code).
+    settings = bootstrap.service_settings()
+    bootstrap.prepare_metrics(settings)
+    bootstrap.open_configured_database(settings)
+    broker.install(settings.broker_url)
     from intake import api, errors, health, openapi, ratelimit, sources, webhooks
     from intake.client_ip import trust_proxies
     from models.db import database
 
     app = Flask(__name__)
-    settings = app.config["SETTINGS"] = settings_module.get()
+    app.config["SETTINGS"] = settings
     trust_proxies(app, settings.trusted_proxy_count)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False

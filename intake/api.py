@@ -7,7 +7,7 @@ import re
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from models import flags
 from bookingflow.addresses import looks_like_a_list_or_name
@@ -15,11 +15,12 @@ from bookingflow.privacy import mask_email
 from intake.errors import ApiError
 from intake import inbox
 from bookingflow.providers import calendly_client, limits
-from jobs import calendly_trust
 from bookingflow.providers.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
-from jobs.client_requests import CANCEL, CLIENT, REPORTABLE, RETRY_PAYMENT, SCHEDULED
-from models.db import storable, utcnow, write_transaction
-from models.states import State, Trigger, allowed, first_check_at, record_creation, update_fields
+from bookingflow.deliveries import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
+from models import bookings
+from models.db import storable, utcnow
+from models.inbox import is_stored
+from models.states import REPORTABLE, State, Trigger, allowed, update_fields
 from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
@@ -101,16 +102,7 @@ def create_booking():
     session_type = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
     if session_type is None:
         raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
-    now, current = utcnow(), current_app.config["SETTINGS"]
-    with write_transaction():
-        booking = Booking.create(
-            session_type=session_type, state=State.CALENDLY_SCHEDULING.value, email=email, name=name,
-            # A session type whose payment collection is off is free: the booking costs nothing.
-            amount=session_type.price if session_type.collect_payment else 0, currency=session_type.currency,
-            state_changed_at=now, created_at=now, updated_at=now,
-            next_check_at=first_check_at(State.CALENDLY_SCHEDULING, now, overrides=current.state_timeouts),
-        )
-        record_creation(booking, cause="client")
+    booking = bookings.create(session_type, email, name, utcnow())
     status_url = url_for("api.get_booking", booking_id=booking.id, _external=True)
     response = jsonify({
         "id": booking.id, "state": booking.state,
@@ -212,7 +204,7 @@ def _check_report_with_calendly(booking: Booking, event_uri: str, invitee_uri: s
     if State(booking.state) not in REPORTABLE:
         return
     try:
-        refusal = calendly_trust.check_report(booking, event_uri, invitee_uri)
+        refusal = bookings.report_refusal(booking, event_uri, invitee_uri)
     except (calendly_client.CalendlyError, limits.RateLimited):
         return
     if refusal is not None:
@@ -235,7 +227,7 @@ def _accepted_before(booking: Booking, kind: str) -> bool:
     503 after the store) is sending it again. It gets 202 again, whatever state the booking has
     reached since; a 409 would tell it that its accepted request was refused."""
     key = _idempotency_key()
-    return bool(key) and inbox.is_stored(CLIENT, _request_id(booking, kind, key))
+    return bool(key) and is_stored(CLIENT, _request_id(booking, kind, key))
 
 
 def _submit(booking: Booking, kind: str, params: dict):

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import json
 
-import peewee
-
-from bookingflow import logs
+from bookingflow import broker, logs
 from bookingflow.privacy import without_card_data
 from intake.queue import enqueue
-from jobs.dispatch import handler_for
-from jobs.events import process_event
-from models.db import utcnow
+from models.inbox import store
 from models.tables import ProviderEvent
 
 
@@ -33,31 +29,12 @@ def without_card_details(payload: str, body: dict) -> str:
     return payload if kept == body else json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
 
 
-def _store(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
-    """Store once; (row, True) if it was new."""
-    handled = handler_for(provider, event_type) is not None
-    try:
-        event = ProviderEvent.create(
-            provider=provider, event_id=event_id[:255], type=event_type[:100], subject=subject, payload=payload,
-            # Unknown types are accepted and kept, but there is nothing to do with them.
-            processed_at=None if handled else utcnow(), outcome=None if handled else "ignored",
-        )
-        return event, True
-    except peewee.IntegrityError:
-        return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255]), False
-
-
-def is_stored(provider: str, event_id: str) -> bool:
-    return ProviderEvent.select().where(ProviderEvent.provider == provider,
-                                        ProviderEvent.event_id == event_id[:255]).exists()
-
-
 def accept(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
     """Store, then queue unless already processed; a broker failure is a 503 (ApiError)."""
     logs.event_id.set(event_id[:255])
-    event, new = _store(provider, event_id, event_type, subject, payload)
+    event, new = store(provider, event_id, event_type, subject, payload)
     if event.processed_at is None:
         # Also for a repeat of an unprocessed one: its first enqueue may have failed (we answered 503
         # then). Processing is idempotent, so an extra message costs nothing.
-        enqueue(process_event, event.id)
+        enqueue(broker.PROCESS_EVENT, event.id)
     return event, new

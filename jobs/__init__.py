@@ -1,23 +1,22 @@
-"""Dramatiq actors. Importing this package builds the broker from the settings, then the actors.
+"""The worker's entry point: `dramatiq jobs` (the Procfile's worker) loads this package.
 
-`dramatiq jobs` (the Procfile's worker) and the web process both import it; so does `bookingflow dev`,
-after it has configured its embedded settings.
+As Dramatiq prescribes, it sets the broker up before any actor module is imported: the settings
+(or a one-line stop), JSON logs, the database, the broker; then the actors, then the middleware
+their jobs need. Nothing else in bookingflow reads the environment or connects when imported.
 """
 
-import dramatiq
-
+from bookingflow import broker as broker_module
 from bookingflow import logs
-from models.bootstrap import open_configured_database, service_settings
+from models.bootstrap import open_configured_database, prepare_metrics, service_settings
 
 logs.configure_unless_configured()  # the Procfile's worker runs `dramatiq --skip-logging`: JSON lines
 settings = service_settings()
-
-from jobs.broker import build_broker  # noqa: E402  (after the settings: it sets up metrics from them)
-
+prepare_metrics(settings)
 open_configured_database(settings)
-broker = build_broker(settings.broker_url)
-dramatiq.set_broker(broker)
+broker = broker_module.install(settings.broker_url)
 
-from jobs import alerts, client_requests, events, flow, outbox, reconcile  # noqa: E402  (actors need the broker first)
+from jobs import alerts, client_requests, events, flow, middleware, outbox, reconcile  # noqa: E402  (actors need the broker first)
+
+broker_module.install(settings.broker_url, [middleware.DatabaseConnections(), middleware.ErrorClassification()])
 
 __all__ = ["alerts", "broker", "client_requests", "events", "flow", "outbox", "reconcile"]

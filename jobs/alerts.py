@@ -1,4 +1,4 @@
-"""Critical alerts for operators: raised once per incident, POSTed as JSON to ALERT_WEBHOOK_URL
+"""Sending the alerts operators are raised (models.alerts): POSTed as JSON to ALERT_WEBHOOK_URL
 (Slack-compatible: a `text` field), or logged when no URL is set."""
 
 from __future__ import annotations
@@ -6,28 +6,14 @@ from __future__ import annotations
 import logging
 
 import dramatiq
-import peewee
 import requests
 
+from bookingflow import broker
 from bookingflow import settings as settings_module
 from models.db import utcnow
 from models.tables import Alert
 
 log = logging.getLogger(__name__)
-
-
-def raise_alert(key: str, kind: str, text: str, booking_id: str | None = None) -> bool:
-    """Record the incident and send it; False if this incident was already raised."""
-    try:
-        alert = Alert.create(key=key[:255], kind=kind, text=text[:2000], booking=booking_id)
-    except peewee.IntegrityError:
-        return False
-    log.error("alert %s: %s", kind, text)
-    try:
-        send_alert.send(alert.id)
-    except Exception:  # the broker is down: the scheduler's sweep sends unsent alerts
-        log.warning("alert %s stored, not yet sent", alert.id)
-    return True
 
 
 def deliver(alert_id: int) -> bool:
@@ -46,6 +32,6 @@ def deliver(alert_id: int) -> bool:
     return bool(Alert.update(sent_at=utcnow()).where(Alert.id == alert_id, Alert.sent_at.is_null()).execute())
 
 
-@dramatiq.actor(max_retries=10, min_backoff=5_000, max_backoff=600_000, max_age=24 * 3600_000, time_limit=30_000)
+@dramatiq.actor(actor_name=broker.SEND_ALERT, max_retries=10, min_backoff=5_000, max_backoff=600_000, max_age=24 * 3600_000, time_limit=30_000)
 def send_alert(alert_id: int) -> None:
     deliver(alert_id)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 
 from bookingflow.providers import calendly_client
-from jobs import alerts, errors, flow
+from jobs import flow
+from models.alerts import raise_alert
+from bookingflow.error_classes import ErrorClass
 from bookingflow.providers.calendly_payloads import InviteeNotice, invitee_identity, parse_invitee_notice
-from jobs.calendly_trust import Refusal, event_details, reschedule_request_open, type_refusal
-from jobs.dispatch import Outcome, handles
+from bookingflow.providers.calendly_claims import Refusal, event_details, type_refusal
+from models.bookings import reschedule_request_open
+from jobs.outcomes import Outcome, Result
 from models.db import utcnow
 from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, ProviderEvent, SessionType
@@ -66,13 +69,13 @@ def refuse_stray(booking: Booking, notice: InviteeNotice, refusal: Refusal) -> O
     held = Booking.get_or_none(Booking.calendly_event_uri == notice.event_uri)
     if made_for_this_booking and held is None:
         released = calendly_client.release_scheduled_event(notice.event_uri, refusal.message)
-    update_fields(booking.id, error_class=errors.ErrorClass.VALIDATION.value, error_message=refusal.message[:300],
+    update_fields(booking.id, error_class=ErrorClass.VALIDATION.value, error_message=refusal.message[:300],
                   last_error=f"{refusal.code}: invitee {notice.invitee_uri}"[:500])
-    alerts.raise_alert(f"{refusal.code}:{notice.invitee_uri}"[:255], refusal.code,
+    raise_alert(f"{refusal.code}:{notice.invitee_uri}"[:255], refusal.code,
                        f"booking {booking.id}: invitee {notice.invitee_uri} refused ({refusal.code}); "
                        f"its event {'was released' if released else 'was left as it is'}", booking.id)
     log.warning("booking %s: invitee %s refused: %s", booking.id, notice.invitee_uri, refusal.code)
-    return Outcome(refusal.code, booking.id, f"{refusal.message} (event {'released' if released else 'kept'})")
+    return Outcome(Result(refusal.code), booking.id, f"{refusal.message} (event {'released' if released else 'kept'})")
 
 
 def accept_invitee(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
@@ -80,7 +83,7 @@ def accept_invitee(booking: Booking, notice: InviteeNotice, cause: str) -> Outco
     if booking.calendly_invitee_uri and booking.calendly_invitee_uri != notice.invitee_uri:
         # The client reported one invitee and Calendly tells of another for the same booking.
         log.warning("booking %s: invitee %s differs from the reported one", booking.id, notice.invitee_uri)
-        return Outcome("conflict", booking.id, "invitee differs from the one the client reported")
+        return Outcome(Result.CONFLICT, booking.id, "invitee differs from the one the client reported")
     details = event_details(notice)
     refusal = type_refusal(details.event_type, booking.session_type)
     if refusal is not None:
@@ -88,9 +91,9 @@ def accept_invitee(booking: Booking, notice: InviteeNotice, cause: str) -> Outco
     try:
         flow.move(booking.id, Trigger.onCalendlyWebhookReceived, cause=cause, **slot_fields(notice, details))
     except TransitionRefused as refused:
-        return Outcome("stale", booking.id, str(refused))
+        return Outcome(Result.STALE, booking.id, str(refused))
     flow.advance(booking.id)
-    return Outcome("advanced", booking.id)
+    return Outcome(Result.ADVANCED, booking.id)
 
 
 NO_REQUEST = Refusal("unrequested_slot", "A second slot was booked for this booking without a reschedule "
@@ -117,7 +120,7 @@ def _new_slot_for_confirmed(booking: Booking, notice: InviteeNotice) -> Outcome:
     target = reschedule_target(booking, notice)
     if isinstance(target, Refusal):
         if target.code == "stale":
-            return Outcome("stale", booking.id, target.message)
+            return Outcome(Result.STALE, booking.id, target.message)
         return refuse_stray(booking, notice, target)
     details = event_details(notice)
     refusal = type_refusal(details.event_type, target)
@@ -133,21 +136,20 @@ def _new_slot_for_confirmed(booking: Booking, notice: InviteeNotice) -> Outcome:
                   reschedule_invitee_uri=notice.invitee_uri, rescheduled_from_start=booking.scheduled_start,
                   reschedule_session_type=None if target.id == booking.session_type_id else target.id, **fields)
     except TransitionRefused as refused:
-        return Outcome("stale", booking.id, str(refused))
+        return Outcome(Result.STALE, booking.id, str(refused))
     flow.advance(booking.id)
-    return Outcome("rescheduled", booking.id)
+    return Outcome(Result.RESCHEDULED, booking.id)
 
 
-@handles("calendly", "invitee.created")
 def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
     notice = parse_invitee_notice(body)
     booking = find_booking(notice)
     if booking is None:
         # Kept: the client's report of these URIs will match it (an early webhook without utm_content).
-        return Outcome("unmatched", detail="no booking carries this invitee yet")
+        return Outcome(Result.UNMATCHED, detail="no booking carries this invitee yet")
     state = State(booking.state)
     if booking.calendly_invitee_uri == notice.invitee_uri and state not in AWAITING_INVITEE:
-        return Outcome("duplicate", booking.id)
+        return Outcome(Result.DUPLICATE, booking.id)
     if state in AWAITING_INVITEE:
         return accept_invitee(booking, notice, cause=event.event_id)
     if state == State.BOOKING_CONFIRMED:
@@ -161,12 +163,12 @@ def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
             return refuse_stray(booking, notice, refusal)
         update_fields(booking.id, **slot_fields(notice, details))
         flow.advance(booking.id)
-        return Outcome("rescheduled", booking.id)
+        return Outcome(Result.RESCHEDULED, booking.id)
     if state == State.IDLE:
         # Scheduled after the flow was abandoned: nothing may be held for an IDLE booking.
         if notice.utm_content == booking.id or notice.old_invitee == booking.calendly_invitee_uri:
             calendly_client.release_scheduled_event(notice.event_uri, "The booking was abandoned before this slot was chosen")
-        return Outcome("released", booking.id, "slot scheduled after the booking was abandoned")
+        return Outcome(Result.RELEASED, booking.id, "slot scheduled after the booking was abandoned")
     if state in BEFORE_CONFIRMATION and notice.old_invitee and notice.old_invitee == booking.calendly_invitee_uri:
         # Rescheduled in Calendly before paying: the booking simply follows the new slot, of its type.
         details = event_details(notice)
@@ -174,16 +176,16 @@ def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
         if refusal is not None:
             return refuse_stray(booking, notice, refusal)
         update_fields(booking.id, **slot_fields(notice, details))
-        return Outcome("slot_moved", booking.id)
-    return Outcome("stale", booking.id, f"booking is {booking.state}")
+        return Outcome(Result.SLOT_MOVED, booking.id)
+    return Outcome(Result.STALE, booking.id, f"booking is {booking.state}")
 
 
 def cancel_half_of_reschedule(booking: Booking, notice: InviteeNotice) -> Outcome:
     state = State(booking.state)
     if booking.calendly_invitee_uri == notice.new_invitee or booking.reschedule_invitee_uri == notice.new_invitee:
-        return Outcome("duplicate", booking.id, "the reschedule is already applied")
+        return Outcome(Result.DUPLICATE, booking.id, "the reschedule is already applied")
     if booking.calendly_invitee_uri != notice.invitee_uri:
-        return Outcome("stale", booking.id, "not the booking's current invitee")
+        return Outcome(Result.STALE, booking.id, "not the booking's current invitee")
     if state == State.BOOKING_CONFIRMED:
         # Calendly's own reschedule keeps the event type: the booking's type, whatever the client had
         # asked for through a fresh link (that request is dropped, and priced nothing).
@@ -192,36 +194,35 @@ def cancel_half_of_reschedule(booking: Booking, notice: InviteeNotice) -> Outcom
                       reschedule_invitee_uri=notice.new_invitee, replaced_event_uri=None, reschedule_session_type=None,
                       rescheduled_from_start=booking.scheduled_start)
         except TransitionRefused as refused:
-            return Outcome("stale", booking.id, str(refused))
+            return Outcome(Result.STALE, booking.id, str(refused))
         flow.advance(booking.id)
-        return Outcome("rescheduled", booking.id)
+        return Outcome(Result.RESCHEDULED, booking.id)
     if state in BEFORE_CONFIRMATION:
         # Moved in Calendly before paying: the created half carries the new slot; no state changes.
-        return Outcome("slot_moving", booking.id)
-    return Outcome("stale", booking.id, f"booking is {booking.state}")
+        return Outcome(Result.SLOT_MOVING, booking.id)
+    return Outcome(Result.STALE, booking.id, f"booking is {booking.state}")
 
 
 def cancelled(booking: Booking, notice: InviteeNotice, cause: str) -> Outcome:
     if booking.calendly_invitee_uri != notice.invitee_uri:
         # An invitee the booking has moved away from (a replaced slot we cancelled ourselves).
-        return Outcome("stale", booking.id, "not the booking's current invitee")
+        return Outcome(Result.STALE, booking.id, "not the booking's current invitee")
     cancelled_by = "host" if notice.canceler_type == "host" else "invitee"
     reason = notice.cancel_reason or f"cancelled in Calendly by the {cancelled_by}"
     # Paid: cancelled, refunded by policy. Never paid: the flow is abandoned.
     # Calendly names the invitee here too: a booking whose invitee only the client had reported so far
     # learns who it is before the cancellation e-mail is written.
     if flow.cancel(booking.id, cause, cancelled_by=cancelled_by, cancel_reason=reason, **invitee_fields(notice)) is None:
-        return Outcome("duplicate", booking.id, f"booking already {Booking.get_by_id(booking.id).state}")
+        return Outcome(Result.DUPLICATE, booking.id, f"booking already {Booking.get_by_id(booking.id).state}")
     flow.advance(booking.id)
-    return Outcome("cancelled", booking.id)
+    return Outcome(Result.CANCELLED, booking.id)
 
 
-@handles("calendly", "invitee.canceled")
 def invitee_canceled(event: ProviderEvent, body: dict) -> Outcome:
     notice = parse_invitee_notice(body)
     booking = find_booking(notice)
     if booking is None:
-        return Outcome("unmatched", detail="no booking carries this invitee")
+        return Outcome(Result.UNMATCHED, detail="no booking carries this invitee")
     if notice.rescheduled and notice.new_invitee:
         return cancel_half_of_reschedule(booking, notice)
     return cancelled(booking, notice, cause=event.event_id)

@@ -12,42 +12,30 @@ import logging
 
 import dramatiq
 
-from bookingflow import logs, metrics
+from bookingflow import broker, logs, metrics
 
-from jobs import calendly_events, client_requests, stripe_events  # noqa: F401  (they register their handlers)
-from jobs import errors, flow
+from jobs import flow
+from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import payload_schemas
 from bookingflow.providers.calendly_payloads import PayloadInvalid
-from jobs.dispatch import Outcome, handler_for
-from models.db import utcnow
-from models.states import Trigger, allowed
+from jobs.dispatch import handler_for
+from jobs.outcomes import Outcome, Result
+from bookingflow.deliveries import CLIENT
+from models import inbox
+from models.states import Trigger, allowed, record_failure
 from models.tables import Booking, ProviderEvent
 
 log = logging.getLogger(__name__)
 
 
-def finish(event: ProviderEvent, outcome: Outcome) -> bool:
-    """Mark the event processed unless someone already did; True if we did."""
-    updated = (
-        ProviderEvent.update(
-            processed_at=utcnow(), outcome=outcome.name,
-            detail=(outcome.detail or "")[:1000] or None,
-            booking=outcome.booking_id or event.booking_id,
-        )
-        .where(ProviderEvent.id == event.id, ProviderEvent.processed_at.is_null())
-        .execute()
-    )
-    return updated == 1
-
-
 def run_handler(event: ProviderEvent) -> Outcome:
     handler = handler_for(event.provider, event.type)
     if handler is None:
-        return Outcome("ignored", detail="event type not handled")
+        return Outcome(Result.IGNORED, detail="event type not handled")
     try:
         body = json.loads(event.payload)
     except (TypeError, ValueError):
-        return Outcome("invalid", detail="stored payload is not JSON")
+        return Outcome(Result.INVALID, detail="stored payload is not JSON")
     try:
         payload_schemas.check(event.provider, event.type, body)
         return handler(event, body)
@@ -77,17 +65,16 @@ def invalid(event: ProviderEvent, body, reason: str) -> Outcome:
     table allows, goes to ERROR_WEBHOOK for the scheduler's recovery."""
     booking = _booking_named_by(body)
     if booking is None:
-        return Outcome("invalid", detail=reason)
-    failure = errors.failure(errors.ErrorClass.VALIDATION, "A message from our scheduling or payment partner about "
-                                                           "this booking could not be read; we are looking into it.")
+        return Outcome(Result.INVALID, detail=reason)
+    unreadable = failure(ErrorClass.VALIDATION, "A message from our scheduling or payment partner about "
+                                                "this booking could not be read; we are looking into it.")
+    last_error = f"invalid {event.provider} {event.type}: {reason}"
     if allowed(booking, Trigger.onWebhookError):
         flow.move(booking.id, Trigger.onWebhookError, cause=f"invalid-{event.event_id}"[:255],
-                  last_error=f"invalid {event.provider} {event.type}: {reason}"[:500], failure=failure)
+                  last_error=last_error[:500], failure=unreadable)
     else:
-        Booking.update(error_class=failure.error_class, error_message=failure.message,
-                       last_error=f"invalid {event.provider} {event.type}: {reason}"[:500]).where(
-            Booking.id == booking.id).execute()
-    return Outcome("invalid", booking.id, reason)
+        record_failure(booking.id, unreadable.error_class, unreadable.message, last_error)
+    return Outcome(Result.INVALID, booking.id, reason)
 
 
 def process(event_pk: int) -> Outcome | None:
@@ -96,17 +83,19 @@ def process(event_pk: int) -> Outcome | None:
         return None
     logs.event_id.set(event.event_id)
     metrics.event_received_at.set(event.received_at)
-    logs.bind_booking(event.booking_id or (event.subject if event.provider == "client" else None))
-    ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(ProviderEvent.id == event_pk).execute()
+    logs.bind_booking(event.booking_id or (event.subject if event.provider == CLIENT else None))
+    inbox.count_attempt(event_pk)
     outcome = run_handler(event)
-    if finish(event, outcome):
+    if inbox.finish(event, outcome.name, outcome.booking_id, outcome.detail):
         logs.bind_booking(outcome.booking_id)
         log.info("event %s %s %s: %s", event.provider, event.type, event.event_id, outcome.name)
         metrics.delivery(event.provider, event.type, outcome.name)
+    for waiting in outcome.reopened:
+        process(waiting)
     return outcome
 
 
-@dramatiq.actor(max_retries=8, min_backoff=1_000, max_backoff=300_000, max_age=24 * 3600_000, time_limit=120_000)
+@dramatiq.actor(actor_name=broker.PROCESS_EVENT, max_retries=8, min_backoff=1_000, max_backoff=300_000, max_age=24 * 3600_000, time_limit=120_000)
 def process_event(event_pk: int) -> None:
     process(event_pk)
 

@@ -17,10 +17,12 @@ from collections.abc import Callable
 
 import dramatiq
 
-from bookingflow import logs, metrics
+from bookingflow import broker, logs, metrics, refund_policy
 from bookingflow.providers import calendly_client
-from jobs import alerts, calendly_trust, checkout, errors, ledger, outbox
-from bookingflow import refund_policy
+from jobs import checkout, ledger, outbox
+from models.alerts import raise_alert
+from bookingflow.error_classes import ErrorClass, failure
+from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
 from models.db import utcnow
 from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
@@ -201,9 +203,9 @@ def settle_refund_state(booking_id: str) -> None:
         refund = failed[0]
         move(booking_id, Trigger.onPaymentError, cause=f"refund-failed-{refund.id}",
              last_error=f"refund {refund.stripe_refund_id or refund.id} {refund.status}",
-             failure=errors.failure(errors.ErrorClass.PAYMENT, "Your refund could not be sent back to your card; "
+             failure=failure(ErrorClass.PAYMENT, "Your refund could not be sent back to your card; "
                                                                "we will contact you to pay you back another way."))
-        alerts.raise_alert(f"refund_failed:{refund.id}", "refund_failed",
+        raise_alert(f"refund_failed:{refund.id}", "refund_failed",
                            f"refund {refund.stripe_refund_id or refund.id} of {refund.amount} {refund.currency} "
                            f"for booking {booking_id} {refund.status}: the client has not been paid back", booking_id)
     elif rows and all(row.status in ledger.SETTLED_REFUND for row in rows):
@@ -218,7 +220,7 @@ def _settle_reschedule(booking: Booking) -> None:
         invitee = calendly_client.get_invitee(booking.reschedule_invitee_uri)
         event = scheduled_event_info(calendly_client.get_scheduled_event(invitee["event"]))
         target = booking.reschedule_session_type or booking.session_type
-        if calendly_trust.type_refusal(event.event_type, target) is not None:
+        if type_refusal(event.event_type, target) is not None:
             _flag(booking, f"rescheduled in Calendly to an event of another type ({event.event_type})")
             return
         update_fields(booking.id, calendly_invitee_uri=booking.reschedule_invitee_uri, calendly_event_uri=event.uri,
@@ -254,7 +256,7 @@ def _settle_reschedule(booking: Booking) -> None:
 def _flag(booking: Booking, reason: str) -> None:
     """Automation cannot decide: an operator must look (alerted once)."""
     update_fields(booking.id, flagged_at=utcnow(), flag_reason=reason[:500], next_check_at=None)
-    alerts.raise_alert(f"flagged:{booking.id}:{reason}"[:255], "flagged_booking", f"booking {booking.id} is flagged: {reason}",
+    raise_alert(f"flagged:{booking.id}:{reason}"[:255], "flagged_booking", f"booking {booking.id} is flagged: {reason}",
                        booking.id)
 
 
@@ -295,7 +297,7 @@ def advance(booking_id: str) -> State | None:
     return State(Booking.get_by_id(booking_id).state)
 
 
-@dramatiq.actor(max_retries=6, min_backoff=1_000, max_backoff=120_000, max_age=6 * 3600_000, time_limit=120_000)
+@dramatiq.actor(actor_name=broker.ADVANCE_BOOKING, max_retries=6, min_backoff=1_000, max_backoff=120_000, max_age=6 * 3600_000, time_limit=120_000)
 def advance_booking(booking_id: str) -> None:
     advance(booking_id)
 

@@ -18,7 +18,7 @@ import time
 import dramatiq
 import peewee
 
-from bookingflow import crypto, mailer
+from bookingflow import broker, crypto, mailer
 from bookingflow import settings as settings_module
 from bookingflow.addresses import AddressRefused, single_address
 from jobs import emails
@@ -28,10 +28,6 @@ from models.tables import Booking, Outbox
 
 log = logging.getLogger(__name__)
 
-# A claim older than this belongs to a sender that died; the row may be sent again. Past send_email's
-# time limit (60 s, the SMTP timeout of 20 s within it), no live sender still holds it: an e-mail
-# whose worker was killed mid-send waits two minutes, not ten.
-CLAIM_TIMEOUT = dt.timedelta(minutes=2)
 # How long a sender keeps trying to mark its sent row while the database is down (within send_email's
 # 60 s time limit, after an SMTP exchange of at most 20 s).
 MARK_SENT_PATIENCE_SECONDS = 30
@@ -100,8 +96,7 @@ def send_waiting(booking_id: str) -> None:
 def _claim(row_id: int, now: dt.datetime) -> bool:
     return bool(
         Outbox.update(claimed_at=now, attempts=Outbox.attempts + 1)
-        .where(Outbox.id == row_id, Outbox.sent_at.is_null(), Outbox.withheld_at.is_null(),
-               Outbox.claimed_at.is_null() | (Outbox.claimed_at < now - CLAIM_TIMEOUT))
+        .where(Outbox.id == row_id, Outbox.sendable(now))
         .execute()
     )
 
@@ -158,6 +153,6 @@ def _reconnect() -> None:
         pass
 
 
-@dramatiq.actor(max_retries=8, min_backoff=5_000, max_backoff=600_000, max_age=3 * 24 * 3600_000, time_limit=60_000)
+@dramatiq.actor(actor_name=broker.SEND_EMAIL, max_retries=8, min_backoff=5_000, max_backoff=600_000, max_age=3 * 24 * 3600_000, time_limit=60_000)
 def send_email(row_id: int) -> None:
     deliver(row_id)

@@ -14,13 +14,16 @@ from collections.abc import Callable
 
 import dramatiq
 
+from bookingflow import broker
 from bookingflow import settings as settings_module
-from bookingflow.providers import calendly_client, stripe_client
-from jobs import alerts, calendly_events, calendly_trust, errors, flow, ledger, stripe_events
+from bookingflow.providers import calendly_claims, calendly_client, stripe_client
+from jobs import calendly_events, flow, ledger, stripe_events
+from models.alerts import raise_alert
+from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
 from jobs.checkout import attempt_expiry
 from models.db import utcnow
-from models.states import ERROR_STATES, State, Trigger, TransitionRefused, schedule_check, timeout_for
+from models.states import ERROR_STATES, check_worked, State, Trigger, TransitionRefused, schedule_check, timeout_for
 from models.tables import Booking
 
 log = logging.getLogger(__name__)
@@ -63,8 +66,8 @@ def _check_scheduling(booking: Booking, now: dt.datetime) -> None:
         flow.advance(booking.id)
         return
     notice = _notice_from_api(*found)
-    details = calendly_trust.event_details(notice)
-    refusal = calendly_trust.type_refusal(details.event_type, booking.session_type)
+    details = calendly_claims.event_details(notice)
+    refusal = calendly_claims.type_refusal(details.event_type, booking.session_type)
     if refusal is not None:
         calendly_events.refuse_stray(booking, notice, refusal)
         return
@@ -82,7 +85,7 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
     except calendly_client.CalendlyNotFound:
         flow.move(booking.id, Trigger.onWebhookError, cause="invitee-not-found",
                   last_error="Calendly does not know the reported invitee",
-                  failure=errors.failure(errors.ErrorClass.VALIDATION,
+                  failure=failure(ErrorClass.VALIDATION,
                                          "We could not find the slot you scheduled in Calendly; please schedule it again."))
         return
     notice = _notice_from_api(invitee)
@@ -92,12 +95,12 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
                   **calendly_events.invitee_fields(notice))
         flow.advance(booking.id)
         return
-    details = calendly_trust.event_details(notice)
-    refusal = calendly_trust.type_refusal(details.event_type, booking.session_type)
+    details = calendly_claims.event_details(notice)
+    refusal = calendly_claims.type_refusal(details.event_type, booking.session_type)
     if refusal is not None or notice.utm_content != booking.id:
         flow.move(booking.id, Trigger.onWebhookError, cause=f"invitee-refused-{notice.invitee_uri}"[:255],
                   last_error="the reported invitee is not this booking's, or of another event type",
-                  failure=errors.failure(errors.ErrorClass.VALIDATION, (refusal or calendly_trust.WRONG_TYPE).message))
+                  failure=failure(ErrorClass.VALIDATION, (refusal or calendly_claims.WRONG_TYPE).message))
         return
     if booking.amount == 0:
         flow.move(booking.id, Trigger.confirmBooking, cause="free-session", **calendly_events.slot_fields(notice, details))
@@ -124,7 +127,7 @@ def _check_checkout(booking: Booking, now: dt.datetime) -> None:
         ledger.mark_session(session["id"], "expired")
         flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
                   payment_failure="the checkout expired", checkout_url=None,
-                  failure=errors.failure(errors.ErrorClass.PAYMENT, stripe_events.CLIENT_MESSAGES["checkout.session.expired"]))
+                  failure=failure(ErrorClass.PAYMENT, stripe_events.CLIENT_MESSAGES["checkout.session.expired"]))
         return
     current = settings_module.get()
     poll = min(PAYMENT_POLL, timeout_for(State.PAYMENT_PROCESSING, current.state_timeouts))
@@ -196,9 +199,9 @@ def _recover(booking: Booking, now: dt.datetime) -> None:
     after the last attempt, the appropriate error state, a flag and an alert."""
     if booking.recovery_attempts > MAX_RECOVERY_ATTEMPTS:
         flow.move(booking.id, Trigger.recoveryFailed, cause=f"recovery-failed-{booking.recovery_attempts}",
-                  flagged_at=now, next_check_at=None, failure=errors.failure(errors.ErrorClass.SYSTEM),
+                  flagged_at=now, next_check_at=None, failure=failure(ErrorClass.SYSTEM),
                   flag_reason=f"stuck in {booking.error_origin} after {booking.recovery_attempts} recoveries")
-        alerts.raise_alert(f"flagged:{booking.id}:{booking.recovery_attempts}", "flagged_booking",
+        raise_alert(f"flagged:{booking.id}:{booking.recovery_attempts}", "flagged_booking",
                            f"booking {booking.id} is flagged: stuck in {booking.error_origin} after "
                            f"{booking.recovery_attempts} recovery attempts", booking.id)
         return
@@ -211,9 +214,9 @@ def _recover(booking: Booking, now: dt.datetime) -> None:
 
 
 def _attempt_recovery(booking: Booking, now: dt.datetime) -> None:
-    error_class = errors.ErrorClass(booking.error_class) if booking.error_class else errors.ErrorClass.TRANSIENT
+    error_class = ErrorClass(booking.error_class) if booking.error_class else ErrorClass.TRANSIENT
     flow.move(booking.id, Trigger.attemptRecovery, cause=f"stuck-{booking.state}-{booking.state_changed_at.isoformat()}",
-              recovery_attempts=booking.recovery_attempts + 1, failure=errors.failure(error_class),
+              recovery_attempts=booking.recovery_attempts + 1, failure=failure(error_class),
               last_error=f"stuck in {booking.state} for {int(_age(booking, now).total_seconds())}s")
 
 
@@ -223,7 +226,7 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
     if booking is None or booking.flagged_at is not None:
         return None
     state = State(booking.state)
-    failure = None
+    check_failed = None
     try:
         if state == State.ERROR_RECOVERY:
             _recover(booking, now)
@@ -235,7 +238,7 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
         log.info("booking %s moved while being reconciled", booking_id)
     except Exception as exc:  # a provider down, a bug: the timeout below still applies
         log.warning("booking %s: check in %s failed: %s", booking_id, state.value, exc.__class__.__name__)
-        failure = exc
+        check_failed = exc
     booking = Booking.get_by_id(booking_id)
     # Nothing moved it and its time is up: stuck. (Error states only ever leave this way.)
     settled = state in flow.CLOSING and booking.settled_at is not None
@@ -244,15 +247,15 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
             _attempt_recovery(booking, now)
         except TransitionRefused:
             pass
-    if failure is not None:
-        raise failure  # the job's retry and log; the booking's next check is already scheduled
+    if check_failed is not None:
+        raise check_failed  # the job's retry and log; the booking's next check is already scheduled
     # The check worked: the sweep's backoff counts checks that fail in a row, not checks. Otherwise a
     # checkout polled a few times would, if one later job were lost, wait 30 s × 2^polls to be seen.
-    Booking.update(check_attempts=0).where(Booking.id == booking_id, Booking.check_attempts != 0).execute()
+    check_worked(booking_id)
     return State(Booking.get_by_id(booking_id).state)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=5_000, max_backoff=120_000, max_age=3600_000, time_limit=300_000)
+@dramatiq.actor(actor_name=broker.RECONCILE_BOOKING, max_retries=3, min_backoff=5_000, max_backoff=120_000, max_age=3600_000, time_limit=300_000)
 def reconcile_booking(booking_id: str, swept_at: str | None = None) -> None:
     # Judged at the sweep's time or later, never earlier (a retry runs later than its sweep).
     now = utcnow()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from bookingflow.providers import stripe_client
-from jobs import alerts, errors, flow, ledger
+from jobs import flow, ledger
+from models.alerts import raise_alert
+from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.calendly_payloads import PayloadInvalid
-from jobs.dispatch import Outcome, handles
+from jobs.outcomes import Outcome, Result
 from models.db import utcnow
 from models.states import State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, Payment, ProviderEvent, Refund
@@ -65,11 +67,11 @@ def foreign_payment(session: dict, booking: Booking | None, why: str) -> Outcome
     or a session that is not what we created) but that names a booking. Kept on record and alerted;
     it confirms nothing, and is never refunded by bookingflow: whose it is, an operator decides."""
     booking_id = booking.id if booking else None
-    alerts.raise_alert(f"foreign_payment:{session['id']}"[:255], "foreign_payment",
+    raise_alert(f"foreign_payment:{session['id']}"[:255], "foreign_payment",
                        f"Checkout Session {session['id']} names booking {booking_id} but {why}: "
                        f"{session.get('amount_total')} {session.get('currency')} not counted, not refunded", booking_id)
     log.warning("session %s for booking %s is not ours to count: %s", session["id"], booking_id, why)
-    return Outcome("foreign_payment", booking_id, why)
+    return Outcome(Result.FOREIGN_PAYMENT, booking_id, why)
 
 
 def payment_received(payment: Payment, session: dict) -> Outcome:
@@ -97,25 +99,25 @@ def payment_received(payment: Payment, session: dict) -> Outcome:
             booking = Booking.get_by_id(booking.id)
             continue
         flow.advance(booking.id)
-        return Outcome("advanced", booking.id)
+        return Outcome(Result.ADVANCED, booking.id)
     state = State(booking.state)
     if state in AWAITING_PAYMENT and settles:
-        return Outcome("stale", booking.id, f"still moving after {PAYMENT_DECISIONS} tries")
+        return Outcome(Result.STALE, booking.id, f"still moving after {PAYMENT_DECISIONS} tries")
     if state == State.IDLE:
         # The race: the client abandoned the flow, and paid anyway. The money goes back in full.
         update_fields(booking.id, settled_at=None)
         flow.advance(booking.id)
-        return Outcome("refunding_late_payment", booking.id)
+        return Outcome(Result.REFUNDING_LATE_PAYMENT, booking.id)
     if session["id"] == booking.checkout_session_id and not first_time:
-        return Outcome("duplicate", booking.id)
+        return Outcome(Result.DUPLICATE, booking.id)
     if session["id"] == booking.checkout_session_id:
-        return Outcome("recorded", booking.id)
+        return Outcome(Result.RECORDED, booking.id)
     # Another checkout of ours for the same booking was paid: that money is not owed, refund it whole.
     rows = ledger.plan_refund(booking, "duplicate_payment", payment.amount, session["id"],
                               "a second payment for the same booking", only_payment=payment)
     for row in rows:
         ledger.issue(row)
-    return Outcome("refunded_duplicate", booking.id, f"session {session['id']} paid in {booking.state}")
+    return Outcome(Result.REFUNDED_DUPLICATE, booking.id, f"session {session['id']} paid in {booking.state}")
 
 
 def _frozen_terms(booking: Booking) -> dict:
@@ -125,19 +127,18 @@ def _frozen_terms(booking: Booking) -> dict:
     return {"refund_policy": booking.session_type.refund_policy, "refund_policy_frozen_at": utcnow()}
 
 
-@handles("stripe", "checkout.session.completed", "checkout.session.async_payment_succeeded")
 def checkout_paid(event: ProviderEvent, body: dict) -> Outcome:
     session = stripe_object(body, "cs_")
     payment = ledger.payment_of_session(session["id"])
     if payment is None:
         booking = booking_of(session)
         if booking is None:
-            return Outcome("unmatched", detail="not a bookingflow Checkout Session")
+            return Outcome(Result.UNMATCHED, detail="not a bookingflow Checkout Session")
         if session.get("payment_status") not in PAID:
-            return Outcome("foreign_session", booking.id, "a Checkout Session bookingflow did not create")
+            return Outcome(Result.FOREIGN_SESSION, booking.id, "a Checkout Session bookingflow did not create")
         return foreign_payment(session, booking, "bookingflow never created that session")
     if session.get("payment_status") not in PAID:
-        return Outcome("awaiting_payment", payment.booking_id, "completed, payment still settling")
+        return Outcome(Result.AWAITING_PAYMENT, payment.booking_id, "completed, payment still settling")
     return payment_received(payment, session)
 
 
@@ -151,51 +152,48 @@ CLIENT_MESSAGES = {
 }
 
 
-@handles("stripe", *FAILURE_REASONS)
 def checkout_failed(event: ProviderEvent, body: dict) -> Outcome:
     session = stripe_object(body, "cs_")
     payment = ledger.payment_of_session(session["id"])
     if payment is None:
-        return Outcome("unmatched", detail="not a bookingflow Checkout Session")
+        return Outcome(Result.UNMATCHED, detail="not a bookingflow Checkout Session")
     booking = Booking.get_by_id(payment.booking_id)
     ledger.mark_session(session["id"], "expired" if event.type.endswith("expired") else "failed")
     if session["id"] != booking.checkout_session_id or booking.state != State.PAYMENT_PROCESSING.value:
-        return Outcome("recorded", booking.id, f"not the open checkout of a booking in {booking.state}")
+        return Outcome(Result.RECORDED, booking.id, f"not the open checkout of a booking in {booking.state}")
     try:
         flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
                   payment_failure=FAILURE_REASONS[event.type], checkout_url=None,
-                  failure=errors.failure(errors.ErrorClass.PAYMENT, CLIENT_MESSAGES[event.type]))
+                  failure=failure(ErrorClass.PAYMENT, CLIENT_MESSAGES[event.type]))
     except TransitionRefused as refused:
-        return Outcome("stale", booking.id, str(refused))
-    return Outcome("advanced", booking.id)
+        return Outcome(Result.STALE, booking.id, str(refused))
+    return Outcome(Result.ADVANCED, booking.id)
 
 
 def _refund_changed(refund: Refund, status: str, stripe_refund_id: str) -> Outcome:
     ledger.record_status(refund.id, stripe_refund_id, status)
     flow.settle_refund_state(refund.booking_id)
-    return Outcome("refund_" + status, refund.booking_id)
+    return Outcome(Result.REFUND_UPDATED, refund.booking_id, status)
 
 
-@handles("stripe", "refund.created", "refund.updated", "refund.failed")
 def refund_event(event: ProviderEvent, body: dict) -> Outcome:
     obj = stripe_object(body, "re_")
     refund = ledger.refund_of_stripe(obj)
     if refund is None:
-        return Outcome("unmatched", detail="not a bookingflow refund")
+        return Outcome(Result.UNMATCHED, detail="not a bookingflow refund")
     status = "failed" if event.type == "refund.failed" else obj.get("status")
     if not isinstance(status, str):
         raise PayloadInvalid("refund without status")
     return _refund_changed(refund, status, obj["id"])
 
 
-@handles("stripe", "charge.refunded")
 def charge_refunded(event: ProviderEvent, body: dict) -> Outcome:
     # Since API version 2022-11-15 the charge no longer lists its refunds: ask Stripe about ours.
     charge = stripe_object(body, "ch_")
     intent = charge.get("payment_intent")
     pending = Refund.select().where(Refund.payment_intent_id == intent, Refund.stripe_refund_id.is_null(False),
                                     Refund.status.not_in(("succeeded", "failed", "canceled")))
-    outcome = Outcome("recorded", detail="no refund of ours awaiting news")
+    outcome = Outcome(Result.RECORDED, detail="no refund of ours awaiting news")
     for refund in pending:
         current = stripe_client.retrieve_refund(refund.stripe_refund_id)
         outcome = _refund_changed(refund, current.status, current.id)

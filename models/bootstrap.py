@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from bookingflow import logs
 from bookingflow import settings as settings_module
@@ -35,6 +36,13 @@ def plain_settings() -> Settings:
         return checked(settings_module.get())
     except SettingsError as exc:
         fail(str(exc))
+
+
+def prepare_metrics(current: Settings) -> None:
+    """prometheus_client's multiprocess mode writes one file per process into this directory: it must
+    exist before the first metric is made (bookingflow.metrics)."""
+    if current.prometheus_multiproc_dir:
+        os.makedirs(current.prometheus_multiproc_dir, exist_ok=True)
 
 
 def open_configured_database(current: Settings):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import peewee
 
 from bookingflow import settings as settings_module
+from bookingflow.error_classes import Failure
 from models.db import utcnow, write_transaction
 from models.tables import Booking, Transition
 
@@ -149,6 +150,9 @@ TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
     **{(state, T.cancelBookingProcess): S.IDLE for state in ABANDONABLE},
     **{(state, T.attemptRecovery): S.ERROR_RECOVERY for state in RECOVERABLE},
 }
+
+# Where a client's report of the slot it scheduled can move the booking.
+REPORTABLE = frozenset({S.CALENDLY_SCHEDULING, S.ERROR_WEBHOOK})
 
 # Guards: conditions on the booking, beyond its state, for a pair of the table to apply.
 BEFORE_MONEY = frozenset({
@@ -336,14 +340,6 @@ def _error_origin_after(booking: Booking, target: State) -> str | None:
 Effects = Callable[[Booking, State, Trigger], None]
 
 
-@dataclass(frozen=True)
-class Failure:
-    """A failure behind a transition: its class and what the client may be told."""
-
-    error_class: str
-    message: str
-
-
 def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effects: Effects | None = None,
           failure: Failure | None = None, **changes) -> Applied:
     """Apply `trigger` to the booking: compare-and-set on its state, plus the history row.
@@ -411,6 +407,15 @@ def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **c
     )
 
 
+def record_failure(booking_id: str, error_class: str, message: str, last_error: str | None = None) -> int:
+    """A failure the client should see, without a transition: its class and message (shown until the
+    next transition that is not itself a failure), and what operators read."""
+    changes = {"error_class": error_class, "error_message": message[:300]}
+    if last_error is not None:
+        changes["last_error"] = last_error[:500]
+    return update_fields(booking_id, **changes)
+
+
 OPERATOR_OVERRIDE = "operatorOverride"  # the history's trigger for a forced transition
 
 
@@ -442,6 +447,27 @@ def force(booking_id: str, target: State, reason: str, operator: str) -> Booking
 def schedule_check(booking_id: str, when: dt.datetime | None) -> None:
     """When the scheduler looks at the booking next. Not a change a client can see: no version bump."""
     Booking.update(next_check_at=when).where(Booking.id == booking_id).execute()
+
+
+def claim_check(booking_id: str, seen_next_check: dt.datetime, until: dt.datetime) -> bool:
+    """The scheduler's claim on a due booking: a compare-and-set on the next check it saw, pushed to
+    `until` and counted, so a second scheduler finds it taken and a check that keeps failing backs off."""
+    return bool(
+        Booking.update(next_check_at=until, check_attempts=Booking.check_attempts + 1)
+        .where(Booking.id == booking_id, Booking.next_check_at == seen_next_check)
+        .execute()
+    )
+
+
+def check_worked(booking_id: str) -> None:
+    """The backoff counts checks that fail in a row, not checks."""
+    Booking.update(check_attempts=0).where(Booking.id == booking_id, Booking.check_attempts != 0).execute()
+
+
+def unflag(booking_id: str) -> None:
+    """An operator takes the booking back from the flag: automation looks at it again now."""
+    Booking.update(flagged_at=None, flag_reason=None, recovery_attempts=0, check_attempts=0,
+                   next_check_at=utcnow()).where(Booking.id == booking_id).execute()
 
 
 def record_creation(booking: Booking, cause: str | None = None) -> None:

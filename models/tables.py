@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 
@@ -220,6 +221,12 @@ class Refund(BaseModel):
     updated_at = UTCDateTimeField(default=utcnow)
 
 
+# A claim older than this belongs to a sender that died; the row may be sent again. Past send_email's
+# time limit (60 s, the SMTP timeout of 20 s within it), no live sender still holds it: an e-mail
+# whose worker was killed mid-send waits two minutes, not ten.
+OUTBOX_CLAIM_TIMEOUT = dt.timedelta(minutes=2)
+
+
 class Outbox(BaseModel):
     """E-mails to clients, written in the same transaction as the change they announce. One that must
     not go out (its recipient is not one plain address, or the address had its hourly share) is kept,
@@ -256,6 +263,13 @@ class Outbox(BaseModel):
                 if field is cls.recipient and not isinstance(value, peewee.Node):
                     normalized[cls.recipient_hash] = crypto.email_hash(value)
         return normalized
+
+    @classmethod
+    def sendable(cls, now):
+        """Rows a sender may claim now: not sent, not withheld, and not held by a live sender (a claim
+        older than OUTBOX_CLAIM_TIMEOUT belongs to a sender that died)."""
+        return (cls.sent_at.is_null() & cls.withheld_at.is_null()
+                & (cls.claimed_at.is_null() | (cls.claimed_at < now - OUTBOX_CLAIM_TIMEOUT)))
 
 
 class FeatureFlag(BaseModel):

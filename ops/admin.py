@@ -8,11 +8,12 @@ import json
 
 import peewee
 
-from bookingflow import crypto
+from bookingflow import broker, crypto
 from bookingflow import settings as settings_module
 from bookingflow.privacy import mask_email
 from models.db import utcnow, write_transaction
-from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, schedule_check, timeout_for
+from models.inbox import reopen_event
+from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, timeout_for, unflag
 from models.tables import Booking, Outbox, Payment, ProviderEvent, Refund, Transition
 
 # Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
@@ -136,16 +137,12 @@ def show_booking(booking_id: str) -> int:
 
 def retry_booking(booking_id: str) -> int:
     """Run the booking's current step again now, whatever its flag or backoff says."""
-    from jobs.reconcile import reconcile_booking
-
     booking = Booking.get_or_none(Booking.id == booking_id)
     if booking is None:
         print(f"no booking {booking_id}")
         return 1
-    Booking.update(flagged_at=None, flag_reason=None, recovery_attempts=0, check_attempts=0).where(
-        Booking.id == booking_id).execute()
-    schedule_check(booking_id, utcnow())
-    reconcile_booking.send(booking_id)
+    unflag(booking_id)
+    broker.send(broker.RECONCILE_BOOKING, booking_id)
     print(f"queued: the current step of booking {booking_id} ({booking.state})")
     return 0
 
@@ -195,15 +192,13 @@ def _events_to_replay(key: str | None, failed: bool, since: dt.datetime | None) 
 
 def replay_events(key: str | None, failed: bool, since: dt.datetime | None) -> int:
     """Process stored events again. Safe: handlers are idempotent, transitions dedupe on the cause."""
-    from jobs.events import process_event
-
     chosen = _events_to_replay(key, failed, since)
     if not chosen:
         print("no event to replay" if not key else f"no event {key}")
         return 1 if key else 0
     for number, event in enumerate(chosen, 1):
-        ProviderEvent.update(processed_at=None, outcome=None, detail=None).where(ProviderEvent.id == event.id).execute()
-        process_event.send(event.id)
+        reopen_event(event.id)
+        broker.send(broker.PROCESS_EVENT, event.id)
         if number == len(chosen) or number % 50 == 0:
             print(f"queued {number}/{len(chosen)}: {event.provider} {event.type} {event.event_id}", flush=True)
     return 0

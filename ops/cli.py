@@ -107,14 +107,26 @@ def cmd_flags(args) -> int:
     return 0
 
 
+def _sender():
+    """A process that sends work to the workers (the scheduler, retry, replay): the service's
+    settings, the database and the broker, without the workers' code."""
+    from bookingflow import broker
+
+    current = bootstrap.service_settings()
+    bootstrap.prepare_metrics(current)
+    bootstrap.open_configured_database(current)
+    broker.install(current.broker_url)
+    return current
+
+
 def cmd_scheduler(args) -> int:
     bootstrap.configure_logging()
     # One line per sweep run is noise; the sweeps log what they handled.
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
-    import jobs  # noqa: F401  (settings, database and the broker the sweeps send to)
     from scheduler import run_forever
 
-    run_forever(jobs.settings.sweep_interval_seconds)
+    current = _sender()
+    run_forever(current.sweep_interval_seconds)
     return 0
 
 
@@ -140,8 +152,7 @@ def cmd_bookings(args) -> int:
         return admin.show_booking(args.booking_id)
     if args.action == "force":
         return admin.force_booking(args.booking_id, args.state, args.reason)
-    import jobs  # noqa: F401  (retry sends to the workers)
-
+    _sender()  # retry sends to the workers
     return admin.retry_booking(args.booking_id)
 
 
@@ -182,8 +193,7 @@ def cmd_events(args) -> int:
         return admin.list_events(args.unprocessed, args.limit)
     if not (args.event or args.failed or args.since):
         bootstrap.fail("events replay needs an event, --failed or --since")
-    import jobs  # noqa: F401  (replay sends to the workers)
-
+    _sender()  # replay sends to the workers
     return admin.replay_events(args.event, args.failed, args.since)
 
 

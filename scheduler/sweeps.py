@@ -13,10 +13,9 @@ import datetime as dt
 import logging
 
 from bookingflow import settings as settings_module
-from jobs.alerts import raise_alert, send_alert
-from jobs.events import process_event
-from jobs.outbox import CLAIM_TIMEOUT, send_email
-from jobs.reconcile import reconcile_booking
+from bookingflow import broker
+from models.alerts import raise_alert
+from models.states import claim_check
 from models.tables import Alert, Booking, Outbox, ProviderEvent
 
 log = logging.getLogger(__name__)
@@ -46,15 +45,9 @@ def claim_due_bookings(now: dt.datetime) -> int:
     )
     claimed = 0
     for row in due:
-        won = (
-            Booking.update(next_check_at=now + check_backoff(row.check_attempts),
-                           check_attempts=Booking.check_attempts + 1)
-            .where(Booking.id == row.id, Booking.next_check_at == row.next_check_at)
-            .execute()
-        )
-        if won:
+        if claim_check(row.id, row.next_check_at, now + check_backoff(row.check_attempts)):
             # The sweep's clock goes with the job, so both judge the booking's timeouts alike.
-            reconcile_booking.send(row.id, now.isoformat())
+            broker.send(broker.RECONCILE_BOOKING, row.id, now.isoformat())
             claimed += 1
     return claimed
 
@@ -82,7 +75,7 @@ def requeue_unprocessed_events(now: dt.datetime) -> int:
             raise_alert(f"delivery_failing:{event.id}", "delivery_failing",
                         f"{event.provider} {event.type} {event.event_id} failed {event.attempts} times",
                         event.booking_id)
-        process_event.send(event.id)
+        broker.send(broker.PROCESS_EVENT, event.id)
         count += 1
     return count
 
@@ -91,14 +84,13 @@ def resend_unsent_emails(now: dt.datetime) -> int:
     """Outbox rows whose message was lost, or whose sender died mid-send (never a withheld one)."""
     due = (
         Outbox.select(Outbox.id)
-        .where(Outbox.sent_at.is_null(), Outbox.withheld_at.is_null(), Outbox.created_at < now - OUTBOX_GRACE,
-               Outbox.claimed_at.is_null() | (Outbox.claimed_at < now - CLAIM_TIMEOUT))
+        .where(Outbox.sendable(now), Outbox.created_at < now - OUTBOX_GRACE)
         .order_by(Outbox.created_at)
         .limit(BATCH)
     )
     count = 0
     for row in due:
-        send_email.send(row.id)
+        broker.send(broker.SEND_EMAIL, row.id)
         count += 1
     return count
 
@@ -107,7 +99,7 @@ def resend_unsent_alerts(now: dt.datetime) -> int:
     due = Alert.select(Alert.id).where(Alert.sent_at.is_null(), Alert.created_at < now - ALERT_GRACE).limit(BATCH)
     count = 0
     for alert in due:
-        send_alert.send(alert.id)
+        broker.send(broker.SEND_ALERT, alert.id)
         count += 1
     return count
 

@@ -38,7 +38,7 @@ class OwnQueue:
     """A broker built as the service builds it, a queue name of its own, and its workers."""
 
     def __init__(self, kind: str):
-        from jobs.broker import build_broker
+        from bookingflow.broker import build_broker
 
         self.kind = kind
         self.broker = build_broker(URLS[kind])
@@ -164,7 +164,7 @@ def test_a_failing_actor_is_retried_until_it_succeeds(own):
 def test_the_webs_enqueue_answers_503_quickly_while_the_broker_is_unreachable(kind):
     from intake.errors import ApiError
     from intake.queue import enqueue
-    from jobs.broker import build_broker
+    from bookingflow.broker import build_broker
 
     broker = build_broker(DOWN[kind].format(port=free_port()))
 
@@ -184,7 +184,7 @@ def test_the_webs_enqueue_answers_503_quickly_while_the_broker_is_unreachable(ki
 def test_the_rabbitmq_readiness_check_is_a_handshake_of_its_own():
     """/readyz asks the broker's ping(): a real AMQP handshake (a wrong password is not ready), on a
     connection it does not keep, within a short timeout."""
-    from jobs.broker import build_broker
+    from bookingflow.broker import build_broker
 
     require_broker("rabbitmq")
     reachable = build_broker(RABBITMQ_URL)
@@ -250,7 +250,7 @@ def relayed_rabbitmq():
     """The product's RabbitMQ broker, reaching RabbitMQ through a Forwarder; a queue of its own."""
     from urllib.parse import urlsplit
 
-    from jobs.broker import build_broker
+    from bookingflow.broker import build_broker
 
     require_broker("rabbitmq")
     parts = urlsplit(RABBITMQ_URL)

@@ -13,7 +13,7 @@ from bookingflow.providers.calendly_client import CalendlyError
 from bookingflow.providers.limits import RateLimited
 from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, wait_until
 from bookingflow.providers.calendly_payloads import PayloadInvalid
-from jobs.errors import ErrorClass, classify
+from bookingflow.error_classes import ErrorClass, classify
 from jobs.reconcile import reconcile
 from models.db import utcnow
 from models.tables import Booking, ProviderEvent

@@ -1,4 +1,9 @@
-"""Build the Dramatiq broker named by BROKER_URL."""
+"""The Dramatiq broker named by BROKER_URL, built once per process, and sending work by actor name.
+
+The worker's entry point (`jobs`) installs it with the middleware its jobs need; the web and the
+scheduler install it bare and send messages by name (`send`), so neither loads the worker's code.
+In one process that does both (`bookingflow dev`, the tests) they share the one broker.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,13 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
 from bookingflow import logs, metrics
-from jobs.errors import ErrorClassification
-from models.db import database
 
 
 class WorkContext(Middleware):
@@ -43,24 +47,6 @@ class WorkContext(Middleware):
         for variable in logs.CONTEXT.values():
             variable.set(None)
         metrics.event_received_at.set(None)
-
-
-class DatabaseConnections(Middleware):
-    """One database connection per message, opened before it and closed (returned to the pool) after."""
-
-    def before_process_message(self, broker, message):
-        database.connect(reuse_if_open=True)
-
-    def after_process_message(self, broker, message, *, result=None, exception=None):
-        self._close()
-
-    def after_skip_message(self, broker, message):
-        self._close()
-
-    @staticmethod
-    def _close():
-        if not database.is_closed():
-            database.close()
 
 
 def _expose_worker_metrics(broker: dramatiq.Broker) -> None:
@@ -239,8 +225,47 @@ def build_broker(url: str) -> dramatiq.Broker:
     else:
         raise ValueError(f"unsupported broker URL scheme {scheme!r}")
     broker.add_middleware(WorkContext())
-    broker.add_middleware(DatabaseConnections())
-    # Last, because Dramatiq runs the after-hooks in reverse: the failure is recorded while the
-    # context and the database connection are still there.
-    broker.add_middleware(ErrorClassification())
     return broker
+
+
+# Every job runs on one queue: the worker processes all of them, and a message's name says its job.
+QUEUE = "default"
+# The actors the web and the scheduler send to (defined in jobs/).
+PROCESS_EVENT = "process_event"
+RECONCILE_BOOKING = "reconcile_booking"
+SEND_EMAIL = "send_email"
+SEND_ALERT = "send_alert"
+ADVANCE_BOOKING = "advance_booking"
+
+_installed: dramatiq.Broker | None = None
+_install_lock = threading.Lock()
+
+
+def install(url: str, middleware: Iterable[Middleware] = ()) -> dramatiq.Broker:
+    """This process's broker: built from `url` on the first call, with `middleware` added after the
+    common ones unless a middleware of its type is already there. The worker adds those its jobs need
+    last, because Dramatiq runs the after-hooks in reverse: a failure is recorded while the context
+    and the database connection are still there."""
+    global _installed
+    with _install_lock:
+        if _installed is None:
+            _installed = build_broker(url)
+            _installed.declare_queue(QUEUE)
+            dramatiq.set_broker(_installed)
+        present = {type(existing) for existing in _installed.middleware}
+        for extra in middleware:
+            if type(extra) not in present:
+                _installed.add_middleware(extra)
+        return _installed
+
+
+def installed() -> dramatiq.Broker:
+    if _installed is None:
+        raise RuntimeError("no broker installed in this process (bookingflow.broker.install)")
+    return _installed
+
+
+def send(actor_name: str, *args) -> dramatiq.Message:
+    """Queue a job by its actor's name: what `actor.send(*args)` does, without the actor's code."""
+    message = dramatiq.Message(queue_name=QUEUE, actor_name=actor_name, args=args, kwargs={}, options={})
+    return installed().enqueue(message)

@@ -1,4 +1,4 @@
-"""What a Calendly claim must satisfy before a booking holds its slot.
+"""What a Calendly claim must satisfy before a booking holds its slot, as Calendly's API tells it.
 
 A client chooses which scheduling link to open and what to report, and a Calendly account carries
 other event types than bookingflow's. So an invitee is taken for a booking only when Calendly itself
@@ -8,14 +8,12 @@ invitee), for the event type the booking pays for, and is held by no other booki
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_client
 from bookingflow.providers.calendly_payloads import InviteeNotice, ScheduledEventInfo, scheduled_event_info
-from models.tables import Booking, SessionType
 
 
 def same_resource(a: str | None, b: str | None) -> bool:
@@ -24,14 +22,6 @@ def same_resource(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
     return urlsplit(a).path.rstrip("/") == urlsplit(b).path.rstrip("/")
-
-
-def reschedule_request_open(booking: Booking, now: dt.datetime) -> bool:
-    """The client asked to move to another slot or type, and not too long ago."""
-    if booking.reschedule_session_type_id is None or booking.reschedule_requested_at is None:
-        return False
-    lifetime = dt.timedelta(minutes=settings_module.get().reschedule_request_minutes)
-    return now - booking.reschedule_requested_at <= lifetime
 
 
 def event_details(notice: InviteeNotice) -> ScheduledEventInfo:
@@ -54,25 +44,21 @@ WRONG_TYPE = Refusal("wrong_event_type", "The slot was booked for another sessio
                                          "Please book it with the scheduling link of your booking.")
 
 
-def type_refusal(event_type: str | None, session_type: SessionType) -> Refusal | None:
+class OfAnEventType(Protocol):
+    calendly_event_type: str  # a session type
+
+
+def type_refusal(event_type: str | None, session_type: OfAnEventType) -> Refusal | None:
     return None if same_resource(event_type, session_type.calendly_event_type) else WRONG_TYPE
 
 
-def held_by_another(booking: Booking, event_uri: str, invitee_uri: str) -> Booking | None:
-    """Another booking that already holds this event or invitee."""
-    return Booking.get_or_none(
-        (Booking.id != booking.id)
-        & ((Booking.calendly_invitee_uri == invitee_uri) | (Booking.reschedule_invitee_uri == invitee_uri)
-           | (Booking.calendly_event_uri == event_uri))
-    )
+SLOT_TAKEN = Refusal("slot_taken", "That slot belongs to another booking.")
 
 
-def check_report(booking: Booking, event_uri: str, invitee_uri: str) -> Refusal | None:
-    """A client's report of the slot it scheduled, checked against Calendly's API: the invitee is of
-    that event, active, carries this booking's id in utm_content, and its event is of the booking's
-    event type; and no other booking holds either URI. Raises CalendlyError when Calendly cannot say."""
-    if held_by_another(booking, event_uri, invitee_uri) is not None:
-        return Refusal("slot_taken", "That slot belongs to another booking.")
+def invitee_refusal(booking_id: str, session_type: OfAnEventType, event_uri: str, invitee_uri: str) -> Refusal | None:
+    """A client's report checked against Calendly's API: the invitee is of that event, active, carries
+    the booking's id in utm_content, and its event is of the booking's event type. Raises
+    CalendlyError (or RateLimited) when Calendly cannot say."""
     try:
         invitee = calendly_client.get_invitee(invitee_uri)
     except calendly_client.CalendlyNotFound:
@@ -80,9 +66,9 @@ def check_report(booking: Booking, event_uri: str, invitee_uri: str) -> Refusal 
     tracking = invitee.get("tracking") if isinstance(invitee.get("tracking"), dict) else {}
     if not same_resource(invitee.get("event"), event_uri):
         return Refusal("unknown_invitee", "That invitee is not of that event.")
-    if tracking.get("utm_content") != booking.id:
+    if tracking.get("utm_content") != booking_id:
         return Refusal("not_this_booking", "That slot was not scheduled with this booking's link.")
     if invitee.get("status") != "active":
         return Refusal("invitee_canceled", "That slot was cancelled in Calendly.")
     event = scheduled_event_info(calendly_client.get_scheduled_event(event_uri))
-    return type_refusal(event.event_type, booking.session_type)
+    return type_refusal(event.event_type, session_type)

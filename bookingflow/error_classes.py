@@ -15,20 +15,22 @@ transition a failure causes), and GET /v1/bookings/<id> shows them.
 from __future__ import annotations
 
 import enum
-import logging
+from dataclasses import dataclass
 
 import peewee
 import requests
 import stripe
-from dramatiq.middleware import Middleware
-
-from bookingflow import logs
 from bookingflow.providers.calendly_client import CalendlyError
 from bookingflow.providers.limits import RateLimited
 from bookingflow.providers.calendly_payloads import PayloadInvalid
-from models.states import Failure
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Failure:
+    """A failure behind a transition: its class and what the client may be told."""
+
+    error_class: str
+    message: str
 
 
 class ErrorClass(str, enum.Enum):
@@ -68,35 +70,3 @@ def classify(exc: BaseException) -> ErrorClass:
 def failure(error_class: ErrorClass, message: str | None = None) -> Failure:
     """A Failure for a transition, with the class's client message unless a more precise one is given."""
     return Failure(error_class.value, message or CLIENT_MESSAGES[error_class])
-
-
-class ErrorClassification(Middleware):
-    """After a job fails: record the class and the client-safe message on its booking, log the retry
-    with its context, and alert on a system error (once per booking and kind of exception)."""
-
-    def after_process_message(self, broker, message, *, result=None, exception=None):
-        if exception is None:
-            return
-        error_class = classify(exception)
-        booking_id = logs.booking_id.get() or message.options.get("booking_id")
-        log.warning("job %s failed (%s, attempt %d): %s: %s", message.actor_name, error_class.value,
-                    message.options.get("retries", 0) + 1, exception.__class__.__name__, str(exception)[:300])
-        if booking_id:
-            _record(booking_id, error_class, exception)
-        if error_class == ErrorClass.SYSTEM:
-            from jobs.alerts import raise_alert  # jobs.alerts needs the broker this middleware is part of
-
-            raise_alert(f"system:{booking_id or message.actor_name}:{exception.__class__.__name__}", "system_error",
-                        f"{message.actor_name} failed with {exception.__class__.__name__} "
-                        f"for booking {booking_id or '-'}: {str(exception)[:300]}", booking_id)
-
-
-def _record(booking_id: str, error_class: ErrorClass, exception: BaseException) -> None:
-    from models.tables import Booking
-
-    try:
-        Booking.update(error_class=error_class.value, error_message=CLIENT_MESSAGES[error_class],
-                       last_error=f"{exception.__class__.__name__}: {exception}"[:500]).where(
-            Booking.id == booking_id).execute()
-    except peewee.PeeweeException:
-        log.warning("could not record the failure on booking %s (the database is down?)", booking_id)

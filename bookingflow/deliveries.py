@@ -1,0 +1,33 @@
+"""The deliveries bookingflow acts on, by name: the providers' event types and the client's requests.
+
+The web stores every accepted delivery; those named here are queued for a job (jobs/dispatch.py maps
+each to its handler), any other is kept and marked ignored at once. The client's requests travel the
+same way, under the provider name "client".
+"""
+
+from __future__ import annotations
+
+STRIPE, CALENDLY, CLIENT = "stripe", "calendly", "client"
+
+# Stripe
+CHECKOUT_COMPLETED = "checkout.session.completed"
+ASYNC_PAYMENT_SUCCEEDED = "checkout.session.async_payment_succeeded"
+ASYNC_PAYMENT_FAILED = "checkout.session.async_payment_failed"
+CHECKOUT_EXPIRED = "checkout.session.expired"
+REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED = "refund.created", "refund.updated", "refund.failed"
+CHARGE_REFUNDED = "charge.refunded"
+# Calendly
+INVITEE_CREATED, INVITEE_CANCELED = "invitee.created", "invitee.canceled"
+# The client (POST /v1/bookings/<id>/...)
+SCHEDULED, CANCEL, RETRY_PAYMENT = "booking.scheduled", "booking.cancel", "booking.retry_payment"
+
+HANDLED: frozenset[tuple[str, str]] = frozenset(
+    {(STRIPE, kind) for kind in (CHECKOUT_COMPLETED, ASYNC_PAYMENT_SUCCEEDED, ASYNC_PAYMENT_FAILED, CHECKOUT_EXPIRED,
+                                 REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED, CHARGE_REFUNDED)}
+    | {(CALENDLY, kind) for kind in (INVITEE_CREATED, INVITEE_CANCELED)}
+    | {(CLIENT, kind) for kind in (SCHEDULED, CANCEL, RETRY_PAYMENT)}
+)
+
+
+def is_handled(provider: str, event_type: str) -> bool:
+    return (provider, event_type) in HANDLED

@@ -1,0 +1,53 @@
+"""A booking's own rules that are not its state: its creation, who holds a slot, whether a client's
+report about a slot is true, whether a reschedule request is still open."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bookingflow import settings as settings_module
+from bookingflow.providers.calendly_claims import SLOT_TAKEN, Refusal, invitee_refusal
+from models.db import write_transaction
+from models.states import State, first_check_at, record_creation
+from models.tables import Booking, SessionType
+
+
+def create(session_type: SessionType, email: str, name: str, now: dt.datetime) -> Booking:
+    """A new booking, scheduling: the first history row is written with it. A session type whose
+    payment collection is off is free: the booking costs nothing."""
+    with write_transaction():
+        booking = Booking.create(
+            session_type=session_type, state=State.CALENDLY_SCHEDULING.value, email=email, name=name,
+            amount=session_type.price if session_type.collect_payment else 0, currency=session_type.currency,
+            state_changed_at=now, created_at=now, updated_at=now,
+            next_check_at=first_check_at(State.CALENDLY_SCHEDULING, now,
+                                         overrides=settings_module.get().state_timeouts),
+        )
+        record_creation(booking, cause="client")
+    return booking
+
+
+def reschedule_request_open(booking: Booking, now: dt.datetime) -> bool:
+    """The client asked to move to another slot or type, and not too long ago."""
+    if booking.reschedule_session_type_id is None or booking.reschedule_requested_at is None:
+        return False
+    lifetime = dt.timedelta(minutes=settings_module.get().reschedule_request_minutes)
+    return now - booking.reschedule_requested_at <= lifetime
+
+
+def held_by_another(booking: Booking, event_uri: str, invitee_uri: str) -> Booking | None:
+    """Another booking that already holds this event or invitee."""
+    return Booking.get_or_none(
+        (Booking.id != booking.id)
+        & ((Booking.calendly_invitee_uri == invitee_uri) | (Booking.reschedule_invitee_uri == invitee_uri)
+           | (Booking.calendly_event_uri == event_uri))
+    )
+
+
+def report_refusal(booking: Booking, event_uri: str, invitee_uri: str) -> Refusal | None:
+    """Why a client's report of the slot it scheduled is not true, or None: no other booking holds
+    either URI, and Calendly's API confirms the invitee is this booking's (calendly_claims). Raises
+    CalendlyError when Calendly cannot say."""
+    if held_by_another(booking, event_uri, invitee_uri) is not None:
+        return SLOT_TAKEN
+    return invitee_refusal(booking.id, booking.session_type, event_uri, invitee_uri)

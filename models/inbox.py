@@ -1,0 +1,59 @@
+"""The inbox: every delivery and client request accepted from outside, stored before it is answered.
+
+These functions are the only writers of its rows: stored once (a repeat finds the first), claimed
+for processing, marked processed by a compare-and-set (a second worker, a retry or a replay finds it
+done), and reopened for a replay.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+from bookingflow.deliveries import is_handled
+from models.db import utcnow
+from models.tables import ProviderEvent
+
+
+def store(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
+    """Store once; (row, True) if it was new. A type bookingflow does not act on is kept, marked
+    ignored at once: there is nothing to do with it."""
+    handled = is_handled(provider, event_type)
+    try:
+        event = ProviderEvent.create(
+            provider=provider, event_id=event_id[:255], type=event_type[:100], subject=subject, payload=payload,
+            processed_at=None if handled else utcnow(), outcome=None if handled else "ignored",
+        )
+        return event, True
+    except peewee.IntegrityError:
+        return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255]), False
+
+
+def is_stored(provider: str, event_id: str) -> bool:
+    return ProviderEvent.select().where(ProviderEvent.provider == provider,
+                                        ProviderEvent.event_id == event_id[:255]).exists()
+
+
+def count_attempt(event_pk: int) -> None:
+    ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(ProviderEvent.id == event_pk).execute()
+
+
+def finish(event: ProviderEvent, outcome: str, booking_id: str | None, detail: str | None) -> bool:
+    """Mark the event processed unless someone already did; True if we did."""
+    updated = (
+        ProviderEvent.update(
+            processed_at=utcnow(), outcome=outcome, detail=(detail or "")[:1000] or None,
+            booking=booking_id or event.booking_id,
+        )
+        .where(ProviderEvent.id == event.id, ProviderEvent.processed_at.is_null())
+        .execute()
+    )
+    return updated == 1
+
+
+def reopen_event(event_pk: int, only_if_outcome: str | None = None) -> bool:
+    """Make a processed event unprocessed again (a replay); with `only_if_outcome`, only if that is
+    still its outcome (a compare-and-set: one reopener wins). True if it was reopened."""
+    query = ProviderEvent.update(processed_at=None, outcome=None, detail=None).where(ProviderEvent.id == event_pk)
+    if only_if_outcome is not None:
+        query = query.where(ProviderEvent.outcome == only_if_outcome)
+    return bool(query.execute())
