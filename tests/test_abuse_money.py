@@ -66,7 +66,7 @@ def idle(frontend: Client) -> None:
 def test_a_dearer_event_types_slot_booked_with_a_cheap_bookings_link_is_refused_and_released(frontend, sandbox):
     booking = frontend.create_booking("short-call")
     slot = frontend.schedule_in_calendly(link_of(frontend, "long-call", booking["id"]))
-    event = processed(ProviderEvent.subject == slot["invitee_uri"])
+    event = processed((ProviderEvent.subject == slot["invitee_uri"]) & (ProviderEvent.type == "invitee.created"))
     assert event.outcome == "wrong_event_type"
     view = frontend.status(booking["id"])
     assert view["state"] == "CALENDLY_SCHEDULING" and view["error"]["class"] == "validation"
@@ -90,7 +90,7 @@ def test_a_free_bookings_link_on_a_paid_event_type_confirms_nothing(frontend, sa
     make_session_type(sandbox.base, "free-intro", price=0)
     booking = frontend.create_booking("free-intro")
     slot = frontend.schedule_in_calendly(link_of(frontend, "long-call", booking["id"]))
-    assert processed(ProviderEvent.subject == slot["invitee_uri"]).outcome == "wrong_event_type"
+    assert processed((ProviderEvent.subject == slot["invitee_uri"]) & (ProviderEvent.type == "invitee.created")).outcome == "wrong_event_type"
     assert frontend.status(booking["id"])["state"] == "CALENDLY_SCHEDULING"
     # The right link still works afterwards: the booking was not spoiled by the attempt.
     good = frontend.schedule_in_calendly(booking["scheduling_url"])
@@ -105,7 +105,7 @@ def test_a_downgrade_request_followed_by_a_dear_slot_again_refunds_nothing_and_k
     old_event = Booking.get_by_id(view["id"]).calendly_event_uri
     assert act(frontend, view["id"], "reschedule", {"session_type": "short-call"}).status_code == 202
     slot = frontend.schedule_in_calendly(link_of(frontend, "long-call", view["id"]), start_time=hours_from_now(120))
-    assert processed(ProviderEvent.subject == slot["invitee_uri"]).outcome == "wrong_event_type"
+    assert processed((ProviderEvent.subject == slot["invitee_uri"]) & (ProviderEvent.type == "invitee.created")).outcome == "wrong_event_type"
     idle(frontend)
     after = frontend.status(view["id"])
     assert (after["state"], after["session_type"]) == ("BOOKING_CONFIRMED", "long-call")
@@ -139,7 +139,7 @@ def test_a_reschedule_request_expires_and_a_slot_booked_after_it_is_refused(fron
     # The request was made long ago (past RESCHEDULE_REQUEST_MINUTES).
     Booking.update(reschedule_requested_at=utcnow() - dt.timedelta(hours=3)).where(Booking.id == view["id"]).execute()
     slot = frontend.schedule_in_calendly(link_of(frontend, "short-call", view["id"]), start_time=hours_from_now(120))
-    assert processed(ProviderEvent.subject == slot["invitee_uri"]).outcome == "unrequested_slot"
+    assert processed((ProviderEvent.subject == slot["invitee_uri"]) & (ProviderEvent.type == "invitee.created")).outcome == "unrequested_slot"
     wait_until(lambda: calendly_event(sandbox, slot["event_uri"])["status"] == "canceled", message="stray slot released")
     after = frontend.status(view["id"])
     assert (after["state"], after["session_type"]) == ("BOOKING_CONFIRMED", "long-call")
@@ -149,7 +149,7 @@ def test_a_reschedule_request_expires_and_a_slot_booked_after_it_is_refused(fron
 def test_a_second_slot_booked_with_the_link_without_any_request_is_released(frontend, sandbox):
     view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(100))
     slot = frontend.schedule_in_calendly(link_of(frontend, "short-call", view["id"]), start_time=hours_from_now(101))
-    assert processed(ProviderEvent.subject == slot["invitee_uri"]).outcome == "unrequested_slot"
+    assert processed((ProviderEvent.subject == slot["invitee_uri"]) & (ProviderEvent.type == "invitee.created")).outcome == "unrequested_slot"
     wait_until(lambda: calendly_event(sandbox, slot["event_uri"])["status"] == "canceled", message="stray slot released")
     assert frontend.status(view["id"])["state"] == "BOOKING_CONFIRMED"
 
