@@ -13,9 +13,7 @@ from bookingflow.deliveries import CALENDLY, INVITEE_CREATED
 
 from jobs import flow
 from bookingflow.error_classes import ErrorClass
-from jobs.checkout import attempt_expiry
 from jobs.outcomes import Outcome, Result
-from models.db import utcnow
 from models import bookings
 from models.inbox import reopen_event
 from models.states import REPORTABLE, State, Trigger, TransitionRefused, allowed, record_failure
@@ -64,7 +62,6 @@ def cancel(event: ProviderEvent, body: dict) -> Outcome:
                           cancel_reason=body.get("reason") or "cancelled by the client")
     if applied is None:
         return Outcome(Result.STALE, booking.id, f"nothing to cancel in {Booking.get_by_id(booking.id).state}")
-    flow.advance(booking.id)
     return Outcome(Result.CANCELLED, booking.id)
 
 
@@ -74,12 +71,8 @@ def retry_payment(event: ProviderEvent, body: dict) -> Outcome:
         return Outcome(Result.UNMATCHED)
     if not allowed(booking, Trigger.retryPayment):
         return Outcome(Result.STALE, booking.id, f"no payment to retry in {booking.state}")
-    attempt = booking.payment_attempt + 1
     try:
-        # A new attempt: a new Checkout Session under a new idempotency key.
-        flow.move(booking.id, Trigger.retryPayment, cause=f"client-{event.event_id}"[:255], payment_attempt=attempt,
-                  checkout_expires_at=attempt_expiry(utcnow()), checkout_session_id=None, checkout_url=None)
+        flow.start_payment_attempt(booking, Trigger.retryPayment, booking.amount_due, cause=f"client-{event.event_id}"[:255])
     except TransitionRefused as refused:
         return Outcome(Result.STALE, booking.id, str(refused))
-    flow.advance(booking.id)
     return Outcome(Result.ADVANCED, booking.id)

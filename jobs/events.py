@@ -19,7 +19,7 @@ from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import payload_schemas
 from bookingflow.providers.calendly_payloads import PayloadInvalid
 from jobs.dispatch import handler_for
-from jobs.outcomes import Outcome, Result
+from jobs.outcomes import MOVED, Outcome, Result
 from bookingflow.deliveries import CLIENT
 from models import inbox
 from models.states import Trigger, allowed, record_failure
@@ -86,6 +86,10 @@ def process(event_pk: int) -> Outcome | None:
     logs.bind_booking(event.booking_id or (event.subject if event.provider == CLIENT else None))
     inbox.count_attempt(event_pk)
     outcome = run_handler(event)
+    if outcome.booking_id and outcome.result in MOVED:
+        # Before the event is marked processed: a failure here retries the whole delivery, whose
+        # handler then finds its transition done and the booking is advanced again.
+        flow.advance(outcome.booking_id)
     if inbox.finish(event, outcome.name, outcome.booking_id, outcome.detail):
         logs.bind_booking(outcome.booking_id)
         log.info("event %s %s %s: %s", event.provider, event.type, event.event_id, outcome.name)

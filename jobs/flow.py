@@ -54,8 +54,27 @@ def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes)
     return applied
 
 
+# --- decisions: each written once, called by the handlers, the sweep and the entry actions alike ---
+
+def start_payment_attempt(booking: Booking, trigger: Trigger, amount_due: int, cause: str | None = None,
+                          **changes) -> Applied:
+    """A new payment attempt: a number of its own (so a Checkout Session and an idempotency key of its
+    own), what it charges, and its expiry fixed now (a retried create sends the very same parameters)."""
+    attempt = booking.payment_attempt + 1
+    return move(booking.id, trigger, cause=cause or f"attempt-{attempt}", payment_attempt=attempt,
+                amount_due=amount_due, checkout_expires_at=checkout.attempt_expiry(utcnow()),
+                checkout_session_id=None, checkout_url=None, **changes)
+
+
+def confirm_or_charge(booking: Booking, **changes) -> Applied:
+    """The slot is the booking's: a free session is confirmed, any other one is charged its price."""
+    if booking.amount == 0:
+        return move(booking.id, Trigger.confirmBooking, cause="free-session", **changes)
+    return start_payment_attempt(booking, Trigger.initiatePayment, booking.amount, **changes)
+
+
 # A cancellation decided against a booking that moves before the write (a payment landing) is
-# decided again; a few rounds are plenty, since a booking only moves forward.
+# decided again; a few rounds are plenty: each decision moves it somewhere it then rests a while.
 CANCEL_DECISIONS = 5
 
 
@@ -83,16 +102,7 @@ def cancel(booking_id: str, cause: str, *, cancelled_by: str, cancel_reason: str
 # --- entry actions ----------------------------------------------------------------------------
 
 def _initiate_payment(booking: Booking) -> None:
-    if booking.amount == 0:
-        # A free session: nothing to collect, the slot is the booking.
-        move(booking.id, Trigger.confirmBooking, cause="free-session")
-        return
-    attempt = booking.payment_attempt + 1
-    move(
-        booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}",
-        payment_attempt=attempt, amount_due=booking.amount,
-        checkout_expires_at=checkout.attempt_expiry(utcnow()), checkout_session_id=None, checkout_url=None,
-    )
+    confirm_or_charge(booking)
 
 
 def _create_checkout_session(booking: Booking) -> None:
@@ -185,11 +195,18 @@ def _with(reason: str | None, addition: str) -> str:
 
 
 def _settle_refunds(booking: Booking) -> None:
-    """REFUND_PENDING: make sure every refund was asked for; finish when Stripe says they succeeded."""
-    rows = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
-    for row in rows:
+    sync_refunds(booking)
+
+
+def sync_refunds(booking: Booking, ask_stripe: bool = False) -> None:
+    """REFUND_PENDING: every closing refund asked for (again, harmlessly, under its key); with
+    `ask_stripe`, those still pending read again from Stripe (a webhook may be late, or lost); the
+    booking finishes when Stripe says they all succeeded."""
+    for row in ledger.refunds_in_flight(booking, CLOSING_REFUNDS):
         if row.status == "new":
             ledger.issue(row)
+        elif ask_stripe:
+            ledger.refresh(row)
     settle_refund_state(booking.id)
 
 
@@ -239,10 +256,7 @@ def _settle_reschedule(booking: Booking) -> None:
     if booking.refund_percent_cap is None or decision.percent < booking.refund_percent_cap:
         update_fields(booking.id, refund_percent_cap=decision.percent)
     if difference > 0:
-        attempt = booking.payment_attempt + 1
-        move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,
-             amount_due=difference, checkout_expires_at=checkout.attempt_expiry(utcnow()),
-             checkout_session_id=None, checkout_url=None)
+        start_payment_attempt(booking, Trigger.initiatePayment, difference)
         return
     if difference < 0:
         rows = ledger.plan_refund(booking, "reschedule", min(decision.amount, ledger.net_paid(booking)),
@@ -308,12 +322,7 @@ def release_hold(booking_id: str) -> None:
     if booking is None or booking.state != State.PAYMENT_FAILED.value:
         return
     # Never paid: abandoned. Already paid (a reschedule's difference failed): cancelled, refunded.
-    trigger = Trigger.cancelBookingProcess if allowed(booking, Trigger.cancelBookingProcess) else Trigger.cancelBooking
-    try:
-        move(booking_id, trigger, cause=f"hold-expired-{booking.payment_attempt}",
-             cancelled_by="system", cancel_reason="payment not completed while the slot was held",
-             released_at=None, settled_at=None)
-    except TransitionRefused:
-        return
-    advance(booking_id)
+    if cancel(booking_id, f"hold-expired-{booking.payment_attempt}", cancelled_by="system",
+              cancel_reason="payment not completed while the slot was held") is not None:
+        advance(booking_id)
 

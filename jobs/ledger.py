@@ -191,6 +191,23 @@ def record_status(refund_id: int, stripe_refund_id: str, status: str) -> None:
         _refresh_totals(Refund.get_by_id(refund_id).booking_id)
 
 
+def refresh(refund: Refund) -> bool:
+    """Read a refund still under way again from Stripe (its webhook may be late, or lost); True if
+    there was one to read."""
+    if not refund.stripe_refund_id or refund.status in (*SETTLED_REFUND, *DEAD_REFUND):
+        return False
+    current = stripe_client.retrieve_refund(refund.stripe_refund_id)
+    record_status(refund.id, current.id, current.status)
+    return True
+
+
+def refunds_of_intent(payment_intent_id) -> list[Refund]:
+    """Our refunds of a PaymentIntent (a charge.refunded names the intent, no longer its refunds)."""
+    if not isinstance(payment_intent_id, str):
+        return []
+    return list(Refund.select().where(Refund.payment_intent_id == payment_intent_id))
+
+
 def refund_of_stripe(obj: dict) -> Refund | None:
     """Our row for a Stripe refund object, by its id or the key we put in its metadata."""
     refund = Refund.get_or_none(Refund.stripe_refund_id == obj.get("id"))

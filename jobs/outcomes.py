@@ -50,3 +50,7 @@ class Outcome:
     @property
     def name(self) -> str:
         return Result(self.result).value
+
+
+# Outcomes after which the booking may have an entry action to run: the processor advances it.
+MOVED = frozenset({Result.ADVANCED, Result.CANCELLED, Result.RESCHEDULED, Result.REFUNDING_LATE_PAYMENT})

@@ -17,11 +17,11 @@ import dramatiq
 from bookingflow import broker
 from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_claims, calendly_client, stripe_client
-from jobs import calendly_events, flow, ledger, stripe_events
+from jobs import flow, ledger, payments, slots
 from models.alerts import raise_alert
 from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
-from jobs.checkout import attempt_expiry
+from bookingflow.deliveries import CHECKOUT_EXPIRED
 from models.db import utcnow
 from models.states import ERROR_STATES, check_worked, State, Trigger, TransitionRefused, schedule_check, timeout_for
 from models.tables import Booking
@@ -61,18 +61,16 @@ def _check_scheduling(booking: Booking, now: dt.datetime) -> None:
         return
     found = calendly_client.find_invitee_by_tracking(booking.email, booking.id, booking.created_at)
     if found is None:
-        flow.move(booking.id, Trigger.cancelBookingProcess, cause="scheduling-timeout", cancelled_by="system",
-                  cancel_reason="no slot was scheduled in time", released_at=None, settled_at=None)
-        flow.advance(booking.id)
+        flow.cancel(booking.id, "scheduling-timeout", cancelled_by="system", cancel_reason="no slot was scheduled in time")
         return
     notice = _notice_from_api(*found)
     details = calendly_claims.event_details(notice)
     refusal = calendly_claims.type_refusal(details.event_type, booking.session_type)
     if refusal is not None:
-        calendly_events.refuse_stray(booking, notice, refusal)
+        slots.refuse_stray(booking, notice, refusal)
         return
     flow.move(booking.id, Trigger.onCalendlyEventCreated, cause=f"reconciled-{notice.invitee_uri}",
-              **calendly_events.slot_fields(notice, details))
+              **slots.slot_fields(notice, details))
     _check_scheduled(Booking.get_by_id(booking.id), now, force=True)
 
 
@@ -90,10 +88,8 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
         return
     notice = _notice_from_api(invitee)
     if notice.status == "canceled":
-        flow.move(booking.id, Trigger.cancelBookingProcess, cause=f"reconciled-cancel-{notice.invitee_uri}",
-                  cancelled_by="invitee", cancel_reason="cancelled in Calendly", released_at=None, settled_at=None,
-                  **calendly_events.invitee_fields(notice))
-        flow.advance(booking.id)
+        flow.cancel(booking.id, f"reconciled-cancel-{notice.invitee_uri}", cancelled_by="invitee",
+                    cancel_reason="cancelled in Calendly", **slots.invitee_fields(notice))
         return
     details = calendly_claims.event_details(notice)
     refusal = calendly_claims.type_refusal(details.event_type, booking.session_type)
@@ -102,22 +98,15 @@ def _check_scheduled(booking: Booking, now: dt.datetime, force: bool = False) ->
                   last_error="the reported invitee is not this booking's, or of another event type",
                   failure=failure(ErrorClass.VALIDATION, (refusal or calendly_claims.WRONG_TYPE).message))
         return
-    if booking.amount == 0:
-        flow.move(booking.id, Trigger.confirmBooking, cause="free-session", **calendly_events.slot_fields(notice, details))
-    else:
-        attempt = booking.payment_attempt + 1
-        flow.move(booking.id, Trigger.initiatePayment, cause=f"attempt-{attempt}", payment_attempt=attempt,
-                  amount_due=booking.amount, checkout_expires_at=attempt_expiry(now),
-                  **calendly_events.slot_fields(notice, details))
-    flow.advance(booking.id)
+    flow.confirm_or_charge(booking, **slots.slot_fields(notice, details))
 
 
 def _check_checkout(booking: Booking, now: dt.datetime) -> None:
     """PAYMENT_PROCESSING: was it paid, did it expire? (The webhook may be late, or lost.)"""
     session = stripe_client.retrieve_checkout_session(booking.checkout_session_id).to_dict()
     payment = ledger.payment_of_session(booking.checkout_session_id)
-    if session.get("payment_status") in stripe_events.PAID and payment is not None:
-        stripe_events.payment_received(payment, session)
+    if session.get("payment_status") in payments.PAID and payment is not None:
+        payments.payment_received(payment, session)
         return
     expires = dt.datetime.fromtimestamp(session["expires_at"], dt.timezone.utc)
     if session.get("status") == "open" and now >= expires + EXPIRY_GRACE:
@@ -125,9 +114,7 @@ def _check_checkout(booking: Booking, now: dt.datetime) -> None:
         session = stripe_client.retrieve_checkout_session(booking.checkout_session_id).to_dict()
     if session.get("status") == "expired":
         ledger.mark_session(session["id"], "expired")
-        flow.move(booking.id, Trigger.onPaymentFailed, cause=f"failed-{session['id']}",
-                  payment_failure="the checkout expired", checkout_url=None,
-                  failure=failure(ErrorClass.PAYMENT, stripe_events.CLIENT_MESSAGES["checkout.session.expired"]))
+        payments.payment_failed(booking, session["id"], CHECKOUT_EXPIRED)
         return
     current = settings_module.get()
     poll = min(PAYMENT_POLL, timeout_for(State.PAYMENT_PROCESSING, current.state_timeouts))
@@ -141,13 +128,7 @@ def _check_hold(booking: Booking, now: dt.datetime) -> None:
 
 def _check_refunds(booking: Booking, now: dt.datetime) -> None:
     """REFUND_PENDING: ask Stripe about each refund still pending, then settle."""
-    for refund in ledger.refunds_in_flight(booking, flow.CLOSING_REFUNDS):
-        if refund.status == "new":
-            ledger.issue(refund)
-        elif refund.stripe_refund_id and refund.status not in (*ledger.SETTLED_REFUND, *ledger.DEAD_REFUND):
-            current = stripe_client.retrieve_refund(refund.stripe_refund_id)
-            ledger.record_status(refund.id, current.id, current.status)
-    flow.settle_refund_state(booking.id)
+    flow.sync_refunds(booking, ask_stripe=True)
 
 
 def _check_before_start(booking: Booking, now: dt.datetime) -> None:
@@ -156,9 +137,9 @@ def _check_before_start(booking: Booking, now: dt.datetime) -> None:
     notice = _notice_from_api(invitee)
     if notice.status == "canceled":
         if notice.rescheduled and notice.new_invitee:
-            calendly_events.cancel_half_of_reschedule(booking, notice)
+            slots.cancel_half_of_reschedule(booking, notice)
         else:
-            calendly_events.cancelled(booking, notice, cause=f"reconciled-cancel-{notice.invitee_uri}")
+            slots.invitee_cancelled(booking, notice, cause=f"reconciled-cancel-{notice.invitee_uri}")
         return
     last_look = booking.scheduled_start - LAST_CHECK_BEFORE_START if booking.scheduled_start else None
     schedule_check(booking.id, last_look if last_look and last_look > now else None)
@@ -234,6 +215,8 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
         check = CHECKS.get(state)
         if check is not None:
             check(booking, now)
+            # A check that moved the booking leaves its next entry action to run, as a webhook's would.
+            flow.advance(booking_id)
     except TransitionRefused:
         log.info("booking %s moved while being reconciled", booking_id)
     except Exception as exc:  # a provider down, a bug: the timeout below still applies
