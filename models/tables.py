@@ -27,6 +27,25 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
+class HashesItsAddress:
+    """A model whose e-mail address column is written with its keyed hash (`hashed_address` names the
+    two), to find rows by address without reading the encrypted column. Under create(), save(),
+    insert() and update() alike; insert_many() and insert_from() bypass this, and nothing writes these
+    rows that way."""
+
+    hashed_address: tuple[str, str]
+
+    @classmethod
+    def _normalize_data(cls, data, kwargs):
+        normalized = super()._normalize_data(data, kwargs)
+        if isinstance(normalized, dict):
+            address, hashed = (getattr(cls, name) for name in cls.hashed_address)
+            for field, value in list(normalized.items()):
+                if field is address and not isinstance(value, peewee.Node):
+                    normalized[hashed] = crypto.email_hash(value)
+        return normalized
+
+
 class SessionType(BaseModel):
     slug = peewee.CharField(max_length=100, unique=True)
     name = peewee.CharField(max_length=200)
@@ -51,7 +70,7 @@ def new_booking_id() -> str:
             return candidate
 
 
-class Booking(BaseModel):
+class Booking(HashesItsAddress, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=64, default=new_booking_id)
     session_type = peewee.ForeignKeyField(SessionType, backref="bookings", on_delete="RESTRICT")
     state = peewee.CharField(max_length=40)
@@ -134,16 +153,7 @@ class Booking(BaseModel):
     class Meta:
         indexes = ((("state", "state_changed_at"), False),)
 
-    @classmethod
-    def _normalize_data(cls, data, kwargs):
-        # Under create(), save(), insert() and update(): whatever writes `email` writes its hash too.
-        # (insert_many() and insert_from() bypass this; nothing writes bookings that way.)
-        normalized = super()._normalize_data(data, kwargs)
-        if isinstance(normalized, dict):
-            for field, value in list(normalized.items()):
-                if field is cls.email and not isinstance(value, peewee.Node):
-                    normalized[cls.email_hash] = crypto.email_hash(value)
-        return normalized
+    hashed_address = ("email", "email_hash")
 
 
 class Transition(BaseModel):
@@ -227,7 +237,7 @@ class Refund(BaseModel):
 OUTBOX_CLAIM_TIMEOUT = dt.timedelta(minutes=2)
 
 
-class Outbox(BaseModel):
+class Outbox(HashesItsAddress, BaseModel):
     """E-mails to clients, written in the same transaction as the change they announce. One that must
     not go out (its recipient is not one plain address, or the address had its hourly share) is kept,
     with `withheld_at` and the reason, and never sent."""
@@ -254,15 +264,7 @@ class Outbox(BaseModel):
     class Meta:
         indexes = ((("recipient_hash", "created_at"), False),)
 
-    @classmethod
-    def _normalize_data(cls, data, kwargs):
-        # As Booking does for its e-mail: whatever writes the recipient writes its hash too.
-        normalized = super()._normalize_data(data, kwargs)
-        if isinstance(normalized, dict):
-            for field, value in list(normalized.items()):
-                if field is cls.recipient and not isinstance(value, peewee.Node):
-                    normalized[cls.recipient_hash] = crypto.email_hash(value)
-        return normalized
+    hashed_address = ("recipient", "recipient_hash")
 
     @classmethod
     def sendable(cls, now):

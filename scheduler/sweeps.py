@@ -31,6 +31,15 @@ CHECK_BACKOFF_MAX = dt.timedelta(hours=1)
 PRUNE_BATCH = 1000
 
 
+def _send_each(actor_name: str, rows) -> int:
+    """Queue the job of each row again, one at a time; how many were queued."""
+    count = 0
+    for row in rows:
+        broker.send(actor_name, row.id)
+        count += 1
+    return count
+
+
 def check_backoff(attempts: int) -> dt.timedelta:
     return min(CHECK_BACKOFF_BASE * (2 ** min(attempts, 16)), CHECK_BACKOFF_MAX)
 
@@ -88,20 +97,12 @@ def resend_unsent_emails(now: dt.datetime) -> int:
         .order_by(Outbox.created_at)
         .limit(BATCH)
     )
-    count = 0
-    for row in due:
-        broker.send(broker.SEND_EMAIL, row.id)
-        count += 1
-    return count
+    return _send_each(broker.SEND_EMAIL, due)
 
 
 def resend_unsent_alerts(now: dt.datetime) -> int:
     due = Alert.select(Alert.id).where(Alert.sent_at.is_null(), Alert.created_at < now - ALERT_GRACE).limit(BATCH)
-    count = 0
-    for alert in due:
-        broker.send(broker.SEND_ALERT, alert.id)
-        count += 1
-    return count
+    return _send_each(broker.SEND_ALERT, due)
 
 
 def prune_old_payloads(now: dt.datetime) -> int:
