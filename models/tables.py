@@ -1,4 +1,6 @@
-"""The tables. `state` on Booking is written by `models.states.apply` alone."""
+"""The tables. A booking's state and every field a client sees are written by models/ alone: the
+state machine's apply() and force(), update_fields() and the functions built on it (models.states),
+and its creation (models.bookings), each bumping its version."""
 
 from __future__ import annotations
 
