@@ -5,13 +5,15 @@ As Dramatiq prescribes, it sets the broker up before any actor module is importe
 their jobs need. Nothing else in bookingflow reads the environment or connects when imported.
 """
 
-from bookingflow import broker as broker_module
 from bookingflow import logs
 from models.bootstrap import open_configured_database, prepare_metrics, service_settings
 
 logs.configure_unless_configured()  # the Procfile's worker runs `dramatiq --skip-logging`: JSON lines
 settings = service_settings()
-prepare_metrics(settings)
+prepare_metrics(settings)  # before the first metric is made, which importing the broker does
+
+from bookingflow import broker as broker_module  # noqa: E402
+
 open_configured_database(settings)
 broker = broker_module.install(settings.broker_url)
 

@@ -110,10 +110,10 @@ def cmd_flags(args) -> int:
 def _sender():
     """A process that sends work to the workers (the scheduler, retry, replay): the service's
     settings, the database and the broker, without the workers' code."""
+    current = bootstrap.service_settings()
+    bootstrap.prepare_metrics(current)  # before the first metric is made, which importing the broker does
     from bookingflow import broker
 
-    current = bootstrap.service_settings()
-    bootstrap.prepare_metrics(current)
     bootstrap.open_configured_database(current)
     broker.install(current.broker_url)
     return current
