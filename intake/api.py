@@ -20,7 +20,7 @@ from bookingflow.deliveries import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
 from models import bookings
 from models.db import storable, utcnow
 from models.inbox import is_stored
-from models.states import REPORTABLE, State, Trigger, allowed, update_fields
+from models.states import CHECKOUT_OPEN, REPORTABLE, State, Trigger, allowed, update_fields
 from models.tables import Booking, SessionType, Transition
 
 bp = Blueprint("api", __name__)
@@ -29,7 +29,6 @@ bp = Blueprint("api", __name__)
 # none of the punctuation of address lists, display names and comments: one plain address.
 EMAIL = re.compile(r'^[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,64}@[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,255}\.[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{2,63}$')
 BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-CHECKOUT_OPEN = (State.PAYMENT_PROCESSING.value,)
 
 
 def _json_body() -> dict:

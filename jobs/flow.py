@@ -25,7 +25,7 @@ from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
 from models.db import utcnow
-from models.states import Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
+from models.states import CLOSING, Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
 from models.tables import Booking
 
 log = logging.getLogger(__name__)
@@ -284,10 +284,6 @@ ENTRY_ACTIONS: dict[State, Callable[[Booking], None]] = {
     State.IDLE: _release_and_refund,
 }
 
-# States that must not last: a booking found resting in one of them was left by a dead worker.
-TRANSIENT = (State.CALENDLY_WEBHOOK_RECEIVED, State.PAYMENT_PENDING, State.PAYMENT_SUCCEEDED, State.BOOKING_RESCHEDULED)
-# States whose closing work is done once settled_at is set.
-CLOSING = (State.IDLE, State.BOOKING_CANCELLED)
 
 
 def advance(booking_id: str) -> State | None:

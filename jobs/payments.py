@@ -15,15 +15,13 @@ from jobs import flow, ledger
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.db import utcnow
-from models.states import State, Trigger, TransitionRefused, update_fields
+from models.states import AWAITING_PAYMENT, State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, Payment
 
 log = logging.getLogger(__name__)
 
 # Only these mean the money arrived; "unpaid" on a completed session is a delayed method still settling.
 PAID = ("paid", "no_payment_required")
-# States in which a payment is expected (or, for PAYMENT_FAILED, still welcome).
-AWAITING_PAYMENT = (State.PAYMENT_PENDING, State.PAYMENT_PROCESSING, State.PAYMENT_FAILED)
 
 # A payment decided again a few times, as the booking moves under it (a cancellation landing at the
 # same moment), finds it resting: the decisions below each move it somewhere it then stays a while.

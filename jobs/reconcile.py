@@ -23,7 +23,7 @@ from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
 from bookingflow.deliveries import CHECKOUT_EXPIRED
 from models.db import utcnow
-from models.states import ERROR_STATES, check_worked, State, Trigger, TransitionRefused, schedule_check, timeout_for
+from models.states import CLOSING, STUCK_WHEN_TIMED_OUT, check_worked, State, Trigger, TransitionRefused, schedule_check, timeout_for
 from models.tables import Booking
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,6 @@ CHECKS: dict[State, Callable[[Booking, dt.datetime], None]] = {
 }
 
 
-# States that only move on by our own action: outliving their timeout means something failed.
-STUCK_WHEN_TIMED_OUT = frozenset(ERROR_STATES - {State.ERROR_RECOVERY}) | frozenset(flow.TRANSIENT) | {
-    State.BOOKING_CANCELLED, State.REFUND_PENDING}
 
 
 # --- recovery ---------------------------------------------------------------------------------
@@ -224,7 +221,7 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
         check_failed = exc
     booking = Booking.get_by_id(booking_id)
     # Nothing moved it and its time is up: stuck. (Error states only ever leave this way.)
-    settled = state in flow.CLOSING and booking.settled_at is not None
+    settled = state in CLOSING and booking.settled_at is not None
     if booking.state == state.value and state in STUCK_WHEN_TIMED_OUT and not settled and _timed_out(booking, now):
         try:
             _attempt_recovery(booking, now)

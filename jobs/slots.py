@@ -20,13 +20,11 @@ from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.bookings import reschedule_request_open
 from models.db import utcnow
-from models.states import ABANDONABLE, State, Trigger, TransitionRefused, update_fields
+from models.states import AWAITING_INVITEE, BEFORE_CONFIRMATION, State, Trigger, TransitionRefused, update_fields
 from models.tables import Booking, SessionType
 
 log = logging.getLogger(__name__)
 
-AWAITING_INVITEE = (State.CALENDLY_SCHEDULING, State.CALENDLY_SCHEDULED)
-BEFORE_CONFIRMATION = frozenset(ABANDONABLE) | {State.PAYMENT_SUCCEEDED}
 
 
 def invitee_fields(notice: InviteeNotice) -> dict:

@@ -151,8 +151,25 @@ TRANSITIONS: dict[tuple[State, Trigger], State | str] = {
     **{(state, T.attemptRecovery): S.ERROR_RECOVERY for state in RECOVERABLE},
 }
 
+# --- state groups: where the decisions (jobs/) and the views look the booking up -----------------
+
 # Where a client's report of the slot it scheduled can move the booking.
 REPORTABLE = frozenset({S.CALENDLY_SCHEDULING, S.ERROR_WEBHOOK})
+# Waiting for Calendly's invitee: one that names the booking may be accepted.
+AWAITING_INVITEE = frozenset({S.CALENDLY_SCHEDULING, S.CALENDLY_SCHEDULED})
+# Not yet confirmed: a slot moved in Calendly simply follows.
+BEFORE_CONFIRMATION = frozenset(ABANDONABLE) | {S.PAYMENT_SUCCEEDED}
+# Where a payment is expected (or, in PAYMENT_FAILED, still welcome).
+AWAITING_PAYMENT = frozenset({S.PAYMENT_PENDING, S.PAYMENT_PROCESSING, S.PAYMENT_FAILED})
+# Where the status shows the open Checkout Session's URL.
+CHECKOUT_OPEN = frozenset({S.PAYMENT_PROCESSING})
+# States that must not last: a booking found resting in one of them was left by a dead worker.
+TRANSIENT = frozenset({S.CALENDLY_WEBHOOK_RECEIVED, S.PAYMENT_PENDING, S.PAYMENT_SUCCEEDED, S.BOOKING_RESCHEDULED})
+# States whose closing work (the slot released, the refund decided) is done once settled_at is set.
+CLOSING = frozenset({S.IDLE, S.BOOKING_CANCELLED})
+# States that only move on by our own action: outliving their timeout means something failed.
+STUCK_WHEN_TIMED_OUT = (frozenset(ERROR_STATES - {S.ERROR_RECOVERY}) | TRANSIENT
+                        | {S.BOOKING_CANCELLED, S.REFUND_PENDING})
 
 # Guards: conditions on the booking, beyond its state, for a pair of the table to apply.
 BEFORE_MONEY = frozenset({
