@@ -12,7 +12,6 @@ import copy
 import html
 import json
 import secrets
-import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Blueprint, Response, request, url_for
 
-from .deliveries import WebhookSender
+from .deliveries import FakeProvider, WebhookSender
 
 URL_PREFIX = "/calendly"
 API_ORIGIN = "https://api.calendly.com"
@@ -187,15 +186,12 @@ def _sorted(items: list[dict], args: dict, default: str) -> list[dict]:
 
 # --- the fake ----------------------------------------------------------------------------
 
-class CalendlyFake:
+class CalendlyFake(FakeProvider):
     """State and HTTP handlers of the Calendly fake; one lock serializes every request."""
 
     def __init__(self, config_source: Callable[[], Any], sender: WebhookSender,
                  public_base: Callable[[], str]):
-        self._config = config_source
-        self._sender = sender
-        self._public_base = public_base
-        self._lock = threading.RLock()
+        super().__init__(config_source, sender, public_base)
         self._event_types: dict[str, dict] = {}
         self.host_uri = f"{API_ORIGIN}/users/{uuid.uuid4()}"
         self.organization_uri = f"{API_ORIGIN}/organizations/{uuid.uuid4()}"

@@ -94,6 +94,17 @@ class Delivery:
         }
 
 
+class FakeProvider:
+    """What each fake provider starts from: the sandbox's configuration, its webhook sender, where
+    it is reached from outside, and the one lock that serializes its requests."""
+
+    def __init__(self, config_source: Callable[[], Any], sender: "WebhookSender", public_base: Callable[[], str]):
+        self._config = config_source
+        self._sender = sender
+        self._public_base = public_base
+        self._lock = threading.RLock()
+
+
 class WebhookSender:
     """Queues deliveries and POSTs them, retrying non-2xx and connection errors with backoff.
 

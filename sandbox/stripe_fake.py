@@ -12,7 +12,6 @@ import html
 import json
 import secrets
 import string
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -21,7 +20,7 @@ from urllib.parse import parse_qsl
 import stripe
 from flask import Blueprint, Response, redirect, request, url_for
 
-from .deliveries import WebhookSender
+from .deliveries import FakeProvider, WebhookSender
 
 URL_PREFIX = "/stripe"
 MIN_EXPIRY_SECONDS = 30 * 60
@@ -306,16 +305,13 @@ def list_page(items: list[dict], params: dict, url: str) -> dict:
 
 # --- the fake ----------------------------------------------------------------------------
 
-class StripeFake:
+class StripeFake(FakeProvider):
     """State and HTTP handlers of the Stripe fake. One lock serializes every request, which is
     also what makes concurrent requests with one idempotency key create a single object."""
 
     def __init__(self, config_source: Callable[[], Any], sender: WebhookSender,
                  public_base: Callable[[], str]):
-        self._config = config_source
-        self._sender = sender
-        self._public_base = public_base
-        self._lock = threading.RLock()
+        super().__init__(config_source, sender, public_base)
         self._objects: dict[str, dict] = {}  # id -> object, in creation order
         self._intent_metadata: dict[str, dict] = {}  # session id -> metadata for its PaymentIntent
         self._idempotent: dict[str, tuple[str, str, dict, str]] = {}  # key -> method, path, params, body

@@ -125,6 +125,12 @@ def _tracking(payload: dict) -> dict:
     return tracking if isinstance(tracking, dict) else {}
 
 
+def _identity(invitee: dict, payload: dict) -> dict:
+    """The invitee's address and name, and the tag our scheduling link carried, in either shape."""
+    return dict(email=_text(invitee.get("email"), 320), name=_text(invitee.get("name"), 200),
+                utm_content=_text(_tracking(payload).get("utm_content"), 200))
+
+
 def _cancellation(payload: dict) -> dict:
     cancellation = payload.get("cancellation")
     return cancellation if isinstance(cancellation, dict) else {}
@@ -150,9 +156,7 @@ def _parse_v2(kind: str, payload: dict) -> InviteeNotice:
         kind=kind,
         invitee_uri=invitee_uri,
         event_uri=event_uri,
-        email=_text(payload.get("email"), 320),
-        name=_text(payload.get("name"), 200),
-        utm_content=_text(_tracking(payload).get("utm_content"), 200),
+        **_identity(payload, payload),
         status=_text(payload.get("status"), 40),
         rescheduled=payload.get("rescheduled") is True,
         old_invitee=_text(payload.get("old_invitee")),
@@ -185,9 +189,7 @@ def _parse_v1(kind: str, payload: dict) -> InviteeNotice:
         kind=kind,
         invitee_uri=invitee_uri,
         event_uri=event_uri,
-        email=_text(invitee.get("email"), 320),
-        name=_text(invitee.get("name"), 200),
-        utm_content=_text(_tracking(payload).get("utm_content"), 200),
+        **_identity(invitee, payload),
         status="canceled" if canceled else "active",
         rescheduled=invitee.get("is_reschedule") is True or bool(payload.get("new_invitee")),
         old_invitee=None,
