@@ -45,12 +45,13 @@ def stored(provider: str, event_type: str, body: dict, subject: str | None = Non
     return event
 
 
-def scheduled_slot(sandbox, booking: Booking, **options) -> dict:
-    """A slot the client booked in (fake) Calendly through the booking's link: the sandbox's answer,
-    with event_uri and invitee_uri."""
+def scheduled_slot(sandbox, booking: Booking, of_type: SessionType | None = None, **options) -> dict:
+    """A slot the client booked in (fake) Calendly through the booking's link (or, `of_type`, through
+    another session type's page with the booking's utm_content): the sandbox's answer, with
+    event_uri and invitee_uri."""
     import requests
 
-    scheduling_url = f"{booking.session_type.scheduling_url}?utm_content={booking.id}"
+    scheduling_url = f"{(of_type or booking.session_type).scheduling_url}?utm_content={booking.id}"
     response = requests.post(f"{sandbox.base}/calendly/_sandbox/schedule", timeout=10,
                              json={"scheduling_url": scheduling_url, **options})
     assert response.status_code == 201, response.text
