@@ -1,6 +1,7 @@
-"""Rows a unit test starts from: a booking already in the state under test (fixture data, written
-directly, as tests/test_states.py does), and deliveries stored through the inbox as the intake stores
-them. Everything after that goes through the module under test."""
+"""What a unit test starts from: a booking already in the state under test (fixture data, written
+directly, as tests/test_states.py does), deliveries stored through the inbox as the intake stores
+them, and slots and payments made at the provider sandbox the way a client makes them. Everything
+after that goes through the module under test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import datetime as dt
 import json
 import secrets
 import types
+
+import requests
 
 from models import inbox
 from models.states import State
@@ -49,8 +52,6 @@ def scheduled_slot(sandbox, booking: Booking, of_type: SessionType | None = None
     """A slot the client booked in (fake) Calendly through the booking's link (or, `of_type`, through
     another session type's page with the booking's utm_content): the sandbox's answer, with
     event_uri and invitee_uri."""
-    import requests
-
     scheduling_url = f"{(of_type or booking.session_type).scheduling_url}?utm_content={booking.id}"
     response = requests.post(f"{sandbox.base}/calendly/_sandbox/schedule", timeout=10,
                              json={"scheduling_url": scheduling_url, **options})
@@ -61,8 +62,6 @@ def scheduled_slot(sandbox, booking: Booking, of_type: SessionType | None = None
 def paid_at_stripe(sandbox, booking: Booking, outcome: str = "paid") -> dict:
     """The booking's open checkout paid by the client at the (fake) Stripe; its session as Stripe now
     describes it, for a checkout.session.completed body."""
-    import requests
-
     booking = fresh(booking)
     response = requests.post(booking.checkout_url + "/pay", json={"outcome": outcome}, timeout=10)
     assert response.status_code == 200, response.text

@@ -5,6 +5,7 @@ checkout is a real one at the Stripe sandbox."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 from bookingflow import deliveries as d
 from jobs import flow, ledger, stripe_events
@@ -158,8 +159,6 @@ def refunding(paying, quiet_sandbox):
 
 
 def settled_at_stripe(sandbox, refund: Refund, outcome: str) -> None:
-    import requests
-
     response = requests.post(f"{sandbox.base}/stripe/refunds/{refund.stripe_refund_id}/settle",
                              json={"outcome": outcome}, timeout=10)
     assert response.status_code == 200, response.text
