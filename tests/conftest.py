@@ -17,10 +17,12 @@ from support.services import postgres_problem, rabbitmq_problem, redis_problem, 
 
 
 def pytest_configure(config):
+    # Before any test module is imported: they import product modules at the top (support/suite.py).
     suite.install_settings()
 
 
 def pytest_collection_modifyitems(config, items):
+    # The end-to-end tests run with the suite on PostgreSQL + Redis only (support/suite.py).
     if suite.END_TO_END:
         return
     skip = pytest.mark.skip(reason=suite.END_TO_END_SKIP_REASON)
