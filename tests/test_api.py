@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import make_session_type
+from support.catalogue import make_session_type
 from models.tables import Booking
 
 EVENT = "https://api.calendly.com/scheduled_events/EVT1"

@@ -17,10 +17,11 @@ import pytest
 import requests
 
 from bookingflow.settings import EMBEDDED_BROKER_URL
-from conftest import rabbitmq_problem, redis_problem, require_service, wait_until
-from flows import Client, history_states, sessions_of
-from providers import checkout_session, encode, stripe_event, stripe_signature
-from realstack import RABBITMQ_URL, REDIS_URL, RealStack, base_environment, free_port, run_cli, running_service
+from support.services import rabbitmq_problem, redis_problem, require_service
+from support.waiting import wait_until
+from support.flows import Client, history_states, sessions_of
+from support.providers import checkout_session, encode, stripe_event, stripe_signature
+from support.realstack import RABBITMQ_URL, REDIS_URL, RealStack, base_environment, free_port, run_cli, running_service
 
 URLS = {"stub": EMBEDDED_BROKER_URL, "redis": REDIS_URL, "rabbitmq": RABBITMQ_URL}
 # Where nothing listens: the broker is down.

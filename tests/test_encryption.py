@@ -17,14 +17,14 @@ from playhouse.db_url import connect
 
 from bookingflow import crypto
 from bookingflow import settings as settings_module
-from conftest import SUITE_SETTINGS, wait_until
-from flows import confirmed_booking
+from support.waiting import wait_until
+from support.flows import confirmed_booking
 from models.db import database
 from models.migrations import EMAIL_HASH_INDEX, MIGRATIONS
-from realstack import base_environment, run_cli
-from test_emails import drain, mailbox  # noqa: F401  (mailbox: a fixture, a real SMTP server)
-from test_migrations import cli as migration_cli
-from test_migrations import database_url  # noqa: F401  (a fixture: SQLite, and PostgreSQL when reachable)
+from support.realstack import base_environment, run_cli
+from support.cli import cli_on as migration_cli
+from support.cli import suite_cli
+from support.mail import drain
 
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
@@ -52,14 +52,6 @@ def stored(booking_id: str) -> tuple[str, str, str | None]:
 def opened(value: str, key: str) -> str:
     assert value.startswith("enc1:"), "stored in the clear"
     return Fernet(key.encode()).decrypt(value[len("enc1:"):].encode()).decode()
-
-
-def suite_cli(*args: str, keys: tuple[str, ...] = (), check: bool = True):
-    """`bookingflow ...` as a real process on the suite's database, with DATA_ENCRYPTION_KEY = keys."""
-    env = {**base_environment(), "DATABASE_URL": SUITE_SETTINGS.database_url}
-    if keys:
-        env["DATA_ENCRYPTION_KEY"] = ",".join(keys)
-    return run_cli(env, *args, check=check)
 
 
 def listed(result) -> list[str]:
@@ -245,7 +237,7 @@ def test_keys_are_read_in_order_and_kept_out_of_the_repr():
 @pytest.mark.parametrize("value", ["not-a-key", f"{KEY_A},{KEY_B[:-4]}", KEY_A.rstrip("=") + "!"])
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("data", "rotate-key"), ("scheduler",)], ids=" ".join)
 def test_a_malformed_key_stops_the_process_at_start_with_one_line_naming_it(tmp_path, command, value):
-    from conftest import service_environment
+    from support.suite import service_environment
 
     database_file = tmp_path / "never.db"
     env = {**base_environment(), **service_environment("http://127.0.0.1:9", f"sqlite:///{database_file}",

@@ -11,13 +11,14 @@ import stripe
 
 from bookingflow.providers.calendly_client import CalendlyError
 from bookingflow.providers.limits import RateLimited
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, wait_until
+from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
 from bookingflow.providers.calendly_payloads import PayloadInvalid
 from bookingflow.error_classes import ErrorClass, classify
 from jobs.reconcile import reconcile
 from models.db import utcnow
 from models.tables import Booking, ProviderEvent
-from providers import calendly_invitee_delivery, calendly_signature, checkout_session, encode, stripe_event, stripe_signature
+from support.providers import calendly_invitee_delivery, calendly_signature, checkout_session, encode, stripe_event, stripe_signature
 
 
 def post(url: str, body: bytes, header: str, signature: str) -> requests.Response:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import STRIPE_WEBHOOK_SECRET, SUITE_SETTINGS
-from flows import history_states, sessions_of
-from providers import checkout_session, encode, stripe_event, stripe_signature
-from realstack import base_environment, run_cli
+from support.suite import STRIPE_WEBHOOK_SECRET, SUITE_SETTINGS
+from support.flows import history_states, sessions_of
+from support.providers import checkout_session, encode, stripe_event, stripe_signature
+from support.realstack import base_environment, run_cli
 
 
 def cli(*args: str):

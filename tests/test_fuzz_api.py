@@ -15,7 +15,7 @@ import requests
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from test_fuzz_webhooks import (
+from support.fuzzing import (
     E2E_EXAMPLES, content_types, deeply_nested, fuzz_settings, header_text, hostile_bodies, json_values,
     raw_header_values, send_and_check, send_over_http, sized,
 )
@@ -140,7 +140,7 @@ def test_the_status_of_a_booking_never_shows_its_email_unmasked(client, broker, 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from realstack import running_service
+    from support.realstack import running_service
 
     with running_service(tmp_path_factory.mktemp("fuzz-api")) as running:
         response = requests.post(f"{running.base}/v1/bookings", timeout=60, json={

@@ -1,6 +1,6 @@
 """Who may read web's /metrics, through HTTP: only a scraper holding METRICS_TOKEN; without a token
 configured the route is not there at all. (The worker's exporter, on loopback and a port of its own,
-is checked on the Procfile's processes in tests/test_end_to_end.py.)"""
+is checked on the Procfile's processes in tests/scenarios/test_end_to_end.py.)"""
 
 from __future__ import annotations
 

@@ -5,29 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from playhouse.db_url import connect
 
-from conftest import TEST_DATABASE_URL, postgres_problem, require_service
 from models.migrations import MIGRATIONS
-from realstack import POSTGRES_URL, ScratchDatabase, base_environment, run_cli
+from support.cli import cli_on as cli
 
 NOW = dt.datetime(2026, 11, 1, 12, 0)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/migrations.db"
-        return
-    require_service("PostgreSQL", postgres_problem(TEST_DATABASE_URL or POSTGRES_URL))
-    scratch = ScratchDatabase(TEST_DATABASE_URL or POSTGRES_URL)
-    yield scratch.url
-    scratch.drop()
-
-
-def cli(database_url: str, *args: str):
-    return run_cli({**base_environment(), "DATABASE_URL": database_url}, *args)
 
 
 def schema(database_url: str) -> dict[str, set[tuple[str, bool]]]:

@@ -24,9 +24,10 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, make_session_type
+from support.catalogue import make_session_type
+from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
 from intake.openapi import DOCUMENT, EVENT_URI_PATTERN, INVITEE_URI_PATTERN
-from providers import calendly_signature, encode, stripe_signature
+from support.providers import calendly_signature, encode, stripe_signature
 
 CONFIG = schemathesis.Config.from_dict({
     "seed": 7,  # with `deterministic`, the same requests on every run

@@ -21,9 +21,10 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
-from conftest import STRIPE_WEBHOOK_SECRET, wait_until
-from flows import Client, hours_from_now
-from providers import (calendly_invitee_delivery, calendly_signature, checkout_session, encode, fixture, luhn_valid,
+from support.suite import STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
+from support.flows import Client, hours_from_now
+from support.providers import (calendly_invitee_delivery, calendly_signature, checkout_session, encode, fixture, luhn_valid,
                        stripe_event, stripe_signature)
 
 pytestmark = pytest.mark.privacy
@@ -289,7 +290,7 @@ def unprocessed_events(database_url: str) -> int:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
-    from realstack import running_service
+    from support.realstack import running_service
 
     result = Run()
     with contextlib.ExitStack() as cleanup:

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from bookingflow.providers import calendly_client, limits, stripe_client
-from conftest import wait_until
-from flows import sessions_of
+from support.waiting import wait_until
+from support.flows import sessions_of
 
 
 @pytest.fixture

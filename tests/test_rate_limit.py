@@ -18,7 +18,7 @@ import pytest
 import requests
 import schemathesis
 
-from conftest import redis_problem, require_service
+from support.services import redis_problem, require_service
 from intake.openapi import DOCUMENT
 from models.tables import Booking
 
@@ -144,7 +144,7 @@ def test_ipv6_clients_are_counted_by_their_64(app_with, session_type):
 
 
 def test_an_unreachable_store_serves_the_client_api_and_warns_once(app_with, session_type, caplog):
-    from realstack import free_port
+    from support.realstack import free_port
 
     client = app_with(client_rate_limit="1/hour", rate_limit_storage_url=f"redis://127.0.0.1:{free_port()}/0")
     address = an_address()
@@ -158,7 +158,7 @@ def test_an_unreachable_store_serves_the_client_api_and_warns_once(app_with, ses
 
 
 def test_the_limit_holds_across_intakes_sharing_redis(app_with, session_type):
-    from realstack import REDIS_URL
+    from support.realstack import REDIS_URL
 
     require_service("Redis", redis_problem(REDIS_URL))
     one, other = (app_with(client_rate_limit="3/hour", rate_limit_storage_url=REDIS_URL) for _ in range(2))
@@ -173,7 +173,7 @@ def test_the_limit_holds_across_intakes_sharing_redis(app_with, session_type):
 
 @pytest.mark.e2e
 def test_two_intakes_on_real_processes_share_one_limit(tmp_path):
-    from realstack import RealStack, running_service
+    from support.realstack import RealStack, running_service
 
     with running_service(tmp_path, extra_env={"CLIENT_RATE_LIMIT": "6/hour"}) as stack:
         # A second instance of `web` with the same environment, as behind a load balancer; a port of

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 import requests
 
-from conftest import wait_until
-from flows import calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
+from support.waiting import wait_until
+from support.flows import calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from jobs.reconcile import MAX_RECOVERY_ATTEMPTS, reconcile
 from models.db import utcnow
 from models.tables import Alert, Booking, ProviderEvent

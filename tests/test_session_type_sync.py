@@ -8,8 +8,8 @@ from contextlib import closing
 
 import pytest
 
-from conftest import CALENDLY_TOKEN
-from realstack import base_environment, run_cli
+from support.suite import CALENDLY_TOKEN
+from support.realstack import base_environment, run_cli
 
 
 @pytest.fixture

@@ -326,8 +326,8 @@ def test_db_upgrade_needs_no_service_credentials(tmp_path):
 def test_web_stops_at_start_with_one_line_instead_of_restarting_its_workers_for_ever(tmp_path, variable, env):
     """gunicorn's master checks the settings before it forks: a worker that failed on them was
     replaced by another that failed the same way, for ever, and web never exited."""
-    from conftest import wait_until
-    from realstack import free_port, start_procfile_process, stop_group
+    from support.waiting import wait_until
+    from support.realstack import free_port, start_procfile_process, stop_group
 
     base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     env = {**base, **env, "PORT": str(free_port()), "DATABASE_URL": f"sqlite:///{tmp_path}/web.db",

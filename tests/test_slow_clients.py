@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from providers import checkout_session, encode, stripe_event, stripe_signature
-from realstack import running_service
+from support.providers import checkout_session, encode, stripe_event, stripe_signature
+from support.realstack import running_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.abuse]
 

@@ -11,10 +11,10 @@ import ipaddress
 import pytest
 import schemathesis
 
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
+from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
 from intake.openapi import DOCUMENT
 from models.tables import ProviderEvent
-from providers import (
+from support.providers import (
     calendly_invitee_delivery, calendly_signature, checkout_session, encode, stripe_event, stripe_signature,
 )
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
+from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
 from models.tables import ProviderEvent
-from providers import (
+from support.providers import (
     calendly_invitee_delivery, calendly_signature, checkout_session, encode, stripe_event, stripe_signature,
 )
 

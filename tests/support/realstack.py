@@ -17,9 +17,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from conftest import wait_until
+from support.services import postgres_problem, rabbitmq_problem, redis_problem, require_service
+from support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -254,7 +255,6 @@ def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: 
     sandbox of its own; yields the RealStack (with `.sandbox`, `.env`, `.broker_url`, and `.redis_url`
     on Redis)."""
     from sandbox import Sandbox, SandboxConfig, serve_in_thread
-    from conftest import postgres_problem, rabbitmq_problem, redis_problem, require_service
 
     rabbitmq = urlsplit(broker_url).scheme in ("amqp", "amqps")
     require_service("PostgreSQL", postgres_problem(POSTGRES_URL))

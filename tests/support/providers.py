@@ -10,7 +10,7 @@ import secrets
 import time
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def luhn_valid(digits: str) -> bool:

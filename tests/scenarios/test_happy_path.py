@@ -8,10 +8,11 @@ import threading
 import pytest
 import requests
 
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, wait_until
-from flows import history_states, sessions_of, without_utm_content
+from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
+from support.flows import history_states, sessions_of, without_utm_content
 from models.tables import ProviderEvent, Transition
-from providers import calendly_signature, encode, stripe_signature
+from support.providers import calendly_signature, encode, stripe_signature
 
 HAPPY_PATH = [
     "CALENDLY_SCHEDULING", "CALENDLY_WEBHOOK_RECEIVED", "PAYMENT_PENDING", "PAYMENT_PROCESSING",

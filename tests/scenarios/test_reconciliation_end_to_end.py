@@ -7,8 +7,8 @@ import pytest
 import redis
 
 
-from flows import Client, money_at_stripe
-from realstack import run_cli, running_service
+from support.flows import Client, money_at_stripe
+from support.realstack import run_cli, running_service
 
 pytestmark = pytest.mark.e2e
 

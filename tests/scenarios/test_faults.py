@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from conftest import require_service, wait_until
-from faultstack import MailSink, PrivatePostgres, PrivateRedis, ProcessSet, servers_problem
-from flows import hours_from_now
-from providers import checkout_session, encode, stripe_event, stripe_signature
-from realstack import ScratchDatabase, base_environment, import_session_types
+from support.services import require_service
+from support.waiting import wait_until
+from support.faultstack import MailSink, PrivatePostgres, PrivateRedis, ProcessSet, servers_problem
+from support.flows import hours_from_now
+from support.providers import checkout_session, encode, stripe_event, stripe_signature
+from support.realstack import ScratchDatabase, base_environment, import_session_types
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 

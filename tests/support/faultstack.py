@@ -18,8 +18,8 @@ from pathlib import Path
 
 import requests
 
-from conftest import wait_until
-from realstack import ROOT, _stop_group, free_port
+from support.waiting import wait_until
+from support.realstack import ROOT, _stop_group, free_port
 
 PG_PROGRAMS = ("initdb", "pg_ctl")
 

@@ -8,11 +8,12 @@ import re
 import pytest
 import requests
 
-from conftest import STRIPE_WEBHOOK_SECRET, wait_until
-from flows import assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
+from support.suite import STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
+from support.flows import assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from models.db import database
 from models.tables import Booking, Payment, ProviderEvent, Refund, Transition
-from providers import encode, luhn_valid, stripe_signature
+from support.providers import encode, luhn_valid, stripe_signature
 
 
 

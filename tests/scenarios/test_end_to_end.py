@@ -9,11 +9,11 @@ import json
 import pytest
 import requests
 
-from conftest import wait_until
+from support.waiting import wait_until
 
-from flows import Client, history_states, sessions_of
-from providers import encode, stripe_event, stripe_signature, checkout_session
-from realstack import RealStack, base_environment, run_cli, running_service
+from support.flows import Client, history_states, sessions_of
+from support.providers import encode, stripe_event, stripe_signature, checkout_session
+from support.realstack import RealStack, base_environment, run_cli, running_service
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ def test_a_delivery_signed_with_the_previous_secret_during_rotation_is_accepted(
 
 def test_a_delivery_is_refused_with_503_while_the_broker_is_unreachable(tmp_path):
     """No PostgreSQL or Redis needed: SQLite, and a broker URL where nothing listens."""
-    from realstack import free_port
+    from support.realstack import free_port
 
     env = {
         **base_environment(),
@@ -181,8 +181,8 @@ def test_the_worker_serves_its_metrics_on_loopback_only_on_a_port_of_its_own(sta
 @pytest.mark.abuse
 def test_web_and_worker_given_one_port_on_one_host_both_run(tmp_path):
     """A platform that hands every process the same PORT: the worker's exporter keeps off it."""
-    from conftest import redis_problem, require_service
-    from realstack import REDIS_URL, free_port, start_procfile_process, stop_group
+    from support.services import redis_problem, require_service
+    from support.realstack import REDIS_URL, free_port, start_procfile_process, stop_group
 
     require_service("Redis", redis_problem(REDIS_URL))
     port, metrics_port = free_port(), free_port()

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from conftest import wait_until
+from support.waiting import wait_until
 
 
 class Client:

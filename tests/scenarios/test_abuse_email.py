@@ -11,7 +11,7 @@ from MAIL_FROM, to a stranger's inbox.
 - At most MAIL_PER_ADDRESS_PER_HOUR e-mails to one address in an hour; the rest are kept, withheld.
 
 Driven through the client API over HTTP, the Calendly and Stripe sandboxes (signed deliveries), the
-workers, and a real SMTP server (tests/test_emails.py's `mailbox`).
+workers, and a real SMTP server (the `mailbox` fixture).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from cryptography.fernet import Fernet
 
 from bookingflow import settings as settings_module
 from bookingflow.settings import SettingsError
-from conftest import wait_until
-from flows import confirmed_booking, hours_from_now
+from support.waiting import wait_until
+from support.flows import confirmed_booking, hours_from_now
 from models.tables import Booking, Outbox
-from test_emails import act, drain, mailbox  # noqa: F401  (mailbox: a fixture, a real SMTP server)
-from test_encryption import suite_cli
+from support.cli import suite_cli
+from support.mail import act, drain
 
 pytestmark = pytest.mark.abuse
 

@@ -11,11 +11,12 @@ import pytest
 import requests
 
 from bookingflow import settings as settings_module
-from conftest import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET, wait_until
-from flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
+from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
+from support.flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from models.db import utcnow
 from models.tables import Alert, Booking, ProviderEvent, Refund
-from providers import calendly_signature, encode, stripe_signature
+from support.providers import calendly_signature, encode, stripe_signature
 
 
 

@@ -12,10 +12,12 @@ import secrets
 import pytest
 import requests
 
-from conftest import POLICY, STRIPE_WEBHOOK_SECRET, make_session_type, wait_until
-from flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
+from support.catalogue import POLICY, make_session_type
+from support.suite import STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
+from support.flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from models.tables import Alert, Booking, ProviderEvent, Refund, SessionType
-from providers import checkout_session, encode, stripe_event, stripe_signature
+from support.providers import checkout_session, encode, stripe_event, stripe_signature
 
 pytestmark = pytest.mark.abuse
 
@@ -331,7 +333,7 @@ def test_a_reschedule_to_a_type_priced_in_another_currency_is_refused(frontend, 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from realstack import running_service
+    from support.realstack import running_service
 
     with running_service(tmp_path_factory.mktemp("abuse"), session_types=[
             {"slug": "short-call", "price": 5000, "refund_policy": POLICY},
@@ -404,6 +406,6 @@ def test_on_real_processes_another_clients_slot_cannot_be_reported_then_cancelle
 
 
 def run_cli_on(stack, *args):
-    from realstack import run_cli
+    from support.realstack import run_cli
 
     return run_cli(stack.env, *args)
