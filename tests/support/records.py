@@ -67,3 +67,14 @@ def paid_at_stripe(sandbox, booking: Booking, outcome: str = "paid") -> dict:
     assert response.status_code == 200, response.text
     (session,) = [s for s in sandbox.objects("checkout.session") if s["id"] == booking.checkout_session_id]
     return session
+
+
+def handled(event: ProviderEvent, handler):
+    """The stored delivery run as a worker runs it: by the event processor (jobs.events.process), which
+    calls its handler (the one the dispatch table names, checked here) and then advances the booking the
+    handler moved. A delivery stored before is processed again, as `bookingflow events replay` does."""
+    from jobs import dispatch, events
+
+    assert dispatch.handler_for(event.provider, event.type) is handler, (event.provider, event.type)
+    inbox.reopen_event(event.id)
+    return events.process(event.id)

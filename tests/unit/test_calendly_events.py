@@ -14,7 +14,7 @@ from models.states import State, update_fields
 from models.tables import Refund
 from support.catalogue import make_session_type
 from support.providers import calendly_invitee_delivery, stripe_event
-from support.records import booking_in, fresh, paid_at_stripe, scheduled_slot, stored
+from support.records import booking_in, fresh, handled, paid_at_stripe, scheduled_slot, stored
 
 
 def deliver(kind: str, slot: dict, utm_content: str | None, handler=None, **payload):
@@ -24,7 +24,7 @@ def deliver(kind: str, slot: dict, utm_content: str | None, handler=None, **payl
     body["payload"].update(payload)
     handler = handler or (calendly_events.invitee_created if kind == d.INVITEE_CREATED else calendly_events.invitee_canceled)
     event = stored(d.CALENDLY, kind, body, subject=slot["invitee_uri"], event_id=f"{kind}:{slot['invitee_uri']}")
-    return handler(event, body)
+    return handled(event, handler)
 
 
 def event_at_calendly(sandbox, event_uri: str) -> dict:
@@ -49,7 +49,7 @@ def confirmed(scheduling, slot, quiet_sandbox):
     assert deliver(d.INVITEE_CREATED, slot, scheduling.id).result == Result.ADVANCED
     session = paid_at_stripe(quiet_sandbox, scheduling)
     body = stripe_event(d.CHECKOUT_COMPLETED, session)
-    stripe_events.checkout_paid(stored(d.STRIPE, d.CHECKOUT_COMPLETED, body, event_id=body["id"]), body)
+    handled(stored(d.STRIPE, d.CHECKOUT_COMPLETED, body, event_id=body["id"]), stripe_events.checkout_paid)
     assert fresh(scheduling).state == State.BOOKING_CONFIRMED.value
     return fresh(scheduling)
 

@@ -8,12 +8,12 @@ import pytest
 import requests
 
 from bookingflow import deliveries as d
-from jobs import flow, ledger, stripe_events
+from jobs import flow, ledger, payments, stripe_events
 from jobs.outcomes import Result
 from models.states import State
 from models.tables import Alert, Payment, Refund
 from support.providers import checkout_session, fixture, stripe_event
-from support.records import booking_in, checkout, fresh, paid_at_stripe, stored
+from support.records import booking_in, checkout, fresh, handled, paid_at_stripe, stored
 
 EVENT_URI = "https://api.calendly.com/scheduled_events/EVTUNIT"
 
@@ -29,7 +29,7 @@ def paying(app, quiet_sandbox, session_type):
 
 def deliver(kind: str, obj: dict, handler):
     body = stripe_event(kind, obj)
-    return handler(stored(d.STRIPE, kind, body, subject=obj["id"], event_id=body["id"]), body)
+    return handled(stored(d.STRIPE, kind, body, subject=obj["id"], event_id=body["id"]), handler)
 
 
 # --- checkout.session.completed -------------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_the_open_checkout_failing_moves_the_booking_to_payment_failed(paying, q
     assert outcome.result == Result.ADVANCED
     booking = fresh(paying)
     assert (booking.state, booking.payment_failure) == (State.PAYMENT_FAILED.value,
-                                                        stripe_events.FAILURE_REASONS[kind])
+                                                        payments.FAILURE_REASONS[kind])
     assert Payment.get(Payment.checkout_session_id == session["id"]).status == (
         "expired" if kind == d.CHECKOUT_EXPIRED else "failed")
 
