@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import requests
 
-from conftest import STRIPE_WEBHOOK_SECRET, wait_until
-from flows import confirmed_booking, hours_from_now
 from models.tables import ProviderEvent
-from providers import checkout_session, encode, stripe_event, stripe_signature
+from support.flows import confirmed_booking, hours_from_now
+from support.providers import checkout_session, encode, stripe_event, stripe_signature
+from support.suite import STRIPE_WEBHOOK_SECRET
+from support.waiting import wait_until
 
 
 class Poller:
