@@ -47,7 +47,11 @@ def reschedule_cause(old_invitee: str, new_invitee: str) -> str:
 def refuse_stray(booking: Booking, notice: InviteeNotice, refusal: Refusal) -> Outcome:
     """An invitee that names the booking but may not hold a slot for it (another event type, or a
     second slot nobody asked for): the booking keeps what it had and says why, the stray slot is let
-    go when it was made with this booking's link, and operators are told."""
+    go when it was made with this booking's link, and operators are told. Unless Calendly says the
+    invitee is no longer active: a delivery that comes late (the booking's own first invitee, say,
+    after the booking was rescheduled away from it) holds no slot, and there is nothing to refuse."""
+    if calendly_client.get_invitee(notice.invitee_uri).get("status") != "active":
+        return Outcome(Result.STALE, booking.id, f"invitee {notice.invitee_uri} is no longer active in Calendly")
     released = False
     made_for_this_booking = notice.utm_content == booking.id or notice.old_invitee == booking.calendly_invitee_uri
     held = Booking.get_or_none(Booking.calendly_event_uri == notice.event_uri)
@@ -56,8 +60,8 @@ def refuse_stray(booking: Booking, notice: InviteeNotice, refusal: Refusal) -> O
     update_fields(booking.id, error_class=ErrorClass.VALIDATION.value, error_message=refusal.message[:300],
                   last_error=f"{refusal.code}: invitee {notice.invitee_uri}"[:500])
     raise_alert(f"{refusal.code}:{notice.invitee_uri}"[:255], refusal.code,
-                       f"booking {booking.id}: invitee {notice.invitee_uri} refused ({refusal.code}); "
-                       f"its event {'was released' if released else 'was left as it is'}", booking.id)
+                f"booking {booking.id}: invitee {notice.invitee_uri} refused ({refusal.code}); "
+                f"its event {'was released' if released else 'was left as it is'}", booking.id)
     log.warning("booking %s: invitee %s refused: %s", booking.id, notice.invitee_uri, refusal.code)
     return Outcome(Result(refusal.code), booking.id, f"{refusal.message} (event {'released' if released else 'kept'})")
 

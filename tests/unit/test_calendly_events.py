@@ -11,7 +11,7 @@ from bookingflow import deliveries as d
 from jobs import calendly_events, stripe_events
 from jobs.outcomes import Result
 from models.states import State, update_fields
-from models.tables import Refund
+from models.tables import Alert, Refund
 from support.catalogue import make_session_type
 from support.providers import calendly_invitee_delivery, stripe_event
 from support.records import booking_in, fresh, handled, paid_at_stripe, scheduled_slot, stored
@@ -125,6 +125,16 @@ def test_calendlys_reschedule_of_a_confirmed_booking_moves_it_to_the_new_slot(co
     assert outcome.result == Result.RESCHEDULED
     booking = fresh(confirmed)
     assert (booking.state, booking.calendly_invitee_uri) == (State.BOOKING_CONFIRMED.value, new["invitee_uri"])
+
+
+def test_the_first_invitee_delivered_late_after_a_reschedule_is_stale_not_a_stray(confirmed, slot, quiet_sandbox):
+    # Chaos in delivery: the booking's own first invitee.created comes after Calendly rescheduled it.
+    # That invitee is cancelled at Calendly and holds nothing: no refusal, no alert, nothing released.
+    new = rescheduled_in_calendly(quiet_sandbox, confirmed)
+    deliver(d.INVITEE_CREATED, new, confirmed.id, old_invitee=confirmed.calendly_invitee_uri)
+    assert deliver(d.INVITEE_CREATED, slot, confirmed.id).result == Result.STALE
+    assert fresh(confirmed).calendly_invitee_uri == new["invitee_uri"]
+    assert Alert.select().where(Alert.booking == confirmed.id).count() == 0
 
 
 def test_a_slot_moved_in_calendly_before_paying_is_followed_without_a_transition(scheduling, slot, quiet_sandbox):
