@@ -9,15 +9,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from models import flags
 from bookingflow.addresses import looks_like_a_list_or_name
+from bookingflow.deliveries import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
 from bookingflow.privacy import mask_email
-from intake.errors import ApiError
-from intake import inbox
 from bookingflow.providers import calendly_client, limits
 from bookingflow.providers.calendly_payloads import event_uri_of_invitee, is_event_uri, is_invitee_uri
-from bookingflow.deliveries import CANCEL, CLIENT, RETRY_PAYMENT, SCHEDULED
-from models import bookings
+from intake import inbox
+from intake.errors import ApiError
+from models import bookings, flags
 from models.db import storable, utcnow
 from models.inbox import is_stored
 from models.states import CHECKOUT_OPEN, REPORTABLE, State, Trigger, allowed, update_fields

@@ -10,15 +10,13 @@ from __future__ import annotations
 import dataclasses
 
 from bookingflow.deliveries import CALENDLY, INVITEE_CREATED
-
-from jobs import flow
 from bookingflow.error_classes import ErrorClass
+from jobs import flow
 from jobs.outcomes import Outcome, Result
 from models import bookings
 from models.inbox import reopen_event
-from models.states import REPORTABLE, State, Trigger, TransitionRefused, allowed, record_failure
+from models.states import REPORTABLE, State, TransitionRefused, Trigger, allowed, record_failure
 from models.tables import Booking, ProviderEvent
-
 
 
 def _booking(event: ProviderEvent) -> Booking | None:

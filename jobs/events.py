@@ -13,14 +13,13 @@ import logging
 import dramatiq
 
 from bookingflow import broker, logs, metrics
-
-from jobs import flow
+from bookingflow.deliveries import CLIENT
 from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import payload_schemas
 from bookingflow.providers.calendly_payloads import PayloadInvalid
+from jobs import flow
 from jobs.dispatch import handler_for
 from jobs.outcomes import MOVED, Outcome, Result
-from bookingflow.deliveries import CLIENT
 from models import inbox
 from models.states import Trigger, allowed, record_failure
 from models.tables import Booking, ProviderEvent

@@ -18,14 +18,14 @@ from collections.abc import Callable
 import dramatiq
 
 from bookingflow import broker, logs, metrics, refund_policy
-from bookingflow.providers import calendly_client
-from jobs import checkout, ledger, outbox
-from models.alerts import raise_alert
 from bookingflow.error_classes import ErrorClass, failure
+from bookingflow.providers import calendly_client
 from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
+from jobs import checkout, ledger, outbox
+from models.alerts import raise_alert
 from models.db import utcnow
-from models.states import CLOSING, Applied, State, Trigger, TransitionRefused, allowed, apply, update_fields
+from models.states import CLOSING, Applied, State, TransitionRefused, Trigger, allowed, apply, update_fields
 from models.tables import Booking
 
 log = logging.getLogger(__name__)

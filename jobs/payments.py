@@ -15,7 +15,7 @@ from jobs import flow, ledger
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.db import utcnow
-from models.states import AWAITING_PAYMENT, State, Trigger, TransitionRefused, update_fields
+from models.states import AWAITING_PAYMENT, State, TransitionRefused, Trigger, update_fields
 from models.tables import Booking, Payment
 
 log = logging.getLogger(__name__)

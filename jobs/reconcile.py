@@ -16,14 +16,23 @@ import dramatiq
 
 from bookingflow import broker
 from bookingflow import settings as settings_module
+from bookingflow.deliveries import CHECKOUT_EXPIRED
+from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import calendly_claims, calendly_client, stripe_client
+from bookingflow.providers.calendly_payloads import parse_invitee_notice
 from jobs import flow, ledger, payments, slots
 from models.alerts import raise_alert
-from bookingflow.error_classes import ErrorClass, failure
-from bookingflow.providers.calendly_payloads import parse_invitee_notice
-from bookingflow.deliveries import CHECKOUT_EXPIRED
 from models.db import utcnow
-from models.states import CLOSING, STUCK_WHEN_TIMED_OUT, check_worked, State, Trigger, TransitionRefused, schedule_check, timeout_for
+from models.states import (
+    CLOSING,
+    STUCK_WHEN_TIMED_OUT,
+    State,
+    TransitionRefused,
+    Trigger,
+    check_worked,
+    schedule_check,
+    timeout_for,
+)
 from models.tables import Booking
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.bookings import reschedule_request_open
 from models.db import utcnow
-from models.states import AWAITING_INVITEE, BEFORE_CONFIRMATION, State, Trigger, TransitionRefused, update_fields
+from models.states import AWAITING_INVITEE, BEFORE_CONFIRMATION, State, TransitionRefused, Trigger, update_fields
 from models.tables import Booking, SessionType
 
 log = logging.getLogger(__name__)

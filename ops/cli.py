@@ -61,8 +61,8 @@ def cmd_session_types_sync(args) -> int:
     current = _database_only()
     if not current.calendly_api_token:
         bootstrap.fail("CALENDLY_API_TOKEN is not set")
-    from ops.catalog import sync_event_types
     from bookingflow.providers import calendly_client
+    from ops.catalog import sync_event_types
 
     try:
         event_types = calendly_client.list_event_types()
@@ -198,8 +198,8 @@ def cmd_events(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from ops import admin
     from models.db import utcnow
+    from ops import admin
 
     _database_only()
     until = args.until or utcnow()

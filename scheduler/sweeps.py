@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from bookingflow import settings as settings_module
 from bookingflow import broker
+from bookingflow import settings as settings_module
 from models.alerts import raise_alert
 from models.states import claim_check
 from models.tables import Alert, Booking, Outbox, ProviderEvent

@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 from bookingflow import settings as settings_module
 from bookingflow.settings import SettingsError
 from support.waiting import wait_until
-from support.flows import confirmed_booking, hours_from_now
+from support.flows import hours_from_now
 from models.tables import Booking, Outbox
 from support.cli import suite_cli
 from support.mail import act, drain
