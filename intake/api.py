@@ -153,11 +153,10 @@ def _booking_with_session_type(booking_id: str) -> Booking | None:
 @bp.get("/v1/bookings/<booking_id>")
 def get_booking(booking_id: str):
     # Every write bumps the version, so it is the ETag. A poll that sends its ETag costs one indexed
-    # read while the booking is unchanged; the view costs two queries (the booking with its session
-    # type, then its history).
+    # read while the booking is unchanged; the view costs three queries (the booking with its session
+    # type, its history, and its version again to be sure they agree).
     if not BOOKING_ID.fullmatch(booking_id):  # match() would take a trailing newline
         raise ApiError(404, "not_found", "no such booking")
-    etag = None
     if request.if_none_match:
         version = Booking.select(Booking.version).where(Booking.id == booking_id).scalar()
         if version is None:
@@ -168,13 +167,32 @@ def get_booking(booking_id: str):
             response.set_etag(etag)
             response.headers["Cache-Control"] = "no-cache"
             return response
-    booking = _booking_with_session_type(booking_id)
-    if booking is None:
-        raise ApiError(404, "not_found", "no such booking")
-    response = jsonify(booking_view(booking))
-    response.set_etag(etag or f"v{booking.version}")
+    booking, view = _consistent_view(booking_id)
+    response = jsonify(view)
+    response.set_etag(f"v{booking.version}")
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+# A view read while transitions land is read again; a few rounds are plenty for a booking that moves
+# a few times a minute at most.
+VIEW_READS = 5
+
+
+def _consistent_view(booking_id: str) -> tuple[Booking, dict]:
+    """The booking and its history as of one version. They are two queries, and a transition may
+    commit between them (each statement reads afresh on PostgreSQL): the history would then show a
+    step the booking row does not, under the old version's ETag. Every write bumps the version in the
+    transaction that adds its history row, so a version unchanged after the history was read means
+    the two agree."""
+    for _ in range(VIEW_READS):
+        booking = _booking_with_session_type(booking_id)
+        if booking is None:
+            raise ApiError(404, "not_found", "no such booking")
+        view = booking_view(booking)
+        if Booking.select(Booking.version).where(Booking.id == booking_id).scalar() == booking.version:
+            return booking, view
+    raise ApiError(503, "unavailable", "the booking is changing too fast to show; try again")
 
 
 @bp.post("/v1/bookings/<booking_id>/scheduled")
