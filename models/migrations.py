@@ -20,7 +20,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
 from models.db import database, is_postgres, is_sqlite, utcnow, write_transaction
-from models.tables import ALL_TABLES, Booking, FeatureFlag, SessionType, UTCDateTimeField
+from models.tables import ALL_TABLES, Booking, Dispute, FeatureFlag, SessionType, UTCDateTimeField
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x626F6F6B
@@ -268,6 +268,20 @@ def _drop_invitee_and_outbox_holds(db: peewee.Database) -> None:
             migrate(migrator.drop_column(Booking._meta.table_name, column))
 
 
+def _add_disputes_and_refund_attempts(db: peewee.Database) -> None:
+    """The dispute table, and refund.attempt (0 for every refund already there: its key stays the
+    one it was first sent with)."""
+    db.create_tables([Dispute], safe=True)
+    if "attempt" not in _columns(db, "refund"):
+        migrate(SchemaMigrator.from_database(db).add_column("refund", "attempt", peewee.IntegerField(default=0)))
+
+
+def _drop_disputes_and_refund_attempts(db: peewee.Database) -> None:
+    if "attempt" in _columns(db, "refund"):
+        migrate(SchemaMigrator.from_database(db).drop_column("refund", "attempt"))
+    db.drop_tables([Dispute], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -285,6 +299,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "the invitee's e-mail and name as Calendly reported them; e-mails withheld from sending, "
                  "and the recipient hash the per-address cap counts by",
               _add_invitee_and_outbox_holds, _drop_invitee_and_outbox_holds),
+    Migration(8, "disputes on a booking's payments; the attempt number in a refund's idempotency key",
+              _add_disputes_and_refund_attempts, _drop_disputes_and_refund_attempts),
 )
 
 

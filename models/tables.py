@@ -229,6 +229,28 @@ class Refund(BaseModel):
     status = peewee.CharField(max_length=20, default="new")  # new, pending, succeeded, failed, canceled
     stripe_refund_id = peewee.CharField(max_length=255, null=True, unique=True)
     reason = peewee.CharField(max_length=500, null=True)
+    # How many times Stripe definitively refused to create this refund: the idempotency key of each
+    # new request carries it (jobs/ledger.py says why that can never refund twice).
+    attempt = peewee.IntegerField(default=0)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+class Dispute(BaseModel):
+    """A chargeback on a payment of a booking (Stripe's `charge.dispute.*`), as Stripe last told it.
+    Money under dispute is never refunded by bookingflow: the card network decides where it goes."""
+
+    booking = peewee.ForeignKeyField(Booking, null=True, backref="disputes", on_delete="SET NULL")
+    stripe_dispute_id = peewee.CharField(max_length=255, unique=True)
+    charge_id = peewee.CharField(max_length=255, null=True)
+    payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
+    amount = peewee.BigIntegerField()  # minor units of `currency`
+    currency = peewee.CharField(max_length=3)
+    # Stripe's status, kept as sent (an open set): warning_needs_response, needs_response,
+    # under_review, won, lost, ... `closed_at` is set once it is won or lost.
+    status = peewee.CharField(max_length=40)
+    reason = peewee.CharField(max_length=60, null=True)
+    closed_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -297,4 +319,4 @@ class Alert(BaseModel):
     attempts = peewee.IntegerField(default=0)
 
 
-ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert, FeatureFlag)
+ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert, FeatureFlag, Dispute)
