@@ -22,7 +22,7 @@ from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import calendly_client
 from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
-from jobs import checkout, ledger, outbox
+from jobs import calendly_lasting, checkout, ledger, outbox
 from models.alerts import raise_alert
 from models.db import utcnow
 from models.states import CLOSING, Applied, State, TransitionRefused, Trigger, allowed, apply, update_fields
@@ -127,7 +127,7 @@ def _create_checkout_session(booking: Booking) -> None:
 def _confirm(booking: Booking) -> None:
     if booking.replaced_event_uri and booking.replaced_event_uri != booking.calendly_event_uri:
         # The new slot is settled (its difference paid, if any): only now is the old one let go.
-        calendly_client.release_scheduled_event(booking.replaced_event_uri, "Rescheduled to another session")
+        calendly_lasting.release_slot(booking.id, booking.replaced_event_uri, "Rescheduled to another session")
     changes = {}
     if booking.reschedule_session_type_id:
         # A reschedule to another session type, its difference now paid: the booking becomes that type.
@@ -138,17 +138,20 @@ def _confirm(booking: Booking) -> None:
          checkout_url=None, **changes)
 
 
-def _release(booking: Booking) -> None:
-    """Abandoned (IDLE): free the Calendly slot and close open checkouts, once."""
+def _release(booking: Booking) -> bool:
+    """Abandoned (IDLE): free the Calendly slot and close open checkouts, once. False when Calendly
+    refused to free the slot (the booking is flagged; `bookings retry` runs this again)."""
     if booking.released_at is None:
         ledger.expire_open_sessions(booking)
-        if booking.calendly_event_uri:
-            calendly_client.release_scheduled_event(booking.calendly_event_uri, "Booking abandoned before payment")
+        if booking.calendly_event_uri and not calendly_lasting.release_slot(
+                booking.id, booking.calendly_event_uri, "Booking abandoned before payment"):
+            return False
         update_fields(booking.id, released_at=utcnow())
+    return True
 
 
 def _release_and_refund(booking: Booking) -> None:
-    _release(booking)
+    released = _release(booking)
     booking = Booking.get_by_id(booking.id)
     # Money that arrived for an abandoned flow goes back in full. The decision's rows, planned now or
     # by a run that died before its transition (whose rows already count against what is held).
@@ -156,7 +159,7 @@ def _release_and_refund(booking: Booking) -> None:
                               "payment after the flow was abandoned")
     if rows:
         move(booking.id, Trigger.onLatePayment, cause=f"late-payment-{booking.amount_paid}", settled_at=None)
-    else:
+    elif released:
         _settle(booking)
 
 
@@ -174,10 +177,12 @@ def _refund_cancellation(booking: Booking) -> None:
     then refund by policy."""
     if booking.released_at is None:
         ledger.expire_open_sessions(booking)
+        released = True
         if booking.cancelled_by in ("client", "system"):
             for event_uri in {booking.calendly_event_uri, booking.replaced_event_uri} - {None}:
-                calendly_client.release_scheduled_event(event_uri, booking.cancel_reason or "Booking cancelled")
-        update_fields(booking.id, released_at=utcnow())
+                released &= calendly_lasting.release_slot(booking.id, event_uri, booking.cancel_reason or "Booking cancelled")
+        if released:  # else flagged: the refund goes on, the slot is still held
+            update_fields(booking.id, released_at=utcnow())
     decision = refund_policy.decide(
         ledger.net_paid(booking), refund_policy.terms_of(booking), booking.scheduled_start,
         cancelled_at=booking.state_changed_at, cancelled_by=booking.cancelled_by, cap_percent=booking.refund_percent_cap,
