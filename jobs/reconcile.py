@@ -17,7 +17,7 @@ import dramatiq
 from bookingflow import broker
 from bookingflow import settings as settings_module
 from bookingflow.deliveries import CHECKOUT_EXPIRED
-from bookingflow.error_classes import ErrorClass, failure
+from bookingflow.error_classes import ErrorClass, failure, is_lasting
 from bookingflow.providers import calendly_claims, calendly_client, stripe_client
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
 from jobs import calendly_lasting, flow, ledger, payments, slots
@@ -225,18 +225,18 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
             flow.advance(booking_id)
     except TransitionRefused:
         log.info("booking %s moved while being reconciled", booking_id)
-    except calendly_client.CalendlyNotFound as gone:
-        # Deleted in Calendly: asking again soon will not bring it back. Counted on the sweep's
-        # claims (check_attempts, never reset here), flagged after a few; no job retry, no traceback.
-        if calendly_lasting.gone(booking, gone):
-            return State(Booking.get_by_id(booking_id).state)
-        lasting = gone
-    except calendly_client.CalendlyRefused as refused:
-        calendly_lasting.refused(booking, refused)  # the token's problem: alerted, left to the backoff
-        lasting = refused
     except Exception as exc:  # a provider down, a bug: the timeout below still applies
-        log.warning("booking %s: check in %s failed: %s", booking_id, state.value, exc.__class__.__name__)
-        check_failed = exc
+        if is_lasting(exc):
+            # Asking again soon will not help: no job retry, no traceback; the sweep's next claim
+            # asks again, its backoff counting this one (check_attempts, never reset here).
+            if isinstance(exc, calendly_client.CalendlyNotFound) and calendly_lasting.gone(booking, exc):
+                return State(Booking.get_by_id(booking_id).state)  # flagged
+            if isinstance(exc, calendly_client.CalendlyRefused):
+                calendly_lasting.refused(booking, exc)  # the token's problem: alerted once a day
+            lasting = exc
+        else:
+            log.warning("booking %s: check in %s failed: %s", booking_id, state.value, exc.__class__.__name__)
+            check_failed = exc
     booking = Booking.get_by_id(booking_id)
     # Nothing moved it and its time is up: stuck. (Error states only ever leave this way.)
     settled = state in CLOSING and booking.settled_at is not None

@@ -64,8 +64,11 @@ CHARGE = {
     },
 }
 
+# Calendly's: only what bookingflow reads is constrained, and only by type and shape. Enum fields
+# (status, canceler_type) are any text: a value Calendly adds later is recorded, not refused
+# (calendly_payloads.KNOWN_VALUES); a field it adds passes; one it stops sending may be null.
 SCHEDULED_EVENT = {
-    "type": "object",
+    "type": ["object", "null"],
     "properties": {"uri": URI, "start_time": TEXT_OR_NULL, "end_time": TEXT_OR_NULL, "event_type": OPTIONAL_URI,
                    "status": TEXT_OR_NULL},
 }
@@ -74,7 +77,7 @@ INVITEE_V2 = {
     "required": ["uri"],
     "properties": {
         "uri": URI,
-        "event": {"anyOf": [URI, {"type": "null"}]},
+        "event": {"anyOf": [URI, {"type": "null"}, {"type": "object", "properties": {"uri": URI}}]},
         "email": TEXT_OR_NULL,
         "name": TEXT_OR_NULL,
         "status": TEXT_OR_NULL,
