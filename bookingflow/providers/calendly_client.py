@@ -163,3 +163,50 @@ def find_invitee_by_tracking(email: str, utm_content: str, scheduled_after) -> t
             if tracking.get("utm_content") == utm_content and invitee.get("status") == "active":
                 return invitee, event
     return None
+
+
+# --- set-up checks and the webhook subscription ---------------------------------------------
+
+
+def current_user() -> dict:
+    """The token's user (GET /users/me): what proves a token works."""
+    return _request("GET", "/users/me")["resource"]
+
+
+def organization_role(user_uri: str, organization_uri: str) -> str | None:
+    """The user's role in the organization (owner, admin or user); None when Calendly lists none."""
+    memberships = _request("GET", "/organization_memberships",
+                           params={"user": user_uri, "organization": organization_uri})["collection"]
+    return memberships[0].get("role") if memberships else None
+
+
+def list_scheduled_events_probe(user_uri: str) -> None:
+    """One scheduled event of the user, read and thrown away: raises when the token may not read them."""
+    _request("GET", "/scheduled_events", params={"user": user_uri, "count": 1})
+
+
+def get_event_type(uri: str) -> dict:
+    return _request("GET", uri)["resource"]
+
+
+def list_webhook_subscriptions(scope: str, organization_uri: str, user_uri: str | None = None) -> list[dict]:
+    params = {"organization": organization_uri, "scope": scope, "count": 100}
+    if scope == "user":
+        params["user"] = user_uri
+    return _collection("/webhook_subscriptions", params)
+
+
+def create_webhook_subscription(url: str, events: list[str], scope: str, organization_uri: str,
+                                user_uri: str, signing_key: str) -> dict:
+    body = {"url": url, "events": events, "organization": organization_uri, "scope": scope,
+            "signing_key": signing_key}
+    if scope == "user":
+        body["user"] = user_uri
+    return _request("POST", "/webhook_subscriptions", json=body)["resource"]
+
+
+def delete_webhook_subscription(uri: str) -> None:
+    """Delete it; one already gone is fine (Calendly answers 204, or 404 when it is not there)."""
+    response = _send("DELETE", uri)
+    if response.status_code not in (204, 404):
+        raise CalendlyError(response.status_code, "could not delete the webhook subscription")
