@@ -330,6 +330,10 @@ class WebhookSubscriptions:
             found.update(active=active, updated_at=iso(utcnow()))
             return copy.deepcopy(found)
 
+    def remove_event_type(self, slug: str) -> None:
+        with self._lock:
+            self._event_types.pop(slug, None)
+
     def webhook_subscriptions(self) -> list[dict]:
         with self._lock:
             return copy.deepcopy(list(self._subscriptions.values()))
