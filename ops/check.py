@@ -124,8 +124,12 @@ def check_stripe_key(current: Settings, expected_mode: str | None) -> Iterator[R
         yield Result("stripe key", FAIL, "Stripe refuses the key", "set STRIPE_SECRET_KEY to a current key (rolled keys stop working)")
         return
     except stripe.PermissionError:
-        yield Result("stripe key", WARN if kind == "restricted" else FAIL, "works, but may not read the balance",
-                     "nothing, for a restricted key (the endpoint check below proves it further)")
+        if kind == "restricted":  # a restricted key need not read the balance: the endpoint check proves it
+            yield Result("stripe key", WARN, "accepted, but may not read the balance",
+                         "nothing, if the webhook endpoint check below passes")
+        else:
+            yield Result("stripe key", FAIL, "Stripe refuses to let the secret key read the balance",
+                         "see the Dashboard: the account may be restricted")
         return
     except stripe.StripeError as exc:
         yield Result("stripe key", FAIL, f"Stripe could not be asked ({_first_line(exc)})", "check STRIPE_API_BASE and the network")

@@ -85,3 +85,20 @@ def test_the_interval_is_a_setting_with_a_default():
     assert settings_module.load({"CALENDLY_SUBSCRIPTION_CHECK_SECONDS": "300"}).calendly_subscription_check_seconds == 300
     with pytest.raises(settings_module.SettingsError, match="CALENDLY_SUBSCRIPTION_CHECK_SECONDS"):
         settings_module.load({"CALENDLY_SUBSCRIPTION_CHECK_SECONDS": "0"})
+
+
+def test_the_scheduler_runs_the_check_on_its_own_clock(subscribed, sandbox):
+    from scheduler import run_subscription_check, start_in_background
+
+    settings_module.configure(settings_module.get().replace(calendly_subscription_check_seconds=600))
+    scheduler = start_in_background(60)
+    try:
+        job = scheduler.get_job("calendly_subscription")
+        assert job.trigger.interval == dt.timedelta(seconds=600)
+    finally:
+        scheduler.shutdown(wait=False)
+        settings_module.configure(suite.SUITE_SETTINGS)
+    sandbox.calendly.disable_webhook_subscription(subscribed["uri"])
+
+    assert run_subscription_check() == 1
+    assert len(alerts()) == 1
