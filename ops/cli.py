@@ -8,8 +8,6 @@ import json
 import logging
 import sys
 
-from bookingflow import settings as settings_module
-from bookingflow.settings import SettingsError
 from models import bootstrap
 
 
@@ -209,11 +207,12 @@ def cmd_stats(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from bookingflow import settings as settings_module
     from ops.check import FAIL, Result, failed, render, run_checks
 
     try:
         current = settings_module.get()
-    except SettingsError as exc:
+    except settings_module.SettingsError as exc:
         print(render([Result("settings", FAIL, str(exc), "set it in the environment (README, Configuration)")]))
         return 1
     bootstrap.open_configured_database(current)
