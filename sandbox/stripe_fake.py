@@ -303,9 +303,135 @@ def list_page(items: list[dict], params: dict, url: str) -> dict:
     return {"object": "list", "data": page, "has_more": has_more, "url": url}
 
 
+# --- webhook endpoints and the balance (what `bookingflow check` reads) ---------------------
+
+WEBHOOK_ENDPOINT_STATUSES = ("enabled", "disabled")
+
+
+def build_webhook_endpoint(params: dict, livemode: bool) -> dict:
+    return {
+        "id": _new_id("we_"), "object": "webhook_endpoint",
+        # Stripe leaves it null when none is asked for: events then use the account's default version.
+        "api_version": params.get("api_version") or None, "application": None,
+        "created": int(time.time()), "description": params.get("description") or None,
+        "enabled_events": _enabled_events(params), "livemode": livemode,
+        "metadata": _dict_param(params, "metadata"), "status": "enabled", "url": _endpoint_url(params),
+    }
+
+
+def _enabled_events(params: dict) -> list[str]:
+    events = params.get("enabled_events")
+    if not events:
+        raise _missing("enabled_events")
+    if not isinstance(events, list) or not all(isinstance(e, str) and (e == "*" or "." in e) for e in events):
+        raise StripeError(400, "Invalid enabled_events: each must be '*' or an event type.",
+                          param="enabled_events")
+    return list(dict.fromkeys(events))
+
+
+def _endpoint_url(params: dict) -> str:
+    url = params.get("url")
+    if not url:
+        raise _missing("url")
+    if not str(url).startswith(("http://", "https://")):
+        raise StripeError(400, "Invalid URL: URL must be publicly accessible.", param="url",
+                          code="url_invalid")
+    return str(url)
+
+
+class WebhookEndpoints:
+    """Stripe's /v1/webhook_endpoints (list, create, retrieve, update, delete) and /v1/balance.
+    The endpoints are records that `bookingflow check` reads; deliveries still go where the
+    sandbox's config says."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._webhook_endpoints: dict[str, dict] = {}  # id -> endpoint, in creation order
+
+    def setup_routes(self) -> list[tuple[str, str, Callable[..., dict]]]:
+        return [
+            ("GET", "/v1/webhook_endpoints", self.list_webhook_endpoints),
+            ("POST", "/v1/webhook_endpoints", self.create_webhook_endpoint),
+            ("GET", "/v1/webhook_endpoints/<object_id>", self.retrieve_webhook_endpoint),
+            ("POST", "/v1/webhook_endpoints/<object_id>", self.update_webhook_endpoint),
+            ("DELETE", "/v1/webhook_endpoints/<object_id>", self.delete_webhook_endpoint),
+            ("GET", "/v1/balance", self.retrieve_balance),
+        ]
+
+    def _livemode(self) -> bool:
+        return "_live_" in self._config().stripe_secret_key
+
+    def _endpoint(self, object_id: str) -> dict:
+        found = self._webhook_endpoints.get(object_id)
+        if found is None:
+            raise StripeError(404, f"No such webhook endpoint: '{object_id}'", param="id",
+                              code="resource_missing")
+        return found
+
+    def list_webhook_endpoints(self, params: dict) -> dict:
+        return list_page(list(reversed(self._webhook_endpoints.values())), params, "/v1/webhook_endpoints")
+
+    def create_webhook_endpoint(self, params: dict) -> dict:
+        endpoint = build_webhook_endpoint(params, self._livemode())
+        self._webhook_endpoints[endpoint["id"]] = endpoint
+        # The signing secret is only ever shown in the answer to the creation.
+        return {**endpoint, "secret": "whsec_" + _new_id("", 32)}
+
+    def retrieve_webhook_endpoint(self, params: dict, object_id: str) -> dict:
+        return self._endpoint(object_id)
+
+    def update_webhook_endpoint(self, params: dict, object_id: str) -> dict:
+        endpoint = self._endpoint(object_id)
+        changes: dict = {}
+        if "url" in params:
+            changes["url"] = _endpoint_url(params)
+        if "enabled_events" in params:
+            changes["enabled_events"] = _enabled_events(params)
+        if "description" in params:
+            changes["description"] = params["description"] or None
+        if "disabled" in params:
+            if params["disabled"] not in ("true", "false"):
+                raise StripeError(400, "Invalid boolean: " + str(params["disabled"]), param="disabled")
+            changes["status"] = "disabled" if params["disabled"] == "true" else "enabled"
+        endpoint.update(changes)
+        return endpoint
+
+    def delete_webhook_endpoint(self, params: dict, object_id: str) -> dict:
+        self._endpoint(object_id)
+        del self._webhook_endpoints[object_id]
+        return {"id": object_id, "object": "webhook_endpoint", "deleted": True}
+
+    def retrieve_balance(self, params: dict) -> dict:
+        funds = [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
+        return {"object": "balance", "available": funds, "pending": copy.deepcopy(funds),
+                "livemode": self._livemode()}
+
+    # for tests and `bookingflow dev`
+
+    def webhook_endpoints(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(list(self._webhook_endpoints.values()))
+
+    def register_webhook_endpoint(self, url: str, events: list[str], api_version: str | None) -> dict:
+        """What an operator does in the Dashboard (Developers, Webhooks)."""
+        with self._lock:
+            return self.create_webhook_endpoint({"url": url, "enabled_events": list(events),
+                                                 "api_version": api_version or ""})
+
+    def update_webhook_endpoint_record(self, endpoint_id: str, **changes: Any) -> dict:
+        """Change an endpoint as the Dashboard could (status, enabled_events, url, api_version)."""
+        with self._lock:
+            self._endpoint(endpoint_id).update(changes)
+            return copy.deepcopy(self._webhook_endpoints[endpoint_id])
+
+    def clear_webhook_endpoints(self) -> None:
+        with self._lock:
+            self._webhook_endpoints.clear()
+
+
 # --- the fake ----------------------------------------------------------------------------
 
-class StripeFake(FakeProvider):
+class StripeFake(WebhookEndpoints, FakeProvider):
     """State and HTTP handlers of the Stripe fake. One lock serializes every request, which is
     also what makes concurrent requests with one idempotency key create a single object."""
 
@@ -345,6 +471,7 @@ class StripeFake(FakeProvider):
             ("GET", "/v1/events", self.list_events),
             ("GET", "/v1/events/<object_id>", self.retrieve("event")),
         ]
+        api += self.setup_routes()
         for method, rule, handler in api:
             name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
             bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])

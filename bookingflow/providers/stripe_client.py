@@ -13,6 +13,7 @@ from bookingflow.providers import limits
 # idempotency key, so a retry can never create a second object.
 NETWORK_RETRIES = 2
 REQUEST_TIMEOUT_SECONDS = 20
+API_VERSION = stripe.api_version  # the version this code reads Stripe's objects and events in
 
 
 @functools.lru_cache(maxsize=4)
@@ -65,3 +66,17 @@ def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
 
 def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
+
+
+# --- set-up checks: what `bookingflow check` reads -------------------------------------------
+
+
+def retrieve_balance() -> stripe.Balance:
+    """The cheapest call that proves a secret key works (and says whether it is live)."""
+    return _within_rate_limit(lambda: client().v1.balance.retrieve())
+
+
+def list_webhook_endpoints() -> list[stripe.WebhookEndpoint]:
+    """Every webhook endpoint of the account (an account may have at most 16)."""
+    page = _within_rate_limit(lambda: client().v1.webhook_endpoints.list(params={"limit": 100}))
+    return list(page.auto_paging_iter())
