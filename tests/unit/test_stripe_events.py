@@ -202,6 +202,6 @@ def test_a_charge_refunded_asks_stripe_about_our_refunds_awaiting_news(refunding
     assert fresh(refunding.booking).state == State.REFUND_COMPLETED.value
 
 
-def test_a_charge_refunded_with_no_refund_of_ours_awaiting_news_is_only_recorded(app):
+def test_a_charge_refunded_of_a_payment_bookingflow_did_not_create_is_unmatched(app):
     charge = {**fixture("stripe/charge.json"), "payment_intent": "pi_test_nothing_of_ours"}
-    assert deliver(d.CHARGE_REFUNDED, charge, stripe_events.charge_refunded).result == Result.RECORDED
+    assert deliver(d.CHARGE_REFUNDED, charge, stripe_events.charge_refunded).result == Result.UNMATCHED
