@@ -15,7 +15,7 @@ from support.flows import Client, assert_money, calendly_event, confirmed_bookin
 from support.waiting import wait_until
 
 
-# --- helpers ------------------------------------------------------------------------------------
+# --- at the sandbox and in our books -------------------------------------------------------------
 
 def act(frontend: Client, booking_id: str, action: str, body: dict | None = None) -> requests.Response:
     return frontend.http.post(f"{frontend.base}/v1/bookings/{booking_id}/{action}", json=body if body is not None else {})
