@@ -68,6 +68,17 @@ def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
 
 
+def list_refunds(payment_intent_id: str) -> list[stripe.Refund]:
+    """Every refund of a PaymentIntent, whoever made it (bookingflow, the Dashboard, another API
+    user), following Stripe's pages to the end."""
+    page = _within_rate_limit(lambda: client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}))
+    return list(page.auto_paging_iter())
+
+
+def retrieve_charge(charge_id: str) -> stripe.Charge:
+    return _within_rate_limit(lambda: client().v1.charges.retrieve(charge_id))
+
+
 # --- set-up checks: what `bookingflow check` reads -------------------------------------------
 
 
