@@ -66,6 +66,8 @@ class Settings:
     calendly_signing_keys: tuple[str, ...] = field(default=(), repr=False)
     calendly_api_base: str = DEFAULT_CALENDLY_API_BASE
     public_url: str = ""
+    # Where Stripe and Calendly reach this service (its webhooks), when not under PUBLIC_URL.
+    service_url: str = ""
     port: int = 5000
     checkout_expires_minutes: int = 30
     payment_hold_minutes: int = 60
@@ -99,6 +101,12 @@ class Settings:
     # no authentication, and a port of its own so it never competes with web for PORT.
     worker_metrics_host: str = DEFAULT_WORKER_METRICS_HOST
     worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
+
+    @property
+    def webhook_base(self) -> str:
+        """This service's address as the providers see it: SERVICE_URL, else PUBLIC_URL (one host
+        serving the frontend and bookingflow)."""
+        return self.service_url or self.public_url
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -252,6 +260,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         calendly_signing_keys=_secret_list(env, "CALENDLY_WEBHOOK_SIGNING_KEY"),
         calendly_api_base=_url(env, "CALENDLY_API_BASE", DEFAULT_CALENDLY_API_BASE, ("http", "https")),
         public_url=_url(env, "PUBLIC_URL", "", ("http", "https")),
+        service_url=_url(env, "SERVICE_URL", "", ("http", "https")),
         port=_int(env, "PORT", 5000, 1, 65535),
         checkout_expires_minutes=_int(env, "CHECKOUT_EXPIRES_MINUTES", 30, 30, 1440),
         payment_hold_minutes=_int(env, "PAYMENT_HOLD_MINUTES", 60, 1, 7 * 24 * 60),

@@ -146,7 +146,7 @@ def _covers(enabled: list[str], wanted: str) -> bool:
 
 
 def check_stripe_endpoint(current: Settings) -> Iterator[Result]:
-    url = current.public_url + STRIPE_WEBHOOK_PATH
+    url = current.webhook_base + STRIPE_WEBHOOK_PATH
     try:
         endpoints = [e for e in stripe_client.list_webhook_endpoints() if e.url == url]
     except stripe.StripeError as exc:

@@ -100,6 +100,20 @@ def test_a_test_key_where_live_mode_is_asked_for_fails(sound):
     assert "live-mode key" in result.stdout
 
 
+def test_the_webhooks_are_looked_for_at_service_url_when_the_service_has_a_host_of_its_own(sound, sandbox):
+    """The frontend on one host (PUBLIC_URL), bookingflow on another (SERVICE_URL): the endpoint and
+    the subscription are expected at SERVICE_URL, and `calendly subscribe` makes it there."""
+    service = "https://api.frontend.example"
+    sandbox.stripe.register_webhook_endpoint(service + STRIPE_WEBHOOK_PATH, list(STRIPE_EVENTS), API_VERSION)
+    sandbox.calendly.clear_webhook_subscriptions()
+    subscribe(SERVICE_URL=service)
+
+    assert sound.subscription()["callback_url"] == service + "/webhooks/calendly"
+    assert check(SERVICE_URL=service).returncode == 0
+    # Under PUBLIC_URL alone, the subscription just made is not one to this service.
+    assert failures(check()) == {"calendly webhook subscription": "FAIL"}
+
+
 def test_a_key_stripe_refuses_fails(sound):
     result = check(STRIPE_SECRET_KEY="sk_test_" + "0" * 24)
 

@@ -21,7 +21,7 @@ ACTIVE = "active"
 
 
 def callback_url(current: Settings) -> str:
-    return current.public_url + WEBHOOK_PATH
+    return current.webhook_base + WEBHOOK_PATH
 
 
 @dataclass(frozen=True)
