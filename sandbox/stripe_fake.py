@@ -352,6 +352,7 @@ class StripeFake(FakeProvider):
         bp.add_url_rule("/checkout/<session_id>/pay", "pay", self.pay, methods=["POST"])
         bp.add_url_rule("/checkout/<session_id>/settle", "settle", self.settle, methods=["POST"])
         bp.add_url_rule("/refunds/<refund_id>/settle", "settle_refund", self.settle_refund, methods=["POST"])
+        self._add_list_routes(bp)
         return bp
 
     def _api_view(self, handler: Callable[..., dict]) -> Callable[..., Response]:
@@ -639,6 +640,41 @@ class StripeFake(FakeProvider):
     def _capture(self, intent: dict, session: dict) -> None:
         charge = self._store(build_charge(intent, session["customer_email"]))
         intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
+
+
+    # lists of objects (GET /v1/checkout/sessions, /v1/payment_intents, /v1/refunds)
+
+    LISTS = (("/v1/checkout/sessions", "checkout.session", ("payment_intent",)),
+             ("/v1/payment_intents", "payment_intent", ()),
+             ("/v1/refunds", "refund", ("payment_intent", "charge")))
+
+    def _add_list_routes(self, bp: Blueprint) -> None:
+        for rule, kind, filters in self.LISTS:
+            name = "list_" + kind.replace(".", "_")
+            bp.add_url_rule(rule, name, self._api_view(self._lister(kind, rule, filters)), methods=["GET"])
+
+    def _lister(self, kind: str, url: str, filters: tuple[str, ...]) -> Callable[..., dict]:
+        """Stripe's list of one kind, newest first, with `created` (gt/gte/lt/lte) and the kind's
+        equality filters, paged by list_page."""
+        def handler(params: dict) -> dict:
+            created = params.get("created")
+            bounds = created if isinstance(created, dict) else ({"eq": created} if created else {})
+            items = [o for o in reversed(self._objects.values()) if o["object"] == kind
+                     and all(params.get(f) in (None, o.get(f)) for f in filters)
+                     and _created_within(o["created"], bounds)]
+            return list_page(items, params, url)
+        return handler
+
+
+def _created_within(created: int, bounds: dict) -> bool:
+    tests = {"gt": created.__gt__, "gte": created.__ge__, "lt": created.__lt__, "lte": created.__le__,
+             "eq": created.__eq__}
+    for operator, value in bounds.items():
+        if operator not in tests:
+            raise StripeError(400, f"Received unknown parameter: created[{operator}]", param="created")
+        if not tests[operator](_integer(value, f"created[{operator}]")):
+            return False
+    return True
 
 
 def _type_matches(event_type: str, wanted: str) -> bool:

@@ -65,3 +65,38 @@ def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
 
 def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
+
+
+# --- lists, for the drift report (jobs/drift.py) ---------------------------------------------
+
+LIST_PAGE_SIZE = 100  # Stripe's largest page
+
+
+def _every(list_call, params: dict):
+    """Each object of a Stripe list as a plain dict, page after page (`starting_after` the last one
+    seen). Paged by hand rather than with auto_paging_iter so that every page goes through the
+    rate-limit wait."""
+    params = {**params, "limit": LIST_PAGE_SIZE}
+    while True:
+        page = _within_rate_limit(lambda: list_call(params=params))
+        yield from (obj.to_dict() for obj in page.data)
+        if not page.has_more or not page.data:
+            return
+        params = {**params, "starting_after": page.data[-1].id}
+
+
+def list_checkout_sessions(created_since: int):
+    """Checkout Sessions created at or after `created_since` (a Unix time), newest first."""
+    return _every(client().v1.checkout.sessions.list, {"created": {"gte": created_since}})
+
+
+def list_payment_intents(created_since: int):
+    return _every(client().v1.payment_intents.list, {"created": {"gte": created_since}})
+
+
+def list_refunds(created_since: int):
+    return _every(client().v1.refunds.list, {"created": {"gte": created_since}})
+
+
+def list_disputes(created_since: int):
+    return _every(client().v1.disputes.list, {"created": {"gte": created_since}})
