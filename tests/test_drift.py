@@ -105,6 +105,21 @@ def test_a_confirmed_booking_that_agrees_with_both_providers_is_no_drift_and_exi
     assert code == 0 and kinds(drifts, view["id"]) == {}
 
 
+def test_a_rate_limited_page_is_waited_out_and_a_long_wait_says_when_to_run_again(frontend, sandbox, broker):
+    confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    quiet(sandbox, broker)
+    try:
+        sandbox.limits.throttle("stripe", 1, retry_after=0)  # a short wait: waited inline, the same page again
+        assert report().returncode == 0
+        sandbox.limits.throttle("calendly", 1, retry_after=120)  # too long to hold the command
+        result = report()
+        assert result.returncode == 2
+        assert "Calendly asks us to slow down: run the report again in 120s" in result.stdout
+    finally:
+        sandbox.limits.throttle("stripe", 0)
+        sandbox.limits.throttle("calendly", 0)
+
+
 def test_a_since_that_is_neither_a_date_nor_days_is_refused_and_changes_nothing(app):
     result = report("--since", "last tuesday")
     assert result.returncode == 2
