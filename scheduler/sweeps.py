@@ -140,5 +140,6 @@ def report_drift_daily(now: dt.datetime) -> int:
     return 1
 
 
-SWEEPS = (claim_due_bookings, requeue_unprocessed_events, resend_unsent_emails, resend_unsent_alerts, prune_old_payloads,
-          report_drift_daily)
+SWEEPS = (claim_due_bookings, requeue_unprocessed_events, resend_unsent_emails, resend_unsent_alerts, prune_old_payloads)
+# Run by a job of their own (scheduler/__init__.py), at the same interval: once a day, not every sweep.
+DAILY = (report_drift_daily,)

@@ -373,3 +373,12 @@ def test_the_daily_report_raises_no_alert_when_nothing_drifted(frontend, sandbox
     assert sweeps.report_drift_daily(now) == 1
     broker.join("default", timeout=30_000)
     assert not Alert.select().where(Alert.kind == "drift").exists()
+
+
+def test_the_schedulers_daily_job_runs_the_report_apart_from_the_sweeps(app, broker):
+    from scheduler import run_daily, run_sweeps
+
+    assert "report_drift_daily" not in run_sweeps()  # the sweeps every minute do not report drift
+    past_the_hour = dt.datetime.now(dt.timezone.utc).hour >= suite.SUITE_SETTINGS.drift_report_hour
+    assert run_daily() == {"report_drift_daily": int(past_the_hour)}
+    assert run_daily() == {"report_drift_daily": 0}
