@@ -278,10 +278,14 @@ def calendly_drifts(bookings: dict[str, Booking], since: dt.datetime) -> list[Dr
         if event is None:
             try:
                 event = calendly_client.get_scheduled_event(booking.calendly_event_uri)
-            except calendly_client.CalendlyNotFound:
+            except calendly_client.CalendlyNotFound as gone:
                 if State(booking.state) not in HOLDS_NO_SLOT:
                     found.append(Drift(booking.id, "event_missing", booking.calendly_event_uri,
-                                       booking.state, "Calendly answers 404", OPERATOR))
+                                       booking.state, f"Calendly answers {gone.status}", OPERATOR))
+                continue
+            except calendly_client.CalendlyRefused as refused:  # another host's event, a scope missing
+                found.append(Drift(booking.id, "event_unreadable", booking.calendly_event_uri, booking.state,
+                                   f"Calendly refuses ({refused.status})", OPERATOR))
                 continue
         found += _event_drifts(booking, event)
     return found

@@ -22,16 +22,18 @@ from support.waiting import wait_until
 PAGE = 100  # the providers' largest page: one more object than this makes a second page
 
 
-def report(*args: str):
+def report(*args: str, calendly_token: str | None = None):
     """`bookingflow reconcile report ...` as an operator runs it: a process of its own, on the suite's
-    database, broker and sandbox."""
+    database, broker and sandbox (with another Calendly token if told)."""
     env = {**base_environment(), **suite.service_environment(suite.SANDBOX_BASE, suite.SUITE_SETTINGS.database_url,
                                                                suite.SUITE_BROKER_URL)}
+    if calendly_token:
+        env["CALENDLY_API_TOKEN"] = calendly_token
     return run_cli(env, "reconcile", "report", *args, check=False)
 
 
-def drifts_of(*args: str) -> tuple[int, list[dict], list[dict]]:
-    result = report("--json", *args)
+def drifts_of(*args: str, calendly_token: str | None = None) -> tuple[int, list[dict], list[dict]]:
+    result = report("--json", *args, calendly_token=calendly_token)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     answer = json.loads(result.stdout)
     return result.returncode, answer["drifts"], answer["repaired"]
@@ -333,13 +335,34 @@ def test_a_start_time_moved_in_calendly_is_written_on_the_booking_once(frontend,
 def test_an_event_calendly_no_longer_has_is_for_an_operator(frontend, sandbox, broker):
     view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
     quiet(sandbox, broker)
-    gone = f"https://api.calendly.com/scheduled_events/{uuid.uuid4()}"
-    Booking.update(calendly_event_uri=gone).where(Booking.id == view["id"]).execute()
+    gone = Booking.get_by_id(view["id"]).calendly_event_uri
+    sandbox.calendly.delete_event(gone)  # a data-deletion request: 404 for good
 
     code, drifts, repaired = drifts_of("--repair")
     found = kinds(drifts, view["id"])["event_missing"]
     assert code == 1 and found["repair"] == "operator" and found["subject"] == gone
+    assert found["theirs"] == "Calendly answers 404"
     assert repaired == []
+    assert Booking.get_by_id(view["id"]).state == State.BOOKING_CONFIRMED.value
+
+
+def test_a_member_token_lists_its_own_users_events_and_still_finds_the_drift(frontend, sandbox, broker):
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    booking = Booking.get_by_id(view["id"])
+    moved_to = (booking.scheduled_start + dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    calendly_action(sandbox, "move", event_uri=booking.calendly_event_uri, start_time=moved_to)
+    quiet(sandbox, broker)
+    member = "calendly_test_" + uuid.uuid4().hex
+    sandbox.calendly.grant(member, role="user")  # organization-wide lists are for admins and owners
+    try:
+        before = len(sandbox.api_requests("calendly"))
+        code, drifts, _ = drifts_of(calendly_token=member)
+        lists = [r for r in sandbox.api_requests("calendly")[before:] if r["path"] == "/scheduled_events"]
+    finally:
+        sandbox.calendly.revoke_grants()
+    assert code == 1 and kinds(drifts, view["id"])["start_moved"]["repair"] == "update slot"
+    assert lists and all(r["status"] == 200 and "user" in r["params"] and "organization" not in r["params"]
+                         for r in lists)
 
 
 # --- the daily run -------------------------------------------------------------------------------

@@ -302,8 +302,9 @@ def _every(path: str, params: dict):
 
 
 def list_scheduled_events(min_start_time) -> Iterator[dict]:
-    """The organization's events, active and cancelled, starting at or after `min_start_time`."""
+    """The events the token may list (the organization's, or its user's: list_scope), active and
+    cancelled, starting at or after `min_start_time`."""
     return _every("/scheduled_events", {
-        "organization": current_organization(), "count": 100, "sort": "start_time:asc",
+        **list_scope(), "count": 100, "sort": "start_time:asc",
         "min_start_time": min_start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     })
