@@ -90,6 +90,17 @@ def pay_without_webhook(sandbox, checkout_url: str) -> None:
     without_deliveries(sandbox, "stripe", pay)
 
 
+def moved_in_calendly(frontend, sandbox, broker, by: dt.timedelta) -> tuple[dict, Booking]:
+    """A confirmed booking whose event then starts `by` later at Calendly, with no webhook; the
+    booking as it was before."""
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    booking = Booking.get_by_id(view["id"])
+    moved_to = (booking.scheduled_start + by).isoformat().replace("+00:00", "Z")
+    calendly_action(sandbox, "move", event_uri=booking.calendly_event_uri, start_time=moved_to)
+    quiet(sandbox, broker)
+    return view, booking
+
+
 def kinds(drifts: list[dict], booking_id: str) -> dict[str, dict]:
     return {d["kind"]: d for d in drifts if d["booking_id"] == booking_id}
 
@@ -312,11 +323,7 @@ def test_an_event_cancelled_in_calendly_whose_webhook_was_lost_is_found_on_a_lat
 
 
 def test_a_start_time_moved_in_calendly_is_written_on_the_booking_once(frontend, sandbox, broker):
-    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
-    booking = Booking.get_by_id(view["id"])
-    moved_to = (booking.scheduled_start + dt.timedelta(hours=3)).isoformat().replace("+00:00", "Z")
-    calendly_action(sandbox, "move", event_uri=booking.calendly_event_uri, start_time=moved_to)
-    quiet(sandbox, broker)
+    view, booking = moved_in_calendly(frontend, sandbox, broker, dt.timedelta(hours=3))
 
     code, drifts, _ = drifts_of()
     found = kinds(drifts, view["id"])["start_moved"]
@@ -347,11 +354,7 @@ def test_an_event_calendly_no_longer_has_is_for_an_operator(frontend, sandbox, b
 
 
 def test_a_member_token_lists_its_own_users_events_and_still_finds_the_drift(frontend, sandbox, broker):
-    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
-    booking = Booking.get_by_id(view["id"])
-    moved_to = (booking.scheduled_start + dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-    calendly_action(sandbox, "move", event_uri=booking.calendly_event_uri, start_time=moved_to)
-    quiet(sandbox, broker)
+    view, booking = moved_in_calendly(frontend, sandbox, broker, dt.timedelta(hours=1))
     member = "calendly_test_" + uuid.uuid4().hex
     sandbox.calendly.grant(member, role="user")  # organization-wide lists are for admins and owners
     try:
