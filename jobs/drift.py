@@ -227,7 +227,7 @@ def stripe_drifts(bookings: dict[str, Booking], since: dt.datetime) -> list[Drif
     for payment in ours:
         if payment.status == "paid" and payment.payment_intent_id and payment.checkout_session_id in seen:
             found += _intent_drifts(payment, intents.get(payment.payment_intent_id))
-    for refund in stripe_client.list_refunds(created_since):
+    for refund in stripe_client.list_refunds(created_since=created_since):
         if refund.get("payment_intent") in by_intent:
             found += _refund_drifts(refund, by_intent[refund["payment_intent"]])
     if disputes_handled():

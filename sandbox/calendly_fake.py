@@ -207,9 +207,155 @@ def _sorted(items: list[dict], args: dict, default: str) -> list[dict]:
     return sorted(items, key=lambda item: item[field], reverse=direction == "desc")
 
 
+# --- webhook subscriptions, memberships and event types (what `bookingflow check` reads) ----
+
+WEBHOOK_EVENTS = ("invitee.created", "invitee.canceled", "invitee_no_show.created", "invitee_no_show.deleted",
+                  "routing_form_submission.created", "event_type.created", "event_type.updated",
+                  "event_type.deleted")
+SUBSCRIPTION_SCOPES = ("organization", "user")
+
+
+class WebhookSubscriptions:
+    """Calendly's /webhook_subscriptions (list, create, get, delete) and GET /event_types/<uuid>, with the controls Calendly gives no API for: a subscription disabled (as
+    after 24 hours of failed deliveries) and an event type switched off. The subscriptions are
+    records; deliveries still go where the sandbox's config says."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._subscriptions: dict[str, dict] = {}  # uri -> subscription, in creation order
+        self._signing_keys: dict[str, str] = {}  # uri -> the write-only signing key it was made with
+
+    def setup_routes(self) -> list[tuple[str, str, Callable[..., tuple[int, dict]]]]:
+        return [
+            ("GET", "/webhook_subscriptions", self.list_webhook_subscriptions),
+            ("POST", "/webhook_subscriptions", self.create_webhook_subscription),
+            ("GET", "/webhook_subscriptions/<webhook_uuid>", self.get_webhook_subscription),
+            ("DELETE", "/webhook_subscriptions/<webhook_uuid>", self.delete_webhook_subscription),
+            ("GET", "/event_types/<slug>", self.get_event_type),
+        ]
+
+    def add_setup_controls(self, bp: Blueprint) -> None:
+        bp.add_url_rule("/_sandbox/webhook_subscriptions/<webhook_uuid>/disable", "disable_subscription",
+                        self._control_view(self.disable_webhook_subscription), methods=["POST"])
+        bp.add_url_rule("/_sandbox/event_types/<slug>/deactivate", "deactivate_event_type",
+                        self._control_view(lambda slug: self.set_event_type_active(slug, False)), methods=["POST"])
+
+    @staticmethod
+    def _control_view(action: Callable[[str], dict]) -> Callable[..., Response]:
+        def view(**route_args: str) -> Response:
+            try:
+                return _json(action(*route_args.values()), 200)
+            except CalendlyError as exc:
+                return _json(exc.body(), exc.status)
+        return view
+
+    # API handlers (lock held)
+
+    def _subscription(self, webhook_uuid: str) -> dict:
+        found = self._subscriptions.get(f"{API_ORIGIN}/webhook_subscriptions/{webhook_uuid}")
+        if found is None:
+            raise _not_found()
+        return found
+
+    def _check_owner(self, args: dict) -> None:
+        if args.get("organization") != self.organization_uri:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+        if args.get("scope") == "user" and args.get("user") != self._caller["user"]:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+        if args.get("scope") == "organization" and self._caller["role"] not in ADMIN_ROLES:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+
+    def list_webhook_subscriptions(self, args: dict, body: dict) -> tuple[int, dict]:
+        for name in ("organization", "scope"):
+            if not args.get(name):
+                raise _invalid(name, "is required")
+        if args["scope"] not in SUBSCRIPTION_SCOPES:
+            raise _invalid("scope", "must be organization or user")
+        if args["scope"] == "user" and not args.get("user"):
+            raise _invalid("user", "is required for scope user")
+        self._check_owner(args)
+        found = [s for s in self._subscriptions.values() if s["scope"] == args["scope"]
+                 and (args["scope"] != "user" or s["user"] == args["user"])]
+        return 200, paginate(_sorted(found, args, "created_at:asc"), args, "/webhook_subscriptions")
+
+    def create_webhook_subscription(self, args: dict, body: dict) -> tuple[int, dict]:
+        url, events, scope = body.get("url"), body.get("events"), body.get("scope")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _invalid("url", "must be an http or https URL")
+        if not isinstance(events, list) or not events or not set(events) <= set(WEBHOOK_EVENTS):
+            raise _invalid("events", f"must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}")
+        if scope not in SUBSCRIPTION_SCOPES:
+            raise _invalid("scope", "must be organization or user")
+        if scope == "user" and not body.get("user"):
+            raise _invalid("user", "is required for scope user")
+        self._check_owner(body)
+        if any(s["callback_url"] == url for s in self._subscriptions.values()):
+            raise CalendlyError(409, "Hook with this url already exists")
+        now = iso(utcnow())
+        subscription = {
+            "uri": f"{API_ORIGIN}/webhook_subscriptions/{uuid.uuid4()}", "callback_url": url,
+            "created_at": now, "updated_at": now, "retry_started_at": None, "state": "active",
+            "events": list(dict.fromkeys(events)), "scope": scope, "organization": self.organization_uri,
+            "user": self._caller["user"] if scope == "user" else None, "group": None, "creator": self._caller["user"],
+        }
+        self._subscriptions[subscription["uri"]] = subscription
+        self._signing_keys[subscription["uri"]] = str(body.get("signing_key") or "")
+        return 201, {"resource": subscription}
+
+    def get_webhook_subscription(self, args: dict, body: dict, webhook_uuid: str) -> tuple[int, dict]:
+        return 200, {"resource": self._subscription(webhook_uuid)}
+
+    def delete_webhook_subscription(self, args: dict, body: dict, webhook_uuid: str) -> tuple[int, dict]:
+        uri = self._subscription(webhook_uuid)["uri"]
+        del self._subscriptions[uri]
+        self._signing_keys.pop(uri, None)
+        return 204, {}
+
+    def get_event_type(self, args: dict, body: dict, slug: str) -> tuple[int, dict]:
+        found = self._event_types.get(slug)
+        if found is None:
+            raise _not_found()
+        return 200, {"resource": found}
+
+    # controls, for tests and `bookingflow dev` (Calendly's own side of things)
+
+    def disable_webhook_subscription(self, uri_or_uuid: str) -> dict:
+        """What Calendly does after retrying a subscription's deliveries for 24 hours."""
+        with self._lock:
+            found = self._subscription(uri_or_uuid.rsplit("/", 1)[-1])
+            found.update(state="disabled", retry_started_at=found["retry_started_at"] or iso(utcnow()),
+                         updated_at=iso(utcnow()))
+            return copy.deepcopy(found)
+
+    def set_event_type_active(self, slug: str, active: bool) -> dict:
+        with self._lock:
+            found = self._event_types.get(slug)
+            if found is None:
+                raise _not_found()
+            found.update(active=active, updated_at=iso(utcnow()))
+            return copy.deepcopy(found)
+
+    def remove_event_type(self, slug: str) -> None:
+        with self._lock:
+            self._event_types.pop(slug, None)
+
+    def webhook_subscriptions(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(list(self._subscriptions.values()))
+
+    def subscription_signing_key(self, uri: str) -> str:
+        with self._lock:
+            return self._signing_keys[uri]
+
+    def clear_webhook_subscriptions(self) -> None:
+        with self._lock:
+            self._subscriptions.clear()
+            self._signing_keys.clear()
+
+
 # --- the fake ----------------------------------------------------------------------------
 
-class CalendlyFake(FakeProvider):
+class CalendlyFake(WebhookSubscriptions, FakeProvider):
     """State and HTTP handlers of the Calendly fake; one lock serializes every request."""
 
     def __init__(self, config_source: Callable[[], Any], sender: WebhookSender,
@@ -286,6 +432,7 @@ class CalendlyFake(FakeProvider):
             ("GET", "/scheduled_events/<event_uuid>/invitees/<invitee_uuid>", self.get_invitee),
             ("POST", "/scheduled_events/<event_uuid>/cancellation", self.cancel_event),
         ]
+        api += self.setup_routes()
         for method, rule, handler in api:
             name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
             bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])
@@ -293,6 +440,7 @@ class CalendlyFake(FakeProvider):
         for action in ("schedule", "cancel", "reschedule"):
             bp.add_url_rule(f"/_sandbox/{action}", action, self._action_view(action), methods=["POST"])
         bp.add_url_rule("/_sandbox/move", "move", self._action_view("move"), methods=["POST"])
+        self.add_setup_controls(bp)
         return bp
 
     def _api_view(self, handler: Callable[..., tuple[int, dict]]) -> Callable[..., Response]:

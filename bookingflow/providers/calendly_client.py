@@ -226,9 +226,7 @@ def list_scope() -> dict[str, str]:
     if token not in _list_scope:
         role = None
         try:
-            memberships = _request("GET", "/organization_memberships", params={
-                "user": current_user_uri(), "organization": current_organization()}).get("collection") or []
-            role = next((m.get("role") for m in memberships if isinstance(m, dict)), None)
+            role = organization_role(current_user_uri(), current_organization())
         except CalendlyRefused:
             pass  # no organizations:read: the user's own events are what it may surely list
         _list_scope[token] = ({"organization": current_organization()} if role in ADMIN_ROLES
@@ -308,3 +306,50 @@ def list_scheduled_events(min_start_time) -> Iterator[dict]:
         **list_scope(), "count": 100, "sort": "start_time:asc",
         "min_start_time": min_start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     })
+
+
+# --- set-up checks and the webhook subscription ---------------------------------------------
+
+
+def current_user() -> dict:
+    """The token's user (GET /users/me): what proves a token works."""
+    return _request("GET", "/users/me")["resource"]
+
+
+def organization_role(user_uri: str, organization_uri: str) -> str | None:
+    """The user's role in the organization (owner, admin or user); None when Calendly lists none."""
+    memberships = _request("GET", "/organization_memberships",
+                           params={"user": user_uri, "organization": organization_uri}).get("collection") or []
+    return next((m.get("role") for m in memberships if isinstance(m, dict)), None)
+
+
+def list_scheduled_events_probe(user_uri: str) -> None:
+    """One scheduled event of the user, read and thrown away: raises when the token may not read them."""
+    _request("GET", "/scheduled_events", params={"user": user_uri, "count": 1})
+
+
+def get_event_type(uri: str) -> dict:
+    return _request("GET", uri)["resource"]
+
+
+def list_webhook_subscriptions(scope: str, organization_uri: str, user_uri: str | None = None) -> list[dict]:
+    params = {"organization": organization_uri, "scope": scope, "count": 100}
+    if scope == "user":
+        params["user"] = user_uri
+    return _collection("/webhook_subscriptions", params)
+
+
+def create_webhook_subscription(url: str, events: list[str], scope: str, organization_uri: str,
+                                user_uri: str, signing_key: str) -> dict:
+    body = {"url": url, "events": events, "organization": organization_uri, "scope": scope,
+            "signing_key": signing_key}
+    if scope == "user":
+        body["user"] = user_uri
+    return _request("POST", "/webhook_subscriptions", json=body)["resource"]
+
+
+def delete_webhook_subscription(uri: str) -> None:
+    """Delete it; one already gone is fine (Calendly answers 204, or 404 when it is not there)."""
+    response = _send("DELETE", uri)
+    if response.status_code not in (204, 404):
+        raise CalendlyError(response.status_code, "could not delete the webhook subscription")

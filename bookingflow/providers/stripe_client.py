@@ -13,6 +13,7 @@ from bookingflow.providers import limits
 # idempotency key, so a retry can never create a second object.
 NETWORK_RETRIES = 2
 REQUEST_TIMEOUT_SECONDS = 20
+API_VERSION = stripe.api_version  # the version this code reads Stripe's objects and events in
 
 
 @functools.lru_cache(maxsize=4)
@@ -67,6 +68,24 @@ def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
 
 
+def retrieve_charge(charge_id: str) -> stripe.Charge:
+    return _within_rate_limit(lambda: client().v1.charges.retrieve(charge_id))
+
+
+# --- set-up checks: what `bookingflow check` reads -------------------------------------------
+
+
+def retrieve_balance() -> stripe.Balance:
+    """The cheapest call that proves a secret key works (and says whether it is live)."""
+    return _within_rate_limit(lambda: client().v1.balance.retrieve())
+
+
+def list_webhook_endpoints() -> list[stripe.WebhookEndpoint]:
+    """Every webhook endpoint of the account (an account may have at most 16)."""
+    page = _within_rate_limit(lambda: client().v1.webhook_endpoints.list(params={"limit": 100}))
+    return list(page.auto_paging_iter())
+
+
 # --- lists, for the drift report (jobs/drift.py) ---------------------------------------------
 
 LIST_PAGE_SIZE = 100  # Stripe's largest page
@@ -94,8 +113,15 @@ def list_payment_intents(created_since: int):
     return _every(client().v1.payment_intents.list, {"created": {"gte": created_since}})
 
 
-def list_refunds(created_since: int):
-    return _every(client().v1.refunds.list, {"created": {"gte": created_since}})
+def list_refunds(payment_intent_id: str | None = None, *, created_since: int | None = None):
+    """Refunds, whoever made them (bookingflow, the Dashboard, another API user): those of one
+    PaymentIntent, or those created at or after `created_since` (a Unix time), every page."""
+    params: dict = {}
+    if payment_intent_id:
+        params["payment_intent"] = payment_intent_id
+    if created_since is not None:
+        params["created"] = {"gte": created_since}
+    return _every(client().v1.refunds.list, params)
 
 
 def list_disputes(created_since: int):
