@@ -31,7 +31,7 @@ from bookingflow import settings as settings_module
 from bookingflow.providers import calendly_client, stripe_client
 from bookingflow.providers.calendly_claims import event_details
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
-from jobs import dispatch, events, flow, ledger, payments, slots
+from jobs import dispatch, disputes, events, flow, ledger, payments, slots
 from models import inbox
 from models.alerts import raise_alert
 from models.db import utcnow
@@ -51,8 +51,6 @@ HOLDS_SLOT = frozenset({State.CALENDLY_WEBHOOK_RECEIVED, State.PAYMENT_PENDING, 
                         State.PAYMENT_SUCCEEDED, State.PAYMENT_FAILED, State.BOOKING_CONFIRMED})
 # States in which it holds none: an event still active at Calendly is a slot nobody gave back.
 HOLDS_NO_SLOT = frozenset({State.IDLE, State.BOOKING_CANCELLED, State.REFUND_PENDING, State.REFUND_COMPLETED})
-# Statuses that close a dispute (Stripe's own words).
-DISPUTE_STATUSES_CLOSED = ("won", "lost")
 ALERT_LINES = 20
 
 
@@ -175,23 +173,17 @@ def _refund_drifts(refund: dict, payment: Payment) -> list[Drift]:
                   provider_object=refund, refund_id=ours_row.id, event_id=event_id)]
 
 
-DISPUTE_CREATED, DISPUTE_UPDATED, DISPUTE_CLOSED = "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"
-
-
-def disputes_handled() -> bool:
-    """Disputes are compared once bookingflow acts on them (a handler for charge.dispute.created):
-    before that nothing of ours records one, and there is nothing to compare them with."""
-    return dispatch.handler_for(d.STRIPE, DISPUTE_CREATED) is not None
-
-
 def _dispute_drifts(dispute: dict, payment: Payment) -> list[Drift]:
+    """A dispute of our payment missing from our ledger, or recorded with another status: repaired by
+    the `charge.dispute.*` webhook that was lost (the handler records the dispute as Stripe sends it,
+    flags the booking and alerts)."""
     row = Dispute.get_or_none(Dispute.stripe_dispute_id == dispute["id"])
     theirs = f"dispute {dispute.get('status')}, {_money(dispute.get('amount'), dispute.get('currency'))}"
     if row is None:
-        ours, event_type = "no dispute on our ledger", DISPUTE_CREATED
+        ours, event_type = "no dispute on our ledger", d.DISPUTE_CREATED
     elif row.status != dispute.get("status"):
         ours = f"dispute {row.status}, {_money(row.amount, row.currency)}"
-        event_type = DISPUTE_CLOSED if dispute.get("status") in DISPUTE_STATUSES_CLOSED else DISPUTE_UPDATED
+        event_type = d.DISPUTE_CLOSED if dispute.get("status") in disputes.CLOSED else d.DISPUTE_UPDATED
     else:
         return []
     event_id = replay_id(d.STRIPE, event_type, dispute["id"], dispute.get("status"))
@@ -230,10 +222,9 @@ def stripe_drifts(bookings: dict[str, Booking], since: dt.datetime) -> list[Drif
     for refund in stripe_client.list_refunds(created_since=created_since):
         if refund.get("payment_intent") in by_intent:
             found += _refund_drifts(refund, by_intent[refund["payment_intent"]])
-    if disputes_handled():
-        for dispute in stripe_client.list_disputes(created_since):
-            if dispute.get("payment_intent") in by_intent:
-                found += _dispute_drifts(dispute, by_intent[dispute["payment_intent"]])
+    for dispute in stripe_client.list_disputes(created_since):
+        if dispute.get("payment_intent") in by_intent:
+            found += _dispute_drifts(dispute, by_intent[dispute["payment_intent"]])
     return found
 
 

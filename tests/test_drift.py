@@ -13,7 +13,7 @@ import requests
 import stripe
 
 from models.states import State
-from models.tables import Alert, Booking, Payment, ProviderEvent, Refund
+from models.tables import Alert, Booking, Dispute, Payment, ProviderEvent, Refund
 from support import suite
 from support.flows import confirmed_booking, hours_from_now
 from support.realstack import base_environment, run_cli
@@ -269,22 +269,63 @@ def test_a_session_paid_outside_bookingflow_naming_a_booking_is_never_replayed_a
     assert not ProviderEvent.select().where(ProviderEvent.event_id.startswith("drift:")).exists()
 
 
-def test_disputes_are_not_listed_while_bookingflow_has_no_dispute_handler(frontend, sandbox, broker):
-    from jobs import drift
+def open_dispute_at_stripe(sandbox, charge_id: str) -> dict:
+    """The cardholder disputes the charge (a chargeback, status needs_response)."""
+    response = requests.post(f"{sandbox.base}/stripe/charges/{charge_id}/dispute", json={}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
 
-    if drift.disputes_handled():
-        pytest.skip("disputes are handled: test_a_dispute_at_stripe_not_on_our_ledger_is_replayed covers them")
-    confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+
+def close_dispute_at_stripe(sandbox, dispute_id: str, outcome: str) -> dict:
+    response = requests.post(f"{sandbox.base}/stripe/disputes/{dispute_id}/close", json={"outcome": outcome},
+                             timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_dispute_at_stripe_missing_from_our_ledger_then_closed_there_is_replayed_through_its_handler_once(
+        frontend, sandbox, broker):
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
     quiet(sandbox, broker)
-    assert report().returncode == 0
-    assert not [r for r in sandbox.api_requests("stripe") if r["path"].startswith("/v1/disputes")]
+    intent = Booking.get_by_id(view["id"]).payment_intent_id
+    (charge,) = [i["latest_charge"] for i in sandbox.objects("payment_intent") if i["id"] == intent]
+    dispute = without_deliveries(sandbox, "stripe", lambda: open_dispute_at_stripe(sandbox, charge))
 
+    # Opened at Stripe, its webhooks lost: not on our ledger.
+    code, drifts, _ = drifts_of()
+    found = kinds(drifts, view["id"])["dispute"]
+    assert code == 1 and found["subject"] == dispute["id"] and found["repair"] == "replay charge.dispute.created"
+    assert found["ours"] == "no dispute on our ledger" and found["theirs"] == "dispute needs_response, 5000 usd"
+    assert stripe_list_pages(sandbox, "/v1/disputes")
 
-@pytest.mark.skip(reason="to be completed with the dispute handlers and the sandbox's disputes (another branch): "
-                         "a dispute opened at Stripe without its webhook is listed as drift `dispute` with the "
-                         "repair `replay charge.dispute.created`, replayed once, and found no more")
-def test_a_dispute_at_stripe_not_on_our_ledger_is_replayed():
-    raise AssertionError("to be completed")
+    code, _, repaired = drifts_of("--repair")
+    event_id = f"drift:stripe:charge.dispute.created:{dispute['id']}:needs_response"
+    (done,) = [r for r in repaired if r["booking_id"] == view["id"]]
+    assert done["result"] == f"replayed charge.dispute.created as {event_id}: dispute_recorded"
+    row = Dispute.get(Dispute.stripe_dispute_id == dispute["id"])
+    assert (row.booking_id, row.status, row.amount, row.currency, row.closed_at) == (
+        view["id"], "needs_response", 5000, "usd", None)
+    booking = Booking.get_by_id(view["id"])
+    assert booking.flagged_at is not None and dispute["id"] in booking.flag_reason
+    assert Alert.get(Alert.key == f"dispute:{dispute['id']}:opened").booking_id == view["id"]
+    code, drifts, repaired = drifts_of("--repair")
+    assert code == 0 and kinds(drifts, view["id"]) == {} and repaired == []
+
+    # Lost at Stripe, its webhook lost too: another status than ours.
+    without_deliveries(sandbox, "stripe", lambda: close_dispute_at_stripe(sandbox, dispute["id"], "lost"))
+    code, drifts, repaired = drifts_of("--repair")
+    found = kinds(drifts, view["id"])["dispute"]
+    assert code == 1 and found["repair"] == "replay charge.dispute.closed"
+    assert found["ours"] == "dispute needs_response, 5000 usd" and found["theirs"] == "dispute lost, 5000 usd"
+    (done,) = [r for r in repaired if r["booking_id"] == view["id"]]
+    assert done["result"].endswith(": dispute_recorded")
+    row = Dispute.get(Dispute.stripe_dispute_id == dispute["id"])
+    assert row.status == "lost" and row.closed_at is not None
+    assert Alert.get(Alert.key == f"dispute:{dispute['id']}:closed").kind == "dispute_closed"
+
+    code, drifts, repaired = drifts_of("--repair")
+    assert code == 0 and kinds(drifts, view["id"]) == {} and repaired == []
+    assert ProviderEvent.select().where(ProviderEvent.event_id.startswith("drift:")).count() == 2
 
 
 # --- Calendly ------------------------------------------------------------------------------------
