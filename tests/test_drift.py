@@ -208,7 +208,7 @@ def test_a_refund_settled_at_stripe_whose_webhook_was_lost_is_read_again_and_com
     assert report("--repair").returncode == 0
 
 
-def test_a_refund_made_outside_bookingflow_is_replayed_as_a_stored_delivery_once_then_left_to_an_operator(
+def test_a_refund_made_outside_bookingflow_is_replayed_as_a_stored_delivery_once_and_recorded_on_our_ledger(
         frontend, sandbox, broker):
     view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
     quiet(sandbox, broker)
@@ -223,15 +223,17 @@ def test_a_refund_made_outside_bookingflow_is_replayed_as_a_stored_delivery_once
 
     code, _, repaired = drifts_of("--repair")
     (done,) = [r for r in repaired if r["booking_id"] == view["id"]]
-    assert done["result"].startswith(f"replayed refund.created as drift:stripe:refund.created:{outside.id}")
+    assert done["result"] == f"replayed refund.created as drift:stripe:refund.created:{outside.id}: outside_refund"
     (stored,) = ProviderEvent.select().where(ProviderEvent.event_id == f"drift:stripe:refund.created:{outside.id}")
     assert stored.provider == "stripe" and stored.type == "refund.created" and stored.processed_at is not None
+    recorded = Refund.get(Refund.stripe_refund_id == outside.id)
+    assert (recorded.booking_id, recorded.purpose, recorded.amount, recorded.currency, recorded.status) == (
+        view["id"], "outside", 1000, "usd", "succeeded")
+    assert Booking.get_by_id(view["id"]).state == State.BOOKING_CONFIRMED.value  # a part refunded: still on
 
-    # Still there after its replay: an operator's now, and a second repair does nothing.
+    # On our ledger now: nothing left to find, and a second repair does nothing.
     code, drifts, repaired = drifts_of("--repair")
-    assert code == 1 and repaired == []
-    assert kinds(drifts, view["id"])["outside_refund"]["repair"].startswith(
-        f"operator (replayed as drift:stripe:refund.created:{outside.id}: {stored.outcome}")
+    assert code == 0 and kinds(drifts, view["id"]) == {} and repaired == []
     assert ProviderEvent.select().where(ProviderEvent.event_id.startswith("drift:")).count() == 1
 
 
