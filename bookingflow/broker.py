@@ -236,6 +236,7 @@ RECONCILE_BOOKING = "reconcile_booking"
 SEND_EMAIL = "send_email"
 SEND_ALERT = "send_alert"
 ADVANCE_BOOKING = "advance_booking"
+REPORT_DRIFT = "report_drift"
 
 _installed: dramatiq.Broker | None = None
 _install_lock = threading.Lock()

@@ -101,6 +101,10 @@ class Settings:
     # no authentication, and a port of its own so it never competes with web for PORT.
     worker_metrics_host: str = DEFAULT_WORKER_METRICS_HOST
     worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
+    # The daily drift report (jobs/drift.py): the UTC hour the scheduler runs it, and how many days of
+    # bookings (by creation) it compares with the providers.
+    drift_report_hour: int = 4
+    drift_report_days: int = 30
 
     @property
     def webhook_base(self) -> str:
@@ -284,6 +288,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         metrics_token=_metrics_token(env, "METRICS_TOKEN"),
         worker_metrics_host=_host(env, "WORKER_METRICS_HOST", DEFAULT_WORKER_METRICS_HOST),
         worker_metrics_port=_int(env, "WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT, 1, 65535),
+        drift_report_hour=_int(env, "DRIFT_REPORT_HOUR", 4, 0, 23),
+        drift_report_days=_int(env, "DRIFT_REPORT_DAYS", 30, 1, 366),
     )
 
 

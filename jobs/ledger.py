@@ -223,7 +223,7 @@ def refresh(refund: Refund) -> bool:
 def list_refunds_at_stripe(payment_intent_id: str) -> list[dict]:
     """Every refund of a PaymentIntent as Stripe's API lists it, whoever made it: a charge.refunded
     names the intent, no longer its refunds."""
-    return [refund.to_dict() for refund in stripe_client.list_refunds(payment_intent_id)]
+    return list(stripe_client.list_refunds(payment_intent_id))
 
 
 def refund_of_stripe(obj: dict) -> Refund | None:

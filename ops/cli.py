@@ -206,6 +206,19 @@ def cmd_stats(args) -> int:
     return admin.stats(args.since or until - datetime.timedelta(days=30), until)
 
 
+def cmd_reconcile_report(args) -> int:
+    from models.db import utcnow
+    from ops import drift
+
+    try:
+        since = drift.parse_since(args.since, utcnow()) if args.since else None
+    except ValueError:
+        bootstrap.fail(f"--since: not an ISO 8601 date or time, nor a number of days like 7d: {args.since!r}")
+    current = _sender()  # repairs move bookings, whose e-mails go to the workers
+    since = since or utcnow() - datetime.timedelta(days=current.drift_report_days)
+    return drift.report(since, repair=args.repair, as_json=args.json)
+
+
 def cmd_check(args) -> int:
     from bookingflow import settings as settings_module
     from ops.check import FAIL, Result, failed, render, run_checks
@@ -339,6 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--since", type=_time_argument, help="default: 30 days before --until")
     stats.add_argument("--until", type=_time_argument, help="default: now")
     stats.set_defaults(run=cmd_stats)
+
+    reconcile = commands.add_parser("reconcile", help="compare bookings with Stripe and Calendly").add_subparsers(
+        dest="reconcile_command", required=True)
+    drift_report = reconcile.add_parser(
+        "report", help="every booking created since --since compared with Stripe and Calendly: each drift and "
+                       "its repair; exit 0 when none, 1 when some, 2 when the providers could not be read")
+    drift_report.add_argument("--since", help="an ISO 8601 date or time, or days like 7d "
+                                              "(default: DRIFT_REPORT_DAYS, 30 days)")
+    drift_report.add_argument("--repair", action="store_true", help="apply the safe repairs and say what was done")
+    drift_report.add_argument("--json", action="store_true", help="the drifts (and repairs) as JSON")
+    drift_report.set_defaults(run=cmd_reconcile_report)
     return parser
 
 

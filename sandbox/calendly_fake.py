@@ -439,6 +439,7 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
         bp.add_url_rule("/book/<slug>", "booking_page", self.booking_page, methods=["GET"])
         for action in ("schedule", "cancel", "reschedule"):
             bp.add_url_rule(f"/_sandbox/{action}", action, self._action_view(action), methods=["POST"])
+        bp.add_url_rule("/_sandbox/move", "move", self._action_view("move"), methods=["POST"])
         self.add_setup_controls(bp)
         return bp
 
@@ -675,6 +676,19 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
         for name, invitee in deliveries if order == "canceled_first" else reversed(deliveries):
             self._deliver(name, invitee, shape)
         return 201, {"event_uri": event["uri"], "invitee_uri": new["uri"]}
+
+    def _move(self, params: dict) -> tuple[int, dict]:
+        """The event's start (and end) moved in place, with no webhook: drift as an operator may find it
+        after a host edited a calendar by hand, or a lost delivery. (Calendly itself reschedules by
+        cancelling and creating; this plays what the API would then answer for the old URI.)"""
+        event = self._events.get(canonical_uri(params.get("event_uri")))
+        if event is None:
+            raise _not_found()
+        old_start = parse_time(event["start_time"], "start_time")
+        start = _start_time(params, old_start + timedelta(hours=1))
+        end = start + (parse_time(event["end_time"], "end_time") - old_start)
+        event.update(start_time=iso(start), end_time=iso(end), updated_at=iso(utcnow()))
+        return 200, {"event_uri": event["uri"], "start_time": event["start_time"], "end_time": event["end_time"]}
 
     # state changes (lock held)
 

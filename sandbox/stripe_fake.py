@@ -8,6 +8,7 @@ Stripe error JSON, event envelopes) so stripe-python can talk to it unchanged. T
 from __future__ import annotations
 
 import copy
+import functools
 import html
 import json
 import secrets
@@ -511,6 +512,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         bp.add_url_rule("/checkout/<session_id>/pay", "pay", self.pay, methods=["POST"])
         bp.add_url_rule("/checkout/<session_id>/settle", "settle", self.settle, methods=["POST"])
         bp.add_url_rule("/refunds/<refund_id>/settle", "settle_refund", self.settle_refund, methods=["POST"])
+        self._add_list_routes(bp)
         bp.add_url_rule("/payment_intents/<intent_id>/dashboard_refund", "dashboard_refund", self.dashboard_refund,
                         methods=["POST"])
         bp.add_url_rule("/charges/<charge_id>/dispute", "open_dispute", self.open_dispute, methods=["POST"])
@@ -717,16 +719,10 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         return Response(json.dumps(refund), mimetype="application/json")
 
     def list_refunds(self, params: dict) -> dict:
-        refunds = [o for o in reversed(self._objects.values()) if o["object"] == "refund"
-                   and params.get("payment_intent") in (None, o["payment_intent"])
-                   and params.get("charge") in (None, o["charge"])]
-        return list_page(refunds, params, "/v1/refunds")
+        return self._listed("refund", "/v1/refunds", ("payment_intent", "charge"), params)
 
     def list_disputes(self, params: dict) -> dict:
-        disputes = [o for o in reversed(self._objects.values()) if o["object"] == "dispute"
-                    and params.get("payment_intent") in (None, o["payment_intent"])
-                    and params.get("charge") in (None, o["charge"])]
-        return list_page(disputes, params, "/v1/disputes")
+        return self._listed("dispute", "/v1/disputes", ("payment_intent", "charge"), params)
 
     def _dispute_of(self, charge_id: str) -> dict | None:
         return next((o for o in reversed(self._objects.values())
@@ -897,6 +893,39 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         prefix = "py_" if getattr(self._config(), "non_card_ids", False) else "ch_"
         charge = self._store(build_charge(intent, session["customer_email"], prefix))
         intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
+
+    # lists of objects (GET /v1/checkout/sessions, /v1/payment_intents; refunds and disputes are
+    # routed with the rest of the API)
+
+    LISTS = (("/v1/checkout/sessions", "checkout.session", ("payment_intent",)),
+             ("/v1/payment_intents", "payment_intent", ()))
+
+    def _add_list_routes(self, bp: Blueprint) -> None:
+        for rule, kind, filters in self.LISTS:
+            name = "list_" + kind.replace(".", "_")
+            bp.add_url_rule(rule, name, self._api_view(functools.partial(self._listed, kind, rule, filters)),
+                            methods=["GET"])
+
+    def _listed(self, kind: str, url: str, filters: tuple[str, ...], params: dict) -> dict:
+        """Stripe's list of one kind, newest first, with `created` (gt/gte/lt/lte) and the kind's
+        equality filters, paged by list_page."""
+        created = params.get("created")
+        bounds = created if isinstance(created, dict) else ({"eq": created} if created else {})
+        items = [o for o in reversed(self._objects.values()) if o["object"] == kind
+                 and all(params.get(f) in (None, o.get(f)) for f in filters)
+                 and _created_within(o["created"], bounds)]
+        return list_page(items, params, url)
+
+
+def _created_within(created: int, bounds: dict) -> bool:
+    tests = {"gt": created.__gt__, "gte": created.__ge__, "lt": created.__lt__, "lte": created.__le__,
+             "eq": created.__eq__}
+    for operator, value in bounds.items():
+        if operator not in tests:
+            raise StripeError(400, f"Received unknown parameter: created[{operator}]", param="created")
+        if not tests[operator](_integer(value, f"created[{operator}]")):
+            return False
+    return True
 
 
 def _type_matches(event_type: str, wanted: str) -> bool:

@@ -16,7 +16,7 @@ from bookingflow import logs
 from bookingflow import settings as settings_module
 from models.db import database, is_postgres, utcnow
 from scheduler.subscription_health import check_calendly_subscription
-from scheduler.sweeps import SWEEPS
+from scheduler.sweeps import DAILY, SWEEPS
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,24 @@ def _run_sweeps() -> dict[str, int]:
     return handled
 
 
+def run_daily() -> dict[str, int]:
+    """The once-a-day jobs (the drift report), each claiming its day: a second scheduler, or a run a
+    minute later, finds the day taken. Looked at every sweep interval, so a scheduler that was down
+    at the hour still runs the day's when it is back."""
+    handled: dict[str, int] = {}
+    with logs.bound(request_id=logs.new_request_id("daily-")):
+        database.connect(reuse_if_open=True)
+        try:
+            for job in DAILY:
+                try:
+                    handled[job.__name__] = job(utcnow())
+                except Exception:
+                    log.exception("daily job %s failed", job.__name__)
+        finally:
+            database.close()
+    return handled
+
+
 def run_subscription_check() -> int:
     """Calendly's webhook subscription, asked about outside the leader's lock: two schedulers asking
     cost one API call more and raise one alert (it is keyed per incident), and the lock must not make
@@ -84,6 +102,7 @@ def _add_job(scheduler, interval_seconds: int) -> None:
         run_sweeps, "interval", seconds=interval_seconds, id="sweeps",
         max_instances=1, coalesce=True, next_run_time=utcnow(),
     )
+    scheduler.add_job(run_daily, "interval", seconds=interval_seconds, id="daily", max_instances=1, coalesce=True)
     # On its own, slower clock; the first look comes one interval after start.
     scheduler.add_job(
         run_subscription_check, "interval", seconds=settings_module.get().calendly_subscription_check_seconds,

@@ -16,7 +16,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from urllib.parse import urlsplit
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
@@ -280,6 +281,31 @@ def find_invitee_by_tracking(email: str, utm_content: str, scheduled_after) -> t
             if tracking.get("utm_content") == utm_content and invitee.get("status") == "active":
                 return invitee, event
     return None
+
+
+# --- lists, for the drift report (jobs/drift.py) ---------------------------------------------
+
+def _every(path: str, params: dict):
+    """Each item of a collection, following `pagination.next_page` (an absolute URL on Calendly's host:
+    its path and query are sent to CALENDLY_API_BASE) until there is none. Every page goes through
+    `_send`, so a 429 waits as Calendly asks."""
+    while True:
+        answer = _request("GET", path, params=params)
+        yield from answer.get("collection") or []
+        next_page = (answer.get("pagination") or {}).get("next_page")
+        if not next_page:
+            return
+        parts = urlsplit(next_page)
+        path, params = parts.path, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def list_scheduled_events(min_start_time) -> Iterator[dict]:
+    """The events the token may list (the organization's, or its user's: list_scope), active and
+    cancelled, starting at or after `min_start_time`."""
+    return _every("/scheduled_events", {
+        **list_scope(), "count": 100, "sort": "start_time:asc",
+        "min_start_time": min_start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    })
 
 
 # --- set-up checks and the webhook subscription ---------------------------------------------

@@ -68,13 +68,6 @@ def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
 
 
-def list_refunds(payment_intent_id: str) -> list[stripe.Refund]:
-    """Every refund of a PaymentIntent, whoever made it (bookingflow, the Dashboard, another API
-    user), following Stripe's pages to the end."""
-    page = _within_rate_limit(lambda: client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}))
-    return list(page.auto_paging_iter())
-
-
 def retrieve_charge(charge_id: str) -> stripe.Charge:
     return _within_rate_limit(lambda: client().v1.charges.retrieve(charge_id))
 
@@ -91,3 +84,45 @@ def list_webhook_endpoints() -> list[stripe.WebhookEndpoint]:
     """Every webhook endpoint of the account (an account may have at most 16)."""
     page = _within_rate_limit(lambda: client().v1.webhook_endpoints.list(params={"limit": 100}))
     return list(page.auto_paging_iter())
+
+
+# --- lists, for the drift report (jobs/drift.py) ---------------------------------------------
+
+LIST_PAGE_SIZE = 100  # Stripe's largest page
+
+
+def _every(list_call, params: dict):
+    """Each object of a Stripe list as a plain dict, page after page (`starting_after` the last one
+    seen). Paged by hand rather than with auto_paging_iter so that every page goes through the
+    rate-limit wait."""
+    params = {**params, "limit": LIST_PAGE_SIZE}
+    while True:
+        page = _within_rate_limit(lambda: list_call(params=params))
+        yield from (obj.to_dict() for obj in page.data)
+        if not page.has_more or not page.data:
+            return
+        params = {**params, "starting_after": page.data[-1].id}
+
+
+def list_checkout_sessions(created_since: int):
+    """Checkout Sessions created at or after `created_since` (a Unix time), newest first."""
+    return _every(client().v1.checkout.sessions.list, {"created": {"gte": created_since}})
+
+
+def list_payment_intents(created_since: int):
+    return _every(client().v1.payment_intents.list, {"created": {"gte": created_since}})
+
+
+def list_refunds(payment_intent_id: str | None = None, *, created_since: int | None = None):
+    """Refunds, whoever made them (bookingflow, the Dashboard, another API user): those of one
+    PaymentIntent, or those created at or after `created_since` (a Unix time), every page."""
+    params: dict = {}
+    if payment_intent_id:
+        params["payment_intent"] = payment_intent_id
+    if created_since is not None:
+        params["created"] = {"gte": created_since}
+    return _every(client().v1.refunds.list, params)
+
+
+def list_disputes(created_since: int):
+    return _every(client().v1.disputes.list, {"created": {"gte": created_since}})
