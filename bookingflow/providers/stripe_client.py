@@ -1,4 +1,11 @@
-"""Stripe, through stripe-python. Every POST carries an idempotency key chosen by the caller."""
+"""Stripe, through stripe-python. Every POST carries an idempotency key chosen by the caller.
+
+The API version is pinned here, and only here: every request names it (`Stripe-Version`), so a new
+stripe-python release never changes what the account's API answers. Webhook payloads are rendered
+in the version of the webhook endpoint instead, which is why the endpoint is created with this same
+version (README, "Stripe"). It is the version stripe-python 16 was generated for, the major range
+pyproject.toml allows.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,10 @@ from bookingflow.providers import limits
 # idempotency key, so a retry can never create a second object.
 NETWORK_RETRIES = 2
 REQUEST_TIMEOUT_SECONDS = 20
+API_VERSION = "2026-10-28.endive"
+# HTTP statuses of a request Stripe executed and refused: nothing was created, and the answer is saved
+# under its idempotency key (for at least 24 hours), so repeating the key repeats the refusal.
+DEFINITIVE_STATUSES = (400, 402, 404)
 
 
 @functools.lru_cache(maxsize=4)
@@ -20,6 +31,7 @@ def _client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base},
+        stripe_version=API_VERSION,
         max_network_retries=NETWORK_RETRIES,
         http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
     )
@@ -28,6 +40,15 @@ def _client(api_key: str, api_base: str) -> stripe.StripeClient:
 def client() -> stripe.StripeClient:
     current = settings_module.get()
     return _client(current.stripe_secret_key, current.stripe_api_base)
+
+
+def is_definitive(exc: BaseException) -> bool:
+    """Stripe refused the request for good: a 400/404 (invalid request, idempotency error) or a 402
+    (card error). Not a 401/403 (our credentials: the request never ran), not a 409 (the key is in use
+    by a request still running, which may yet succeed), not a 429, a 5xx or a lost connection (the
+    outcome is unknown: only the same key may be repeated)."""
+    return (isinstance(exc, (stripe.InvalidRequestError, stripe.IdempotencyError, stripe.CardError))
+            and exc.http_status in DEFINITIVE_STATUSES)
 
 
 def _within_rate_limit(call):
@@ -65,3 +86,10 @@ def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
 
 def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
+
+
+def refunds_of_payment_intent(payment_intent_id: str):
+    """Every refund of a PaymentIntent, as Stripe lists them (all pages)."""
+    page = _within_rate_limit(lambda: client().v1.refunds.list(
+        params={"payment_intent": payment_intent_id, "limit": 100}))
+    return page.auto_paging_iter()
