@@ -354,10 +354,16 @@ class StripeFake(FakeProvider):
     def refuse_next(self, path: str, status: int = 402, code: str = "card_declined", times: int = 1) -> None:
         """The next `times` requests to the API `path` (e.g. "/v1/refunds") are refused, as Stripe
         refuses a request it executed: the refusal is saved under the request's idempotency key."""
-        error_type = "card_error" if status == 402 else "invalid_request_error"
+        error_type = {402: "card_error"}.get(status, "api_error" if status >= 500 else "invalid_request_error")
         refusal = StripeError(status, f"The sandbox refused this request ({code}).", type=error_type, code=code)
         with self._lock:
             self._refusals.setdefault(path, []).extend([refusal] * times)
+
+    def reset_controls(self) -> None:
+        """Stripe's clock agrees with ours again, and no refusal is left waiting."""
+        with self._lock:
+            self._clock_offset = 0
+            self._refusals.clear()
 
     def objects(self, kind: str) -> list[dict]:
         if kind not in KINDS:

@@ -10,6 +10,7 @@ pyproject.toml allows.
 from __future__ import annotations
 
 import functools
+import uuid
 
 import stripe
 
@@ -76,8 +77,27 @@ def retrieve_checkout_session(session_id: str) -> stripe.checkout.Session:
 
 
 def expire_checkout_session(session_id: str, idempotency_key: str) -> stripe.checkout.Session:
+    """Expire the session. When Stripe answers with the error it saved for the key (a 5xx or a refusal
+    of the first request, repeated for as long as the key lives), ask once more under a fresh key:
+    expiring needs no key to be safe, since a session expires only once and expiring one that is no
+    longer open is refused, so a second request can never do more than the first."""
+    try:
+        return _expire(session_id, idempotency_key)
+    except stripe.StripeError as exc:
+        if not _replayed(exc):
+            raise
+        return _expire(session_id, f"{idempotency_key}-{uuid.uuid4().hex}")
+
+
+def _expire(session_id: str, idempotency_key: str) -> stripe.checkout.Session:
     return _within_rate_limit(lambda: client().v1.checkout.sessions.expire(
         session_id, options={"idempotency_key": idempotency_key}))
+
+
+def _replayed(exc: stripe.StripeError) -> bool:
+    """The answer is the one Stripe saved for the idempotency key, not one to this request."""
+    headers = exc.headers or {}
+    return str(headers.get("Idempotent-Replayed") or headers.get("idempotent-replayed") or "").lower() == "true"
 
 
 def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
