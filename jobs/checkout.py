@@ -35,9 +35,10 @@ import stripe
 from bookingflow import settings as settings_module
 from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import stripe_amounts, stripe_client
+from jobs import outbox
 from models.alerts import raise_alert
 from models.db import utcnow
-from models.states import TransitionRefused, Trigger, update_fields
+from models.states import TransitionRefused, Trigger, apply, update_fields
 from models.tables import Booking
 
 STRIPE_MIN_LIFETIME = dt.timedelta(minutes=30)
@@ -144,11 +145,9 @@ def _next_attempt(booking: Booking, exc: stripe.StripeError) -> None:
 def _refuse_amount(booking: Booking, detail: str) -> None:
     """Not chargeable at Stripe: ERROR_PAYMENT with a message for the client, and an operator alerted
     (the session type's price, or the booking's amount due, needs a person)."""
-    from jobs import flow  # flow calls this module: imported when needed, not at import time
-
-    flow.move(booking.id, Trigger.onPaymentError, cause=f"amount-below-minimum-{booking.payment_attempt}",
-              last_error=f"checkout not created: {detail}"[:500],
-              failure=failure(ErrorClass.VALIDATION, AMOUNT_TOO_SMALL))
+    apply(booking.id, Trigger.onPaymentError, cause=f"amount-below-minimum-{booking.payment_attempt}",
+          effects=outbox.queue_for_transition, last_error=f"checkout not created: {detail}"[:500],
+          failure=failure(ErrorClass.VALIDATION, AMOUNT_TOO_SMALL))
     raise_alert(f"amount_below_minimum:{booking.id}", "amount_below_minimum",
                 f"booking {booking.id} ({booking.session_type.slug}) cannot be paid: {detail}", booking.id)
     raise CheckoutRefused(booking.id, booking.state, Trigger.initiatePayment.value)

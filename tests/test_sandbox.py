@@ -356,3 +356,16 @@ def test_the_sandbox_records_the_api_version_each_request_names(sandbox):
                                  stripe_version="2024-06-20")
     client.v1.checkout.sessions.create(params=session_params())
     assert sandbox.api_requests("stripe")[-1]["stripe_version"] == "2024-06-20"
+
+
+def test_the_sandbox_controls_work_over_http_for_tests_driving_other_processes(sandbox):
+    assert requests.post(f"{sandbox.base}/stripe/_sandbox/clock", json={"offset_seconds": 120}).status_code == 200
+    assert sandbox.stripe.now() >= int(time.time()) + 119
+    assert requests.post(f"{sandbox.base}/stripe/_sandbox/refuse",
+                         json={"path": "/v1/checkout/sessions", "status": 400, "code": "x"}).status_code == 200
+    client = stripe_client(sandbox)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.checkout.sessions.create(params=session_params(expires_at=int(time.time()) + 3600))
+    assert refused.value.code == "x"
+    sandbox.stripe.reset_controls()
+    assert client.v1.checkout.sessions.create(params=session_params()).status == "open"
