@@ -2,7 +2,9 @@
 
 A refund row is written before Stripe is asked, under a key that names the decision; the Stripe
 call carries an idempotency key derived from that row. A retried job therefore finds the row and
-repeats the same request, and Stripe answers with the same refund.
+repeats the same request, and Stripe answers with the same refund. Stripe also repeats a refusal for
+its key, so once it refused a refund for good the row's next request goes under a new key, derived
+from the row and its attempt (`issue()` says why that can never refund twice).
 """
 
 from __future__ import annotations
