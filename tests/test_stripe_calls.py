@@ -57,10 +57,13 @@ def act(frontend, booking_id: str, action: str, body: dict) -> int:
 # --- the API version ----------------------------------------------------------------------------
 
 def test_every_request_to_stripe_names_the_one_pinned_api_version(frontend, sandbox):
-    view, _ = frontend.book_and_wait_for_checkout("short-call")
-    requests_made = [r for r in sandbox.api_requests("stripe") if view["id"] in json.dumps(r["params"])]
-    assert requests_made
-    assert {r["stripe_version"] for r in sandbox.api_requests("stripe")} == {stripe_client.API_VERSION}
+    before = len(sandbox.api_requests("stripe"))  # the sandbox serves the whole suite
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    assert act(frontend, view["id"], "cancel", {"reason": "plans changed"}) == 202
+    frontend.wait_for_state(view["id"], "REFUND_COMPLETED")
+    made = sandbox.api_requests("stripe")[before:]
+    assert {r["path"] for r in made if r["method"] == "POST"} >= {"/v1/checkout/sessions", "/v1/refunds"}
+    assert {r["stripe_version"] for r in made} == {stripe_client.API_VERSION}
 
 
 # --- refunds: a new key after a definitive refusal ---------------------------------------------
@@ -72,9 +75,8 @@ def test_a_refund_stripe_refused_for_good_is_asked_again_under_a_new_key_and_com
     sandbox.stripe.refuse_next("/v1/refunds", status=status, code=code)
     assert act(frontend, view["id"], "cancel", {"reason": "plans changed"}) == 202
 
-    wait_until(lambda: Refund.select().where(Refund.booking == view["id"], Refund.attempt == 1).exists(),
-               message="the refusal recorded")
-    assert f"refused by Stripe under attempt 0 ({status} {code})" in Booking.get_by_id(view["id"]).last_error
+    wait_until(lambda: Refund.select().where(Refund.booking == view["id"], Refund.attempt == 1).exists()
+               and code in (Booking.get_by_id(view["id"]).last_error or ""), message="the refusal recorded")
     run_due_check(view["id"])
 
     done = frontend.wait_for_state(view["id"], "REFUND_COMPLETED")
