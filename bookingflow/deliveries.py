@@ -16,6 +16,9 @@ ASYNC_PAYMENT_FAILED = "checkout.session.async_payment_failed"
 CHECKOUT_EXPIRED = "checkout.session.expired"
 REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED = "refund.created", "refund.updated", "refund.failed"
 CHARGE_REFUNDED = "charge.refunded"
+DISPUTE_CREATED, DISPUTE_UPDATED, DISPUTE_CLOSED = "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"
+DISPUTE_FUNDS_WITHDRAWN, DISPUTE_FUNDS_REINSTATED = "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"
+DISPUTE_EVENTS = (DISPUTE_CREATED, DISPUTE_UPDATED, DISPUTE_CLOSED, DISPUTE_FUNDS_WITHDRAWN, DISPUTE_FUNDS_REINSTATED)
 # Calendly
 INVITEE_CREATED, INVITEE_CANCELED = "invitee.created", "invitee.canceled"
 # The client (POST /v1/bookings/<id>/...)
@@ -23,7 +26,7 @@ SCHEDULED, CANCEL, RETRY_PAYMENT = "booking.scheduled", "booking.cancel", "booki
 
 HANDLED: frozenset[tuple[str, str]] = frozenset(
     {(STRIPE, kind) for kind in (CHECKOUT_COMPLETED, ASYNC_PAYMENT_SUCCEEDED, ASYNC_PAYMENT_FAILED, CHECKOUT_EXPIRED,
-                                 REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED, CHARGE_REFUNDED)}
+                                 REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED, CHARGE_REFUNDED, *DISPUTE_EVENTS)}
     | {(CALENDLY, kind) for kind in (INVITEE_CREATED, INVITEE_CANCELED)}
     | {(CLIENT, kind) for kind in (SCHEDULED, CANCEL, RETRY_PAYMENT)}
 )

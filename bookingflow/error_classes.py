@@ -8,6 +8,12 @@
 | integration | a provider refusing our request (401, 403, 400)      | retried like transient, then recovery; it usually needs a person |
 | system      | anything else: a bug                                 | logged, recorded, and an alert                  |
 
+Two integration failures of Calendly's are lasting (`is_lasting`): a refusal (CalendlyRefused, 401/403:
+the token, its scopes, its user's role) and a resource gone (CalendlyNotFound, 404/410). Asking again
+cannot help, so they are not retried: the slot a refused release leaves held flags its booking, a
+check that keeps finding a booking's event gone flags it after a few claims, and a refused check
+alerts (jobs/calendly_lasting.py).
+
 The class and the client-safe message are written on the booking (and on the history row of any
 transition a failure causes), and GET /v1/bookings/<id> shows them.
 """
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 import peewee
 import requests
 import stripe
-from bookingflow.providers.calendly_client import CalendlyError
+from bookingflow.providers.calendly_client import CalendlyError, CalendlyNotFound, CalendlyRefused
 from bookingflow.providers.limits import RateLimited
 from bookingflow.providers.calendly_payloads import PayloadInvalid
 
@@ -65,6 +71,11 @@ def classify(exc: BaseException) -> ErrorClass:
     if isinstance(exc, CalendlyError):
         return ErrorClass.TRANSIENT if exc.status is None or exc.status >= 500 else ErrorClass.INTEGRATION
     return ErrorClass.SYSTEM
+
+
+def is_lasting(exc: BaseException) -> bool:
+    """A failure that the same call, made again, meets again: a person must act."""
+    return isinstance(exc, (CalendlyRefused, CalendlyNotFound))
 
 
 def failure(error_class: ErrorClass, message: str | None = None) -> Failure:

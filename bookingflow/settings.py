@@ -33,6 +33,9 @@ MAX_TRUSTED_PROXIES = 5
 # E-mails to one address in any hour: more than a booking's whole life sends (confirmation, a failed
 # payment or two, a reschedule, a cancellation and its refund), far less than a relay would want.
 DEFAULT_MAIL_PER_ADDRESS_PER_HOUR = 10
+# Calendly disables a subscription after 24 hours of failed deliveries; a look every 15 minutes (three
+# API calls) finds it long before that, and a missing one within the quarter hour.
+DEFAULT_CALENDLY_SUBSCRIPTION_CHECK_SECONDS = 15 * 60
 DEFAULT_WORKER_METRICS_HOST = "127.0.0.1"
 DEFAULT_WORKER_METRICS_PORT = 9191
 # A scraper's token is compared in constant time, but a short one can still be guessed.
@@ -63,12 +66,16 @@ class Settings:
     calendly_signing_keys: tuple[str, ...] = field(default=(), repr=False)
     calendly_api_base: str = DEFAULT_CALENDLY_API_BASE
     public_url: str = ""
+    # Where Stripe and Calendly reach this service (its webhooks), when not under PUBLIC_URL.
+    service_url: str = ""
     port: int = 5000
     checkout_expires_minutes: int = 30
     payment_hold_minutes: int = 60
     # How long a client's request to reschedule stays open: a slot booked later is not taken for it.
     reschedule_request_minutes: int = 120
     sweep_interval_seconds: int = 60
+    # How often the scheduler asks Calendly whether our webhook subscription is still active.
+    calendly_subscription_check_seconds: int = DEFAULT_CALENDLY_SUBSCRIPTION_CHECK_SECONDS
     state_timeouts: Mapping[str, int] = field(default_factory=dict)
     smtp_url: str = field(default="", repr=False)
     mail_from: str = "bookings@localhost"
@@ -94,6 +101,12 @@ class Settings:
     # no authentication, and a port of its own so it never competes with web for PORT.
     worker_metrics_host: str = DEFAULT_WORKER_METRICS_HOST
     worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
+
+    @property
+    def webhook_base(self) -> str:
+        """This service's address as the providers see it: SERVICE_URL, else PUBLIC_URL (one host
+        serving the frontend and bookingflow)."""
+        return self.service_url or self.public_url
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -247,11 +260,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         calendly_signing_keys=_secret_list(env, "CALENDLY_WEBHOOK_SIGNING_KEY"),
         calendly_api_base=_url(env, "CALENDLY_API_BASE", DEFAULT_CALENDLY_API_BASE, ("http", "https")),
         public_url=_url(env, "PUBLIC_URL", "", ("http", "https")),
+        service_url=_url(env, "SERVICE_URL", "", ("http", "https")),
         port=_int(env, "PORT", 5000, 1, 65535),
         checkout_expires_minutes=_int(env, "CHECKOUT_EXPIRES_MINUTES", 30, 30, 1440),
         payment_hold_minutes=_int(env, "PAYMENT_HOLD_MINUTES", 60, 1, 7 * 24 * 60),
         reschedule_request_minutes=_int(env, "RESCHEDULE_REQUEST_MINUTES", 120, 5, 7 * 24 * 60),
         sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 60, 1, 24 * 3600),
+        calendly_subscription_check_seconds=_int(env, "CALENDLY_SUBSCRIPTION_CHECK_SECONDS",
+                                                 DEFAULT_CALENDLY_SUBSCRIPTION_CHECK_SECONDS, 10, 24 * 3600),
         state_timeouts=_state_timeouts(env),
         smtp_url=smtp_url,
         mail_from=_text(env, "MAIL_FROM", "bookings@localhost"),

@@ -20,7 +20,7 @@ from models import bookings, flags
 from models.db import storable, utcnow
 from models.inbox import is_stored
 from models.states import CHECKOUT_OPEN, REPORTABLE, State, Trigger, allowed, update_fields
-from models.tables import Booking, SessionType, Transition
+from models.tables import Booking, Dispute, SessionType, Transition
 
 bp = Blueprint("api", __name__)
 
@@ -136,6 +136,14 @@ def booking_view(booking: Booking) -> dict:
             {"state": state, "trigger": trigger, "at": _isoformat(at),
              "error": {"class": error_class, "message": message} if error_class else None}
             for state, trigger, at, error_class, message in history
+        ],
+        "disputes": [
+            {"status": status, "amount": amount, "currency": currency, "reason": reason,
+             "opened_at": _isoformat(opened_at), "closed_at": _isoformat(closed_at)}
+            for status, amount, currency, reason, opened_at, closed_at in (
+                Dispute.select(Dispute.status, Dispute.amount, Dispute.currency, Dispute.reason, Dispute.created_at,
+                               Dispute.closed_at)
+                .where(Dispute.booking == booking.id).order_by(Dispute.created_at, Dispute.id).tuples())
         ],
     }
 

@@ -481,7 +481,8 @@ DOCUMENT: dict = {
             "Booking": {
                 "type": "object",
                 "required": ["id", "state", "session_type", "email", "scheduled_start", "scheduled_end", "amount",
-                             "currency", "amount_refunded", "checkout_url", "updated_at", "error", "history"],
+                             "currency", "amount_refunded", "checkout_url", "updated_at", "error", "history",
+                             "disputes"],
                 "additionalProperties": False,
                 "properties": {
                     "id": _ref("schemas", "BookingId"),
@@ -501,6 +502,27 @@ DOCUMENT: dict = {
                     "updated_at": {"type": "string", "format": "date-time"},
                     "error": {**_ref("schemas", "BookingError"),
                               "description": "The last failure, until the booking moves on; null when none."},
+                    "disputes": {
+                        "type": "array",
+                        "description": "Chargebacks of the booking's payments, oldest first. While one is open "
+                                       "bookingflow refunds nothing of that payment: the card network decides.",
+                        "items": {
+                            "type": "object",
+                            "required": ["status", "amount", "currency", "reason", "opened_at", "closed_at"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "status": {"type": "string", "description": "Stripe's dispute status, as sent "
+                                           "(an open set): e.g. needs_response, under_review, won, lost.",
+                                           "examples": ["needs_response", "won", "lost"]},
+                                "amount": {**_ref("schemas", "Money"), "description": "The amount disputed."},
+                                "currency": _ref("schemas", "Currency"),
+                                "reason": {"type": ["string", "null"], "examples": ["fraudulent"]},
+                                "opened_at": {"type": "string", "format": "date-time"},
+                                "closed_at": {"type": ["string", "null"], "format": "date-time",
+                                              "description": "When it was won or lost; null while open."},
+                            },
+                        },
+                    },
                     "history": {
                         "type": "array",
                         "minItems": 1,

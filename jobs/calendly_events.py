@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bookingflow.providers.calendly_payloads import InviteeNotice, parse_invitee_notice
 from jobs import slots
 from jobs.outcomes import Outcome, Result
@@ -24,20 +26,28 @@ def find_booking(notice: InviteeNotice) -> Booking | None:
     return Booking.get_or_none((Booking.calendly_event_uri == notice.event_uri) & Booking.calendly_invitee_uri.is_null())
 
 
+def with_unknown_values(outcome: Outcome, notice: InviteeNotice) -> Outcome:
+    """The delivery's outcome records the enum values it carried that bookingflow does not know."""
+    if not notice.unknown_values:
+        return outcome
+    note = "unknown values: " + ", ".join(notice.unknown_values)
+    return dataclasses.replace(outcome, detail=f"{outcome.detail}; {note}" if outcome.detail else note)
+
+
 def invitee_created(event: ProviderEvent, body: dict) -> Outcome:
     notice = parse_invitee_notice(body)
     booking = find_booking(notice)
     if booking is None:
         # Kept: the client's report of these URIs will match it (an early webhook without utm_content).
-        return Outcome(Result.UNMATCHED, detail="no booking carries this invitee yet")
-    return slots.invitee_scheduled(booking, notice, cause=event.event_id)
+        return with_unknown_values(Outcome(Result.UNMATCHED, detail="no booking carries this invitee yet"), notice)
+    return with_unknown_values(slots.invitee_scheduled(booking, notice, cause=event.event_id), notice)
 
 
 def invitee_canceled(event: ProviderEvent, body: dict) -> Outcome:
     notice = parse_invitee_notice(body)
     booking = find_booking(notice)
     if booking is None:
-        return Outcome(Result.UNMATCHED, detail="no booking carries this invitee")
+        return with_unknown_values(Outcome(Result.UNMATCHED, detail="no booking carries this invitee"), notice)
     if notice.rescheduled and notice.new_invitee:
-        return slots.cancel_half_of_reschedule(booking, notice)
-    return slots.invitee_cancelled(booking, notice, cause=event.event_id)
+        return with_unknown_values(slots.cancel_half_of_reschedule(booking, notice), notice)
+    return with_unknown_values(slots.invitee_cancelled(booking, notice, cause=event.event_id), notice)

@@ -24,6 +24,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     (d.STRIPE, d.REFUND_UPDATED): stripe_events.refund_event,
     (d.STRIPE, d.REFUND_FAILED): stripe_events.refund_event,
     (d.STRIPE, d.CHARGE_REFUNDED): stripe_events.charge_refunded,
+    **{(d.STRIPE, kind): stripe_events.dispute_event for kind in d.DISPUTE_EVENTS},
     (d.CALENDLY, d.INVITEE_CREATED): calendly_events.invitee_created,
     (d.CALENDLY, d.INVITEE_CANCELED): calendly_events.invitee_canceled,
     (d.CLIENT, d.SCHEDULED): client_requests.scheduled,

@@ -16,13 +16,14 @@ import logging
 from collections.abc import Callable
 
 import dramatiq
+import stripe
 
 from bookingflow import broker, logs, metrics, refund_policy
 from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers import calendly_client
 from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
-from jobs import checkout, ledger, outbox
+from jobs import calendly_lasting, checkout, ledger, outbox
 from models.alerts import raise_alert
 from models.db import utcnow
 from models.states import CLOSING, Applied, State, TransitionRefused, Trigger, allowed, apply, update_fields
@@ -127,7 +128,7 @@ def _create_checkout_session(booking: Booking) -> None:
 def _confirm(booking: Booking) -> None:
     if booking.replaced_event_uri and booking.replaced_event_uri != booking.calendly_event_uri:
         # The new slot is settled (its difference paid, if any): only now is the old one let go.
-        calendly_client.release_scheduled_event(booking.replaced_event_uri, "Rescheduled to another session")
+        calendly_lasting.release_slot(booking.id, booking.replaced_event_uri, "Rescheduled to another session")
     changes = {}
     if booking.reschedule_session_type_id:
         # A reschedule to another session type, its difference now paid: the booking becomes that type.
@@ -138,17 +139,20 @@ def _confirm(booking: Booking) -> None:
          checkout_url=None, **changes)
 
 
-def _release(booking: Booking) -> None:
-    """Abandoned (IDLE): free the Calendly slot and close open checkouts, once."""
+def _release(booking: Booking) -> bool:
+    """Abandoned (IDLE): free the Calendly slot and close open checkouts, once. False when Calendly
+    refused to free the slot (the booking is flagged; `bookings retry` runs this again)."""
     if booking.released_at is None:
         ledger.expire_open_sessions(booking)
-        if booking.calendly_event_uri:
-            calendly_client.release_scheduled_event(booking.calendly_event_uri, "Booking abandoned before payment")
+        if booking.calendly_event_uri and not calendly_lasting.release_slot(
+                booking.id, booking.calendly_event_uri, "Booking abandoned before payment"):
+            return False
         update_fields(booking.id, released_at=utcnow())
+    return True
 
 
 def _release_and_refund(booking: Booking) -> None:
-    _release(booking)
+    released = _release(booking)
     booking = Booking.get_by_id(booking.id)
     # Money that arrived for an abandoned flow goes back in full. The decision's rows, planned now or
     # by a run that died before its transition (whose rows already count against what is held).
@@ -156,7 +160,7 @@ def _release_and_refund(booking: Booking) -> None:
                               "payment after the flow was abandoned")
     if rows:
         move(booking.id, Trigger.onLatePayment, cause=f"late-payment-{booking.amount_paid}", settled_at=None)
-    else:
+    elif released:
         _settle(booking)
 
 
@@ -174,20 +178,35 @@ def _refund_cancellation(booking: Booking) -> None:
     then refund by policy."""
     if booking.released_at is None:
         ledger.expire_open_sessions(booking)
+        released = True
         if booking.cancelled_by in ("client", "system"):
             for event_uri in {booking.calendly_event_uri, booking.replaced_event_uri} - {None}:
-                calendly_client.release_scheduled_event(event_uri, booking.cancel_reason or "Booking cancelled")
-        update_fields(booking.id, released_at=utcnow())
+                released &= calendly_lasting.release_slot(booking.id, event_uri, booking.cancel_reason or "Booking cancelled")
+        if released:  # else flagged: the refund goes on, the slot is still held
+            update_fields(booking.id, released_at=utcnow())
+    # The policy grants its share of what the client paid (less what bookingflow already gave back);
+    # money refunded outside bookingflow since counts against it: never more than what remains.
+    held = ledger.net_paid(booking)
     decision = refund_policy.decide(
-        ledger.net_paid(booking), refund_policy.terms_of(booking), booking.scheduled_start,
+        held + ledger.refunded_outside(booking), refund_policy.terms_of(booking), booking.scheduled_start,
         cancelled_at=booking.state_changed_at, cancelled_by=booking.cancelled_by, cap_percent=booking.refund_percent_cap,
     )
-    rows = ledger.plan_refund(booking, "cancellation", decision.amount, "cancel", decision.reason)
+    amount, reason = min(decision.amount, held), decision.reason
+    if amount < decision.amount:
+        reason = _with(reason, f"capped at the {max(held, 0)} left after refunds made outside bookingflow")
+    if ledger.has_disputed_payment(booking):
+        # Stripe refuses to refund a charge under dispute, and the card network decides that money:
+        # the slot is released above, nothing of the disputed payment is refunded (plan_refund skips it).
+        reason = _with(reason, DISPUTED_NOTE)
+    rows = ledger.plan_refund(booking, "cancellation", amount, "cancel", reason)
     if not rows:
         # Nothing to give back: the booking rests here, and says why.
-        _settle(booking, cancel_reason=_with(booking.cancel_reason, decision.reason))
+        _settle(booking, cancel_reason=_with(booking.cancel_reason, reason))
         return
-    move(booking.id, Trigger.initiateRefund, cause="cancellation-refund", cancel_reason=_with(booking.cancel_reason, decision.reason))
+    move(booking.id, Trigger.initiateRefund, cause="cancellation-refund", cancel_reason=_with(booking.cancel_reason, reason))
+
+
+DISPUTED_NOTE = "payment disputed: not refunded by bookingflow, the card network decides"
 
 
 def _with(reason: str | None, addition: str) -> str:
@@ -204,7 +223,14 @@ def sync_refunds(booking: Booking, ask_stripe: bool = False) -> None:
     booking finishes when Stripe says they all succeeded."""
     for row in ledger.refunds_in_flight(booking, CLOSING_REFUNDS):
         if row.status == "new":
-            ledger.issue(row)
+            try:
+                ledger.issue(row)
+            except stripe.InvalidRequestError as exc:
+                if exc.code != "charge_disputed":
+                    raise
+                # Disputed at Stripe before its webhook reached us: held back; the dispute's own
+                # delivery records it and tells an operator.
+                ledger.refunds_held_back(row.payment_intent_id, f"{DISPUTED_NOTE} (Stripe: charge_disputed)")
         elif ask_stripe:
             ledger.refresh(row)
     settle_refund_state(booking.id)
@@ -214,7 +240,10 @@ def settle_refund_state(booking_id: str) -> None:
     booking = Booking.get_by_id(booking_id)
     if booking.state != State.REFUND_PENDING.value:
         return
-    rows = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
+    planned = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
+    # Rows withdrawn because their charge was disputed are nothing to wait for, nor a failure.
+    rows = [row for row in planned if row.status != ledger.WITHDRAWN]
+    withdrawn = len(planned) - len(rows)
     failed = [row for row in rows if row.status in ledger.DEAD_REFUND]
     if failed:
         refund = failed[0]
@@ -225,8 +254,9 @@ def settle_refund_state(booking_id: str) -> None:
         raise_alert(f"refund_failed:{refund.id}", "refund_failed",
                            f"refund {refund.stripe_refund_id or refund.id} of {refund.amount} {refund.currency} "
                            f"for booking {booking_id} {refund.status}: the client has not been paid back", booking_id)
-    elif rows and all(row.status in ledger.SETTLED_REFUND for row in rows):
-        move(booking_id, Trigger.completeRefund, cause="refunds-succeeded", settled_at=utcnow())
+    elif planned and all(row.status in ledger.SETTLED_REFUND for row in rows):
+        note = {"cancel_reason": _with(booking.cancel_reason, DISPUTED_NOTE)} if withdrawn else {}
+        move(booking_id, Trigger.completeRefund, cause="refunds-succeeded", settled_at=utcnow(), **note)
 
 
 def _settle_reschedule(booking: Booking) -> None:

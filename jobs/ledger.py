@@ -17,12 +17,21 @@ import stripe
 from bookingflow.providers import stripe_client
 from models.db import is_postgres, utcnow, write_transaction
 from models.states import update_fields
-from models.tables import Booking, Payment, Refund
+from models.tables import Booking, Dispute, Payment, Refund
 
 log = logging.getLogger(__name__)
 
 SETTLED_REFUND = ("succeeded",)
 DEAD_REFUND = ("failed", "canceled")
+# bookingflow's own status for a refund row never sent: its charge was disputed before it went out
+# (Stripe would refuse it, `charge_disputed`). Like a dead refund it holds no money.
+WITHDRAWN = "withdrawn"
+NOT_COMMITTED = (*DEAD_REFUND, WITHDRAWN)
+# A refund made outside bookingflow (the Stripe Dashboard, another API user) of one of our payments.
+OUTSIDE = "outside"
+# Dispute statuses after which Stripe lets the charge be refunded again; under any other (an open
+# chargeback, lost, or a status bookingflow does not know yet) no refund is attempted.
+REFUNDABLE_DISPUTE = ("won", "warning_closed")
 
 
 # --- payments ---------------------------------------------------------------------------------
@@ -99,10 +108,17 @@ def expire_open_sessions(booking: Booking, before_attempt: int | None = None) ->
     return expired
 
 
+def payment_of_intent(payment_intent_id) -> Payment | None:
+    """Our paid row for a PaymentIntent: None for any payment bookingflow did not create."""
+    if not isinstance(payment_intent_id, str):
+        return None
+    return Payment.get_or_none(Payment.payment_intent_id == payment_intent_id)
+
+
 def net_paid(booking: Booking) -> int:
-    """Money held for the booking: paid, less refunds done or under way."""
+    """Money held for the booking: paid, less refunds done or under way (by us or from outside)."""
     committed = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
-        Refund.booking == booking.id, Refund.status.not_in(DEAD_REFUND)).scalar()
+        Refund.booking == booking.id, Refund.status.not_in(NOT_COMMITTED)).scalar()
     return booking.amount_paid - int(committed)
 
 
@@ -133,8 +149,10 @@ def _plan_refund_rows(booking: Booking, purpose: str, amount: int, prefix: str, 
         if only_payment is not None:
             payments = payments.where(Payment.id == only_payment.id)
         for payment in payments:
+            if is_disputed(payment.payment_intent_id):
+                continue  # the card network decides where that money goes; Stripe would refuse anyway
             already = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
-                Refund.payment_intent_id == payment.payment_intent_id, Refund.status.not_in(DEAD_REFUND)).scalar()
+                Refund.payment_intent_id == payment.payment_intent_id, Refund.status.not_in(NOT_COMMITTED)).scalar()
             share = min(remaining, payment.amount - int(already))
             if share <= 0:
                 continue
@@ -213,7 +231,7 @@ def issue(refund: Refund) -> Refund:
 def _refund_made_for(refund: Refund):
     """The refund Stripe holds for this row under any of its keys: one of its PaymentIntent's refunds
     carrying the row's `refund_key` (not a failed or canceled one: that money is back in the balance)."""
-    for candidate in stripe_client.refunds_of_payment_intent(refund.payment_intent_id):
+    for candidate in stripe_client.list_refunds(refund.payment_intent_id):
         metadata = candidate.metadata.to_dict() if candidate.metadata else {}
         if metadata.get("refund_key") == refund.key[:500] and candidate.status not in DEAD_REFUND:
             return candidate
@@ -224,6 +242,7 @@ def record_status(refund_id: int, stripe_refund_id: str, status: str) -> None:
     """Stripe's events come in any order: a final status (succeeded, failed, canceled) is never
     replaced by an earlier one (pending) that arrives late; only `failed` may follow `succeeded`."""
     final = (*SETTLED_REFUND, *DEAD_REFUND)
+    status = status[:20]  # the column's width; a status Stripe adds later is kept, not understood
     with write_transaction():
         update = Refund.update(stripe_refund_id=stripe_refund_id, status=status, updated_at=utcnow()).where(
             Refund.id == refund_id)
@@ -245,11 +264,10 @@ def refresh(refund: Refund) -> bool:
     return True
 
 
-def refunds_of_intent(payment_intent_id) -> list[Refund]:
-    """Our refunds of a PaymentIntent (a charge.refunded names the intent, no longer its refunds)."""
-    if not isinstance(payment_intent_id, str):
-        return []
-    return list(Refund.select().where(Refund.payment_intent_id == payment_intent_id))
+def list_refunds_at_stripe(payment_intent_id: str) -> list[dict]:
+    """Every refund of a PaymentIntent as Stripe's API lists it, whoever made it: a charge.refunded
+    names the intent, no longer its refunds."""
+    return [refund.to_dict() for refund in stripe_client.list_refunds(payment_intent_id)]
 
 
 def refund_of_stripe(obj: dict) -> Refund | None:
@@ -263,6 +281,58 @@ def refund_of_stripe(obj: dict) -> Refund | None:
         if refund is not None and obj.get("payment_intent") != refund.payment_intent_id:
             return None
     return refund
+
+
+def refunded_outside(booking: Booking) -> int:
+    """Refunds of the booking's payments made outside bookingflow, done or under way."""
+    return int(Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
+        Refund.booking == booking.id, Refund.purpose == OUTSIDE, Refund.status.not_in(NOT_COMMITTED)).scalar())
+
+
+def record_outside_refund(payment: Payment, obj: dict, status: str | None) -> Refund:
+    """A refund of our payment that none of our rows asked for (the Dashboard, another API user):
+    recorded as it is, idempotent on its Stripe id, so that the booking's totals and every later
+    refund of ours count it."""
+    refund = Refund.get_or_none(Refund.stripe_refund_id == obj["id"])
+    if refund is None:
+        amount = obj.get("amount")
+        currency = obj.get("currency") if isinstance(obj.get("currency"), str) else payment.currency
+        try:
+            refund = Refund.create(
+                booking=payment.booking_id, key=f"{OUTSIDE}:{obj['id']}", purpose=OUTSIDE,
+                payment_intent_id=payment.payment_intent_id, stripe_refund_id=obj["id"],
+                amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else 0,
+                currency=currency.lower(), status=(status or "pending")[:20], reason="refunded outside bookingflow")
+        except peewee.IntegrityError:  # the same refund recorded by another delivery at this moment
+            refund = Refund.get(Refund.stripe_refund_id == obj["id"])
+    if status is not None:
+        record_status(refund.id, obj["id"], status)
+    return Refund.get_by_id(refund.id)
+
+
+def refunds_held_back(payment_intent_id: str, why: str) -> int:
+    """Withdraw our refunds of a PaymentIntent not yet sent to Stripe (its charge was disputed)."""
+    return Refund.update(status=WITHDRAWN, reason=why[:500], updated_at=utcnow()).where(
+        Refund.payment_intent_id == payment_intent_id, Refund.status == "new",
+        Refund.stripe_refund_id.is_null()).execute()
+
+
+# --- disputes ---------------------------------------------------------------------------------
+
+def is_disputed(payment_intent_id) -> bool:
+    """A dispute on the payment still keeps its money from being refunded."""
+    return Dispute.select().where(Dispute.payment_intent_id == payment_intent_id,
+                                  Dispute.status.not_in(REFUNDABLE_DISPUTE)).exists()
+
+
+def has_disputed_payment(booking: Booking) -> bool:
+    intents = Payment.select(Payment.payment_intent_id).where(Payment.booking == booking.id, Payment.status == "paid")
+    return Dispute.select().where(Dispute.payment_intent_id.in_(intents),
+                                  Dispute.status.not_in(REFUNDABLE_DISPUTE)).exists()
+
+
+def disputes_of(booking_id: str) -> list[Dispute]:
+    return list(Dispute.select().where(Dispute.booking == booking_id).order_by(Dispute.created_at))
 
 
 def refunds_in_flight(booking: Booking, purposes: tuple[str, ...]) -> list[Refund]:

@@ -20,6 +20,8 @@ class Result(str, enum.Enum):
     REFUNDING_LATE_PAYMENT = "refunding_late_payment"
     REFUNDED_DUPLICATE = "refunded_duplicate"
     REFUND_UPDATED = "refund_updated"
+    OUTSIDE_REFUND = "outside_refund"
+    DISPUTE_RECORDED = "dispute_recorded"
     # nothing to do
     DUPLICATE = "duplicate"
     STALE = "stale"

@@ -131,3 +131,20 @@ def payment_failed(booking: Booking, session_id: str, event_type: str) -> Outcom
     except TransitionRefused as refused:
         return Outcome(Result.STALE, booking.id, str(refused))
     return Outcome(Result.ADVANCED, booking.id)
+
+
+def outside_refund(payment: Payment, refund: dict, status: str | None) -> Outcome:
+    """A refund of our payment that bookingflow did not ask for (the Stripe Dashboard, another API
+    user): on the ledger like any refund, so the totals and every later refund of ours count it. A
+    confirmed booking whose money all went back that way is flagged for an operator: its slot is
+    still held, and nothing in bookingflow decided that."""
+    row = ledger.record_outside_refund(payment, refund, status)
+    booking = Booking.get_by_id(payment.booking_id)
+    if State(booking.state) not in (State.IDLE, State.BOOKING_CANCELLED, State.REFUND_PENDING, State.REFUND_COMPLETED) \
+            and booking.amount_paid > 0 and ledger.net_paid(booking) <= 0:
+        reason = f"refunded in full outside bookingflow ({row.stripe_refund_id}) while {booking.state}"
+        update_fields(booking.id, flagged_at=booking.flagged_at or utcnow(), flag_reason=reason[:500])
+        raise_alert(f"outside_refund:{booking.id}", "outside_refund", f"booking {booking.id} {reason}: "
+                    f"{booking.amount_paid} {booking.currency} paid, nothing left; the slot is still held", booking.id)
+    flow.settle_refund_state(booking.id)
+    return Outcome(Result.OUTSIDE_REFUND, booking.id, f"{row.stripe_refund_id} {row.amount} {row.currency} {row.status}")

@@ -17,10 +17,10 @@ import dramatiq
 from bookingflow import broker
 from bookingflow import settings as settings_module
 from bookingflow.deliveries import CHECKOUT_EXPIRED
-from bookingflow.error_classes import ErrorClass, failure
+from bookingflow.error_classes import ErrorClass, failure, is_lasting
 from bookingflow.providers import calendly_claims, calendly_client, stripe_client
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
-from jobs import checkout, flow, ledger, payments, slots
+from jobs import calendly_lasting, checkout, flow, ledger, payments, slots
 from models.alerts import raise_alert
 from models.db import utcnow
 from models.states import (
@@ -213,7 +213,7 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
     if booking is None or booking.flagged_at is not None:
         return None
     state = State(booking.state)
-    check_failed = None
+    check_failed = lasting = None
     try:
         if state == State.ERROR_RECOVERY:
             _recover(booking, now)
@@ -226,8 +226,17 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
     except TransitionRefused:
         log.info("booking %s moved while being reconciled", booking_id)
     except Exception as exc:  # a provider down, a bug: the timeout below still applies
-        log.warning("booking %s: check in %s failed: %s", booking_id, state.value, exc.__class__.__name__)
-        check_failed = exc
+        if is_lasting(exc):
+            # Asking again soon will not help: no job retry, no traceback; the sweep's next claim
+            # asks again, its backoff counting this one (check_attempts, never reset here).
+            if isinstance(exc, calendly_client.CalendlyNotFound) and calendly_lasting.gone(booking, exc):
+                return State(Booking.get_by_id(booking_id).state)  # flagged
+            if isinstance(exc, calendly_client.CalendlyRefused):
+                calendly_lasting.refused(booking, exc)  # the token's problem: alerted once a day
+            lasting = exc
+        else:
+            log.warning("booking %s: check in %s failed: %s", booking_id, state.value, exc.__class__.__name__)
+            check_failed = exc
     booking = Booking.get_by_id(booking_id)
     # Nothing moved it and its time is up: stuck. (Error states only ever leave this way.)
     settled = state in CLOSING and booking.settled_at is not None
@@ -238,6 +247,8 @@ def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
             pass
     if check_failed is not None:
         raise check_failed  # the job's retry and log; the booking's next check is already scheduled
+    if lasting is not None:
+        return State(booking.state)  # the sweep's next claim asks again, its backoff counting this one
     # The check worked: the sweep's backoff counts checks that fail in a row, not checks. Otherwise a
     # checkout polled a few times would, if one later job were lost, wait 30 s × 2^polls to be seen.
     check_worked(booking_id)

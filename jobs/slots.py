@@ -15,7 +15,7 @@ from bookingflow.error_classes import ErrorClass
 from bookingflow.providers import calendly_client
 from bookingflow.providers.calendly_claims import Refusal, event_details, type_refusal
 from bookingflow.providers.calendly_payloads import InviteeNotice, invitee_identity
-from jobs import flow
+from jobs import calendly_lasting, flow
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.bookings import reschedule_request_open
@@ -50,13 +50,17 @@ def refuse_stray(booking: Booking, notice: InviteeNotice, refusal: Refusal) -> O
     go when it was made with this booking's link, and operators are told. Unless Calendly says the
     invitee is no longer active: a delivery that comes late (the booking's own first invitee, say,
     after the booking was rescheduled away from it) holds no slot, and there is nothing to refuse."""
-    if calendly_client.get_invitee(notice.invitee_uri).get("status") != "active":
+    try:
+        active = calendly_client.get_invitee(notice.invitee_uri).get("status") == "active"
+    except calendly_client.CalendlyNotFound:
+        active = False  # deleted in Calendly: it holds nothing either
+    if not active:
         return Outcome(Result.STALE, booking.id, f"invitee {notice.invitee_uri} is no longer active in Calendly")
     released = False
     made_for_this_booking = notice.utm_content == booking.id or notice.old_invitee == booking.calendly_invitee_uri
     held = Booking.get_or_none(Booking.calendly_event_uri == notice.event_uri)
     if made_for_this_booking and held is None:
-        released = calendly_client.release_scheduled_event(notice.event_uri, refusal.message)
+        released = calendly_lasting.release_slot(booking.id, notice.event_uri, refusal.message, held_by_booking=False)
     update_fields(booking.id, error_class=ErrorClass.VALIDATION.value, error_message=refusal.message[:300],
                   last_error=f"{refusal.code}: invitee {notice.invitee_uri}"[:500])
     raise_alert(f"{refusal.code}:{notice.invitee_uri}"[:255], refusal.code,
@@ -149,7 +153,8 @@ def invitee_scheduled(booking: Booking, notice: InviteeNotice, cause: str) -> Ou
     if state == State.IDLE:
         # Scheduled after the flow was abandoned: nothing may be held for an IDLE booking.
         if notice.utm_content == booking.id or notice.old_invitee == booking.calendly_invitee_uri:
-            calendly_client.release_scheduled_event(notice.event_uri, "The booking was abandoned before this slot was chosen")
+            calendly_lasting.release_slot(booking.id, notice.event_uri, "The booking was abandoned before this slot was chosen",
+                                          held_by_booking=False)
         return Outcome(Result.RELEASED, booking.id, "slot scheduled after the booking was abandoned")
     if state in BEFORE_CONFIRMATION and notice.old_invitee and notice.old_invitee == booking.calendly_invitee_uri:
         # Rescheduled in Calendly before paying: the booking simply follows the new slot, of its type.

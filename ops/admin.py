@@ -14,7 +14,7 @@ from bookingflow.privacy import mask_email
 from models.db import utcnow, write_transaction
 from models.inbox import reopen_event
 from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, timeout_for, unflag
-from models.tables import Booking, Outbox, Payment, ProviderEvent, Refund, Transition
+from models.tables import Booking, Dispute, Outbox, Payment, ProviderEvent, Refund, Transition
 
 # Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
 FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched", "foreign_payment", "wrong_event_type",
@@ -118,7 +118,12 @@ def show_booking(booking_id: str) -> int:
     print("refunds:")
     for refund in Refund.select().where(Refund.booking == booking.id).order_by(Refund.created_at):
         print(f"  {refund.stripe_refund_id or '(not yet asked)'} {refund.purpose}: {refund.amount} {refund.currency} "
-              f"{refund.status}")
+              f"{refund.status}" + (f" ({refund.reason})" if refund.purpose == "outside" or refund.status == "withdrawn" else ""))
+    print("disputes:")
+    for dispute in Dispute.select().where(Dispute.booking == booking.id).order_by(Dispute.created_at, Dispute.id):
+        closed = f", closed {_when(dispute.closed_at)}" if dispute.closed_at else ", open"
+        print(f"  {dispute.stripe_dispute_id} of {dispute.payment_intent_id}: {dispute.amount} {dispute.currency} "
+              f"{dispute.status} ({dispute.reason or 'no reason'}){closed}")
     print("e-mails:")
     for mail in Outbox.select().where(Outbox.booking == booking.id).order_by(Outbox.created_at, Outbox.id):
         if mail.sent_at:
@@ -235,6 +240,20 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
     refunded_bookings = len({r.booking_id for r in refunds})
     print(f"  refunds: {refunded_bookings} bookings ({_rate(refunded_bookings, confirmed)}), "
           f"{sum(r.amount for r in refunds)} minor units")
+    outside = [r for r in refunds if r.purpose == "outside"]
+    print(f"  refunded outside bookingflow: {len({r.booking_id for r in outside})} bookings, "
+          f"{sum(r.amount for r in outside)} minor units")
+    # Disputes of the period's bookings, and those that matched no payment of ours (recorded when opened).
+    disputes = list(Dispute.select().where(Dispute.booking.in_(ids) if ids else Dispute.id.is_null()))
+    unmatched = Dispute.select().where(Dispute.booking.is_null(), Dispute.created_at >= since,
+                                       Dispute.created_at < until).count()
+    by_status = {status: [d for d in disputes if d.status == status] for status in ("won", "lost")}
+    still_open = [d for d in disputes if d.closed_at is None]
+    print(f"  disputes: {len(disputes)} ({_rate(len({d.booking_id for d in disputes}), confirmed)} of confirmed bookings): "
+          f"{len(still_open)} open ({sum(d.amount for d in still_open)}), "
+          f"{len(by_status['won'])} won ({sum(d.amount for d in by_status['won'])}), "
+          f"{len(by_status['lost'])} lost ({sum(d.amount for d in by_status['lost'])}) minor units; "
+          f"{unmatched} of payments not bookingflow's")
     for row in values:
         print(f"  average booking value, net of refunds: {int(row.net) // row.n} {row.currency} over {row.n} paid bookings")
     return 0

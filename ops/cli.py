@@ -206,6 +206,43 @@ def cmd_stats(args) -> int:
     return admin.stats(args.since or until - datetime.timedelta(days=30), until)
 
 
+def cmd_check(args) -> int:
+    from bookingflow import settings as settings_module
+    from ops.check import FAIL, Result, failed, render, run_checks
+
+    try:
+        current = settings_module.get()
+    except settings_module.SettingsError as exc:
+        print(render([Result("settings", FAIL, str(exc), "set it in the environment (README, Configuration)")]))
+        return 1
+    bootstrap.open_configured_database(current)
+    results = run_checks(current, args.stripe_mode)
+    print(render(results))
+    return 1 if failed(results) else 0
+
+
+def cmd_calendly_subscribe(args) -> int:
+    current = bootstrap.plain_settings()
+    for variable, value in (("CALENDLY_API_TOKEN", current.calendly_api_token),
+                            ("CALENDLY_WEBHOOK_SIGNING_KEY", current.calendly_signing_keys),
+                            ("PUBLIC_URL", current.public_url)):
+        if not value:
+            bootstrap.fail(f"{variable} is not set")
+    from bookingflow.providers import calendly_client, calendly_subscription
+
+    url = calendly_subscription.callback_url(current)
+    try:
+        # The first signing key is the one intake verifies new deliveries with (the rest are old ones).
+        outcome, subscription = calendly_subscription.repair(calendly_subscription.standing(), url,
+                                                             current.calendly_signing_keys[0])
+    except calendly_client.CalendlyError as exc:
+        bootstrap.fail(f"could not subscribe to Calendly's webhooks: {exc}")
+    what = {"kept": "already active, left alone", "created": "created", "recreated": "was broken: deleted and created again"}
+    print(f"Calendly webhook subscription {subscription['uri']} ({subscription['scope']} scope, "
+          f"{', '.join(subscription['events'])} to {url}): {what[outcome]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bookingflow", description="Paid sessions: Calendly + Stripe.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--failed", action="store_true", help="every event that failed or did nothing useful")
     replay.add_argument("--since", type=_time_argument, help="every event received since (ISO 8601)")
     events.set_defaults(run=cmd_events)
+
+    check = commands.add_parser("check", help="verify the set-up end to end (settings, database, broker, Stripe, "
+                                              "Calendly); exits 1 on any failure")
+    check.add_argument("--stripe-mode", choices=("test", "live"), default=None,
+                       help="the Stripe mode this deployment must run in (default: either; a test key warns)")
+    check.set_defaults(run=cmd_check)
+
+    calendly = commands.add_parser("calendly", help="Calendly's side of the set-up").add_subparsers(
+        dest="calendly_command", required=True)
+    calendly.add_parser("subscribe", help="create or repair the webhook subscription to this service "
+                                          "(safe to repeat)").set_defaults(run=cmd_calendly_subscribe)
 
     stats = commands.add_parser("stats", help="conversion, payments, cancellations, refunds over a period")
     stats.add_argument("--since", type=_time_argument, help="default: 30 days before --until")

@@ -71,6 +71,30 @@ def dev_settings(port: int | None) -> tuple[Settings, dict]:
     return current, secret
 
 
+def register_sandbox_setup(sandbox, current: Settings) -> None:
+    """What an operator sets up in the providers' dashboards: the demo catalogue's event types, and
+    the Stripe webhook endpoint to this service with every event it acts on, in its API version."""
+    from bookingflow.providers.stripe_client import API_VERSION
+    from ops.check import STRIPE_EVENTS, STRIPE_WEBHOOK_PATH
+
+    for item in demo_catalogue(current.public_url + SANDBOX_PREFIX):
+        sandbox.calendly.add_event_type(item["slug"], item["name"], item["duration_minutes"])
+    sandbox.stripe.register_webhook_endpoint(current.public_url + STRIPE_WEBHOOK_PATH, list(STRIPE_EVENTS), API_VERSION)
+
+
+def subscribe_and_check(current: Settings) -> None:
+    """Once serving: `bookingflow calendly subscribe`, then `bookingflow check`, against the sandbox."""
+    from bookingflow.providers import calendly_subscription
+    from ops.check import render, run_checks
+
+    try:
+        calendly_subscription.repair(calendly_subscription.standing(), calendly_subscription.callback_url(current),
+                                     current.calendly_signing_keys[0])
+        print("bookingflow dev: set-up check\n" + render(run_checks(current)), flush=True)
+    except Exception:
+        logging.exception("the set-up check of bookingflow dev failed")
+
+
 def run_dev(port: int | None = None) -> int:
     bootstrap.configure_logging(json_lines=False)
     current, secret = dev_settings(port)
@@ -100,8 +124,10 @@ def run_dev(port: int | None = None) -> int:
         stripe_webhook_url=current.public_url + "/webhooks/stripe",
         calendly_webhook_url=current.public_url + "/webhooks/calendly",
     ))
+    register_sandbox_setup(sandbox, current)
     app = DispatcherMiddleware(create_app(), {SANDBOX_PREFIX: sandbox.app})
     server = make_server("127.0.0.1", current.port, app, threaded=True)
+    threading.Thread(target=subscribe_and_check, args=(current,), name="dev-check", daemon=True).start()
 
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()

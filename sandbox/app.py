@@ -36,6 +36,9 @@ class SandboxConfig:
     # The status a new refund gets: "succeeded" (most card refunds) or "pending" (settled later
     # through POST /stripe/refunds/<id>/settle).
     refund_status: str = "succeeded"
+    # Charges and refunds of other payment methods (SEPA, ACH, currency conversion): `py_` charges and
+    # `pyr_` refunds instead of card ones' `ch_` and `re_`.
+    non_card_ids: bool = False
     # Deliveries repeated, shuffled and spread over several receivers (chaos.py); None: sent in
     # order, once each, to the URLs above.
     chaos: Chaos | None = None

@@ -61,6 +61,29 @@ def _not_found() -> CalendlyError:
     return CalendlyError(404, NOT_FOUND_MESSAGE)
 
 
+# --- tokens: scopes and roles ---------------------------------------------------------------
+
+PERMISSION_MESSAGE = "You do not have permission to access this resource."
+ADMIN_ROLES = ("admin", "owner")
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope Calendly's catalog names for a call (a `:write` scope includes its `:read`)."""
+    domain = path.strip("/").split("/")[0]
+    scope = {"users": "users", "organization_memberships": "organizations", "event_types": "event_types",
+             "scheduled_events": "scheduled_events", "webhook_subscriptions": "webhooks"}.get(domain)
+    if scope is None:
+        return None
+    return f"{scope}:{'read' if method == 'GET' else 'write'}"
+
+
+def has_scope(scopes: frozenset[str] | None, needed: str | None) -> bool:
+    """A personal access token (scopes None) may do all its user may."""
+    if scopes is None or needed is None:
+        return True
+    return needed in scopes or (needed.endswith(":read") and needed.replace(":read", ":write") in scopes)
+
+
 # --- time and URIs -----------------------------------------------------------------------
 
 def iso(moment: datetime) -> str:
@@ -184,9 +207,155 @@ def _sorted(items: list[dict], args: dict, default: str) -> list[dict]:
     return sorted(items, key=lambda item: item[field], reverse=direction == "desc")
 
 
+# --- webhook subscriptions, memberships and event types (what `bookingflow check` reads) ----
+
+WEBHOOK_EVENTS = ("invitee.created", "invitee.canceled", "invitee_no_show.created", "invitee_no_show.deleted",
+                  "routing_form_submission.created", "event_type.created", "event_type.updated",
+                  "event_type.deleted")
+SUBSCRIPTION_SCOPES = ("organization", "user")
+
+
+class WebhookSubscriptions:
+    """Calendly's /webhook_subscriptions (list, create, get, delete) and GET /event_types/<uuid>, with the controls Calendly gives no API for: a subscription disabled (as
+    after 24 hours of failed deliveries) and an event type switched off. The subscriptions are
+    records; deliveries still go where the sandbox's config says."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._subscriptions: dict[str, dict] = {}  # uri -> subscription, in creation order
+        self._signing_keys: dict[str, str] = {}  # uri -> the write-only signing key it was made with
+
+    def setup_routes(self) -> list[tuple[str, str, Callable[..., tuple[int, dict]]]]:
+        return [
+            ("GET", "/webhook_subscriptions", self.list_webhook_subscriptions),
+            ("POST", "/webhook_subscriptions", self.create_webhook_subscription),
+            ("GET", "/webhook_subscriptions/<webhook_uuid>", self.get_webhook_subscription),
+            ("DELETE", "/webhook_subscriptions/<webhook_uuid>", self.delete_webhook_subscription),
+            ("GET", "/event_types/<slug>", self.get_event_type),
+        ]
+
+    def add_setup_controls(self, bp: Blueprint) -> None:
+        bp.add_url_rule("/_sandbox/webhook_subscriptions/<webhook_uuid>/disable", "disable_subscription",
+                        self._control_view(self.disable_webhook_subscription), methods=["POST"])
+        bp.add_url_rule("/_sandbox/event_types/<slug>/deactivate", "deactivate_event_type",
+                        self._control_view(lambda slug: self.set_event_type_active(slug, False)), methods=["POST"])
+
+    @staticmethod
+    def _control_view(action: Callable[[str], dict]) -> Callable[..., Response]:
+        def view(**route_args: str) -> Response:
+            try:
+                return _json(action(*route_args.values()), 200)
+            except CalendlyError as exc:
+                return _json(exc.body(), exc.status)
+        return view
+
+    # API handlers (lock held)
+
+    def _subscription(self, webhook_uuid: str) -> dict:
+        found = self._subscriptions.get(f"{API_ORIGIN}/webhook_subscriptions/{webhook_uuid}")
+        if found is None:
+            raise _not_found()
+        return found
+
+    def _check_owner(self, args: dict) -> None:
+        if args.get("organization") != self.organization_uri:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+        if args.get("scope") == "user" and args.get("user") != self._caller["user"]:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+        if args.get("scope") == "organization" and self._caller["role"] not in ADMIN_ROLES:
+            raise CalendlyError(403, "You do not have permission to access this resource.")
+
+    def list_webhook_subscriptions(self, args: dict, body: dict) -> tuple[int, dict]:
+        for name in ("organization", "scope"):
+            if not args.get(name):
+                raise _invalid(name, "is required")
+        if args["scope"] not in SUBSCRIPTION_SCOPES:
+            raise _invalid("scope", "must be organization or user")
+        if args["scope"] == "user" and not args.get("user"):
+            raise _invalid("user", "is required for scope user")
+        self._check_owner(args)
+        found = [s for s in self._subscriptions.values() if s["scope"] == args["scope"]
+                 and (args["scope"] != "user" or s["user"] == args["user"])]
+        return 200, paginate(_sorted(found, args, "created_at:asc"), args, "/webhook_subscriptions")
+
+    def create_webhook_subscription(self, args: dict, body: dict) -> tuple[int, dict]:
+        url, events, scope = body.get("url"), body.get("events"), body.get("scope")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _invalid("url", "must be an http or https URL")
+        if not isinstance(events, list) or not events or not set(events) <= set(WEBHOOK_EVENTS):
+            raise _invalid("events", f"must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}")
+        if scope not in SUBSCRIPTION_SCOPES:
+            raise _invalid("scope", "must be organization or user")
+        if scope == "user" and not body.get("user"):
+            raise _invalid("user", "is required for scope user")
+        self._check_owner(body)
+        if any(s["callback_url"] == url for s in self._subscriptions.values()):
+            raise CalendlyError(409, "Hook with this url already exists")
+        now = iso(utcnow())
+        subscription = {
+            "uri": f"{API_ORIGIN}/webhook_subscriptions/{uuid.uuid4()}", "callback_url": url,
+            "created_at": now, "updated_at": now, "retry_started_at": None, "state": "active",
+            "events": list(dict.fromkeys(events)), "scope": scope, "organization": self.organization_uri,
+            "user": self._caller["user"] if scope == "user" else None, "group": None, "creator": self._caller["user"],
+        }
+        self._subscriptions[subscription["uri"]] = subscription
+        self._signing_keys[subscription["uri"]] = str(body.get("signing_key") or "")
+        return 201, {"resource": subscription}
+
+    def get_webhook_subscription(self, args: dict, body: dict, webhook_uuid: str) -> tuple[int, dict]:
+        return 200, {"resource": self._subscription(webhook_uuid)}
+
+    def delete_webhook_subscription(self, args: dict, body: dict, webhook_uuid: str) -> tuple[int, dict]:
+        uri = self._subscription(webhook_uuid)["uri"]
+        del self._subscriptions[uri]
+        self._signing_keys.pop(uri, None)
+        return 204, {}
+
+    def get_event_type(self, args: dict, body: dict, slug: str) -> tuple[int, dict]:
+        found = self._event_types.get(slug)
+        if found is None:
+            raise _not_found()
+        return 200, {"resource": found}
+
+    # controls, for tests and `bookingflow dev` (Calendly's own side of things)
+
+    def disable_webhook_subscription(self, uri_or_uuid: str) -> dict:
+        """What Calendly does after retrying a subscription's deliveries for 24 hours."""
+        with self._lock:
+            found = self._subscription(uri_or_uuid.rsplit("/", 1)[-1])
+            found.update(state="disabled", retry_started_at=found["retry_started_at"] or iso(utcnow()),
+                         updated_at=iso(utcnow()))
+            return copy.deepcopy(found)
+
+    def set_event_type_active(self, slug: str, active: bool) -> dict:
+        with self._lock:
+            found = self._event_types.get(slug)
+            if found is None:
+                raise _not_found()
+            found.update(active=active, updated_at=iso(utcnow()))
+            return copy.deepcopy(found)
+
+    def remove_event_type(self, slug: str) -> None:
+        with self._lock:
+            self._event_types.pop(slug, None)
+
+    def webhook_subscriptions(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(list(self._subscriptions.values()))
+
+    def subscription_signing_key(self, uri: str) -> str:
+        with self._lock:
+            return self._signing_keys[uri]
+
+    def clear_webhook_subscriptions(self) -> None:
+        with self._lock:
+            self._subscriptions.clear()
+            self._signing_keys.clear()
+
+
 # --- the fake ----------------------------------------------------------------------------
 
-class CalendlyFake(FakeProvider):
+class CalendlyFake(WebhookSubscriptions, FakeProvider):
     """State and HTTP handlers of the Calendly fake; one lock serializes every request."""
 
     def __init__(self, config_source: Callable[[], Any], sender: WebhookSender,
@@ -198,6 +367,11 @@ class CalendlyFake(FakeProvider):
         self._events: dict[str, dict] = {}  # uri -> scheduled event resource
         self._invitees: dict[str, dict] = {}  # uri -> invitee resource
         self._requests: list[dict] = []
+        # token -> {"user", "role", "scopes"}; the configured token, unless granted otherwise, is the
+        # host's, an owner with every scope (a personal access token).
+        self._grants: dict[str, dict] = {}
+        self._caller: dict = {}
+        self.novelties: dict[str, Any] = {}
 
     # inspection
 
@@ -212,12 +386,45 @@ class CalendlyFake(FakeProvider):
         with self._lock:
             return copy.deepcopy(list(stores[kind].values()))
 
+    # tokens, users and what Calendly may lose
+
+    def grant(self, token: str, *, role: str = "owner", scopes: set[str] | None = None,
+              user_uri: str | None = None) -> None:
+        """What `token` may do: its user (the host unless told), its role in the organization
+        ("owner", "admin" or "user", a member) and its OAuth scopes (None: a personal access token)."""
+        with self._lock:
+            self._grants[token] = {"user": user_uri or self.host_uri, "role": role,
+                                   "scopes": None if scopes is None else frozenset(scopes)}
+
+    def revoke_grants(self) -> None:
+        with self._lock:
+            self._grants.clear()
+
+    def add_user(self) -> str:
+        """Another user of the host's organization (events hosted by them are not the host's)."""
+        return f"{API_ORIGIN}/users/{uuid.uuid4()}"
+
+    def delete_event(self, event_uri: str) -> None:
+        """The event and its invitees deleted (a data-deletion request): 404 from now on, for good."""
+        with self._lock:
+            self._events.pop(canonical_uri(event_uri), None)
+            for uri in [u for u, i in self._invitees.items() if i["event"] == canonical_uri(event_uri)]:
+                del self._invitees[uri]
+
+    def send_novel_values(self, values: dict[str, Any]) -> None:
+        """Deliveries from now on carry these values at these dotted paths of their payload (e.g.
+        {"status": "awaiting_confirmation", "cancellation.canceler_type": "admin"}): the enum values
+        and fields Calendly adds over time. An empty dict stops it."""
+        with self._lock:
+            self.novelties = dict(values)
+
     # routing
 
     def blueprint(self) -> Blueprint:
         bp = Blueprint("calendly_fake", __name__, url_prefix=URL_PREFIX)
         api = [
             ("GET", "/users/me", self.current_user),
+            ("GET", "/organization_memberships", self.list_memberships),
             ("GET", "/event_types", self.list_event_types),
             ("GET", "/scheduled_events", self.list_events),
             ("GET", "/scheduled_events/<event_uuid>", self.get_event),
@@ -225,12 +432,14 @@ class CalendlyFake(FakeProvider):
             ("GET", "/scheduled_events/<event_uuid>/invitees/<invitee_uuid>", self.get_invitee),
             ("POST", "/scheduled_events/<event_uuid>/cancellation", self.cancel_event),
         ]
+        api += self.setup_routes()
         for method, rule, handler in api:
             name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
             bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])
         bp.add_url_rule("/book/<slug>", "booking_page", self.booking_page, methods=["GET"])
         for action in ("schedule", "cancel", "reschedule"):
             bp.add_url_rule(f"/_sandbox/{action}", action, self._action_view(action), methods=["POST"])
+        self.add_setup_controls(bp)
         return bp
 
     def _api_view(self, handler: Callable[..., tuple[int, dict]]) -> Callable[..., Response]:
@@ -239,7 +448,8 @@ class CalendlyFake(FakeProvider):
             body = request.get_json(silent=True) if request.method == "POST" else None
             with self._lock:
                 try:
-                    self._authenticate()
+                    self._caller = self._authenticate()
+                    self._authorize(request.method, request.path.removeprefix(URL_PREFIX))
                     status, payload = handler(args, body if isinstance(body, dict) else {}, **route_args)
                 except CalendlyError as exc:
                     status, payload = exc.status, exc.body()
@@ -266,11 +476,30 @@ class CalendlyFake(FakeProvider):
             return _json(payload, status)
         return view
 
-    def _authenticate(self) -> None:
+    def _authenticate(self) -> dict:
+        """The caller's grant: the configured token's, or one given with grant()."""
         auth = request.authorization
         token = auth.token if auth and auth.type == "bearer" else None
+        if token and token in self._grants:
+            return self._grants[token]
         if not token or not secrets.compare_digest(token, self._config().calendly_api_token):
             raise CalendlyError(401, "The access token is invalid")
+        return {"user": self.host_uri, "role": "owner", "scopes": None}
+
+    def _authorize(self, method: str, path: str) -> None:
+        needed = required_scope(method, path)
+        if not has_scope(self._caller["scopes"], needed):
+            raise CalendlyError(403, PERMISSION_MESSAGE, [{"parameter": "scope", "message": f"{needed} is required"}])
+
+    def _may_list(self, args: dict) -> None:
+        """Organization-wide lists for admins and owners; a member lists its own user's only."""
+        organization, user = args.get("organization"), args.get("user")
+        if organization and organization != self.organization_uri:
+            raise CalendlyError(403, PERMISSION_MESSAGE)
+        if organization and not user and self._caller["role"] not in ADMIN_ROLES:
+            raise CalendlyError(403, PERMISSION_MESSAGE)
+        if user and user != self._caller["user"] and self._caller["role"] not in ADMIN_ROLES:
+            raise CalendlyError(403, PERMISSION_MESSAGE)
 
     # lookups (lock held)
 
@@ -295,10 +524,24 @@ class CalendlyFake(FakeProvider):
     def current_user(self, args: dict, body: dict) -> tuple[int, dict]:
         now = iso(utcnow())
         return 200, {"resource": {
-            "uri": self.host_uri, "name": HOST_NAME, "slug": "sandbox-host", "email": HOST_EMAIL,
+            "uri": self._caller.get("user", self.host_uri), "name": HOST_NAME, "slug": "sandbox-host", "email": HOST_EMAIL,
             "scheduling_url": f"{self._public_base()}{URL_PREFIX}/book/sandbox-host",
             "timezone": "UTC", "avatar_url": None, "locale": "en", "resource_type": "User",
             "created_at": now, "updated_at": now, "current_organization": self.organization_uri}}
+
+    def list_memberships(self, args: dict, body: dict) -> tuple[int, dict]:
+        """The caller's own membership (what bookingflow asks: its role)."""
+        if not (args.get("organization") or args.get("user")):
+            raise _invalid("organization", "organization or user is required")
+        if args.get("user") not in (None, self._caller["user"]) and self._caller["role"] not in ADMIN_ROLES:
+            raise CalendlyError(403, PERMISSION_MESSAGE)
+        now = iso(utcnow())
+        membership = {"uri": f"{API_ORIGIN}/organization_memberships/{uuid.uuid5(uuid.NAMESPACE_URL, self._caller['user'])}",
+                      "role": self._caller["role"], "organization": self.organization_uri,
+                      "user": {"uri": self._caller["user"], "name": HOST_NAME, "email": HOST_EMAIL},
+                      "created_at": now, "updated_at": now}
+        matches = args.get("user") in (None, self._caller["user"])
+        return 200, paginate([membership] if matches else [], args, "/organization_memberships")
 
     def add_event_type(self, slug: str, name: str, duration: int, active: bool = True) -> dict:
         """An event type of the host, as GET /event_types lists it."""
@@ -320,6 +563,7 @@ class CalendlyFake(FakeProvider):
     def list_event_types(self, args: dict, body: dict) -> tuple[int, dict]:
         if not (args.get("organization") or args.get("user")):
             return 400, {"title": "Invalid Argument", "message": "One of organization or user is required."}
+        self._may_list(args)
         with self._lock:
             types = list(self._event_types.values())
         if "active" in args:
@@ -329,10 +573,9 @@ class CalendlyFake(FakeProvider):
     def list_events(self, args: dict, body: dict) -> tuple[int, dict]:
         if not (args.get("organization") or args.get("user")):
             raise _invalid("organization", "organization or user is required")
-        if args.get("organization", self.organization_uri) != self.organization_uri or \
-                args.get("user", self.host_uri) != self.host_uri:
-            raise CalendlyError(403, "You do not have permission to access this resource.")
-        events = [event for event in self._events.values() if self._event_matches(event, args)]
+        self._may_list(args)
+        events = [event for event in self._events.values() if self._event_matches(event, args)
+                  and (not args.get("user") or any(m["user"] == args["user"] for m in event["event_memberships"]))]
         return 200, paginate(_sorted(events, args, "start_time:asc"), args, "/scheduled_events")
 
     def _event_matches(self, event: dict, args: dict) -> bool:
@@ -367,6 +610,8 @@ class CalendlyFake(FakeProvider):
         event = self._event(event_uuid)
         if event["status"] == "canceled":
             raise CalendlyError(403, "Event is already canceled")
+        if self._caller["user"] not in {m["user"] for m in event["event_memberships"]}:
+            raise CalendlyError(403, PERMISSION_MESSAGE)  # another user's event
         shape = self._shape(body)
         cancellation = build_cancellation(HOST_NAME, body.get("reason"), "host")
         self._cancel_event_record(event, cancellation)
@@ -469,6 +714,14 @@ class CalendlyFake(FakeProvider):
         payload = copy.deepcopy(invitee)
         if shape == "embedded":
             payload["scheduled_event"] = copy.deepcopy(self._events[invitee["event"]])
+        for path, value in self.novelties.items():
+            *parents, leaf = path.split(".")
+            target = payload
+            for part in parents:
+                if not isinstance(target.get(part), dict):
+                    target[part] = {}
+                target = target[part]
+            target[leaf] = value
         body = {"created_at": iso(utcnow()), "created_by": self.host_uri, "event": name,
                 "payload": payload}
         self._sender.enqueue("calendly", name, invitee["uri"], body)

@@ -30,10 +30,15 @@ MAX_EXPIRY_SECONDS = 24 * 60 * 60
 MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50, "huf": 17500}
 DEFAULT_LIST_LIMIT = 10
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event")
+KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event", "dispute")
 # The param name Stripe reports when an id in the URL does not exist.
 MISSING_PARAM = {"checkout.session": "session", "payment_intent": "intent", "charge": "charge",
-                 "refund": "refund", "event": "id"}
+                 "refund": "refund", "event": "id", "dispute": "dispute"}
+# Dispute statuses: open ones, and the two a dispute closes with. An inquiry (warning_*) still lets
+# the charge be refunded; a chargeback under way does not (Stripe answers `charge_disputed`).
+DISPUTE_OPEN = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
+DISPUTE_CLOSED = ("won", "lost", "warning_closed")
+DISPUTE_REASONS = ("fraudulent", "product_not_received", "duplicate", "general", "credit_not_processed")
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
@@ -246,8 +251,8 @@ def build_payment_intent(session: dict, metadata: dict, status: str) -> dict:
     }
 
 
-def build_charge(intent: dict, email: str | None) -> dict:
-    charge_id = _new_id("ch_")
+def build_charge(intent: dict, email: str | None, prefix: str = "ch_") -> dict:
+    charge_id = _new_id(prefix)
     return {
         "id": charge_id, "object": "charge", "amount": intent["amount"],
         "amount_captured": intent["amount"], "amount_refunded": 0, "application": None,
@@ -275,9 +280,9 @@ def build_charge(intent: dict, email: str | None) -> dict:
     }
 
 
-def build_refund(charge: dict, amount: int, params: dict) -> dict:
+def build_refund(charge: dict, amount: int, params: dict, prefix: str = "re_") -> dict:
     return {
-        "id": _new_id("re_"), "object": "refund", "amount": amount,
+        "id": _new_id(prefix), "object": "refund", "amount": amount,
         "balance_transaction": _new_id("txn_"), "charge": charge["id"], "created": int(time.time()),
         "currency": charge["currency"], "customer": None, "customer_account": None,
         "destination_details": {"card": {"reference_status": "pending", "reference_type":
@@ -287,6 +292,30 @@ def build_refund(charge: dict, amount: int, params: dict) -> dict:
         "payment_method": charge["payment_method"], "reason": params.get("reason"),
         "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
         "transfer_reversal": None,
+    }
+
+
+def build_dispute(charge: dict, amount: int, reason: str, status: str) -> dict:
+    """A dispute as Stripe's API describes it (docs.stripe.com/api/disputes/object)."""
+    evidence_fields = (
+        "access_activity_log", "billing_address", "cancellation_policy", "cancellation_policy_disclosure",
+        "cancellation_rebuttal", "customer_communication", "customer_email_address", "customer_name",
+        "customer_purchase_ip", "customer_signature", "duplicate_charge_documentation",
+        "duplicate_charge_explanation", "duplicate_charge_id", "product_description", "receipt", "refund_policy",
+        "refund_policy_disclosure", "refund_refusal_explanation", "service_date", "service_documentation",
+        "shipping_address", "shipping_carrier", "shipping_date", "shipping_documentation",
+        "shipping_tracking_number", "uncategorized_file", "uncategorized_text")
+    now = int(time.time())
+    return {
+        "id": _new_id("du_"), "object": "dispute", "amount": amount, "balance_transactions": [],
+        "charge": charge["id"], "created": now, "currency": charge["currency"],
+        "evidence": dict.fromkeys(evidence_fields),
+        "evidence_details": {"due_by": now + 21 * 86400, "has_evidence": False, "past_due": False,
+                             "submission_count": 0},
+        "is_charge_refundable": status.startswith("warning_"), "livemode": False, "metadata": {},
+        "network_reason_code": None, "payment_intent": charge["payment_intent"],
+        "payment_method_details": {"card": {"brand": "visa", "network_reason_code": None}, "type": "card"},
+        "reason": reason, "status": status,
     }
 
 
@@ -319,9 +348,135 @@ def list_page(items: list[dict], params: dict, url: str) -> dict:
     return {"object": "list", "data": page, "has_more": has_more, "url": url}
 
 
+# --- webhook endpoints and the balance (what `bookingflow check` reads) ---------------------
+
+WEBHOOK_ENDPOINT_STATUSES = ("enabled", "disabled")
+
+
+def build_webhook_endpoint(params: dict, livemode: bool) -> dict:
+    return {
+        "id": _new_id("we_"), "object": "webhook_endpoint",
+        # Stripe leaves it null when none is asked for: events then use the account's default version.
+        "api_version": params.get("api_version") or None, "application": None,
+        "created": int(time.time()), "description": params.get("description") or None,
+        "enabled_events": _enabled_events(params), "livemode": livemode,
+        "metadata": _dict_param(params, "metadata"), "status": "enabled", "url": _endpoint_url(params),
+    }
+
+
+def _enabled_events(params: dict) -> list[str]:
+    events = params.get("enabled_events")
+    if not events:
+        raise _missing("enabled_events")
+    if not isinstance(events, list) or not all(isinstance(e, str) and (e == "*" or "." in e) for e in events):
+        raise StripeError(400, "Invalid enabled_events: each must be '*' or an event type.",
+                          param="enabled_events")
+    return list(dict.fromkeys(events))
+
+
+def _endpoint_url(params: dict) -> str:
+    url = params.get("url")
+    if not url:
+        raise _missing("url")
+    if not str(url).startswith(("http://", "https://")):
+        raise StripeError(400, "Invalid URL: URL must be publicly accessible.", param="url",
+                          code="url_invalid")
+    return str(url)
+
+
+class WebhookEndpoints:
+    """Stripe's /v1/webhook_endpoints (list, create, retrieve, update, delete) and /v1/balance.
+    The endpoints are records that `bookingflow check` reads; deliveries still go where the
+    sandbox's config says."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._webhook_endpoints: dict[str, dict] = {}  # id -> endpoint, in creation order
+
+    def setup_routes(self) -> list[tuple[str, str, Callable[..., dict]]]:
+        return [
+            ("GET", "/v1/webhook_endpoints", self.list_webhook_endpoints),
+            ("POST", "/v1/webhook_endpoints", self.create_webhook_endpoint),
+            ("GET", "/v1/webhook_endpoints/<object_id>", self.retrieve_webhook_endpoint),
+            ("POST", "/v1/webhook_endpoints/<object_id>", self.update_webhook_endpoint),
+            ("DELETE", "/v1/webhook_endpoints/<object_id>", self.delete_webhook_endpoint),
+            ("GET", "/v1/balance", self.retrieve_balance),
+        ]
+
+    def _livemode(self) -> bool:
+        return "_live_" in self._config().stripe_secret_key
+
+    def _endpoint(self, object_id: str) -> dict:
+        found = self._webhook_endpoints.get(object_id)
+        if found is None:
+            raise StripeError(404, f"No such webhook endpoint: '{object_id}'", param="id",
+                              code="resource_missing")
+        return found
+
+    def list_webhook_endpoints(self, params: dict) -> dict:
+        return list_page(list(reversed(self._webhook_endpoints.values())), params, "/v1/webhook_endpoints")
+
+    def create_webhook_endpoint(self, params: dict) -> dict:
+        endpoint = build_webhook_endpoint(params, self._livemode())
+        self._webhook_endpoints[endpoint["id"]] = endpoint
+        # The signing secret is only ever shown in the answer to the creation.
+        return {**endpoint, "secret": "whsec_" + _new_id("", 32)}
+
+    def retrieve_webhook_endpoint(self, params: dict, object_id: str) -> dict:
+        return self._endpoint(object_id)
+
+    def update_webhook_endpoint(self, params: dict, object_id: str) -> dict:
+        endpoint = self._endpoint(object_id)
+        changes: dict = {}
+        if "url" in params:
+            changes["url"] = _endpoint_url(params)
+        if "enabled_events" in params:
+            changes["enabled_events"] = _enabled_events(params)
+        if "description" in params:
+            changes["description"] = params["description"] or None
+        if "disabled" in params:
+            if params["disabled"] not in ("true", "false"):
+                raise StripeError(400, "Invalid boolean: " + str(params["disabled"]), param="disabled")
+            changes["status"] = "disabled" if params["disabled"] == "true" else "enabled"
+        endpoint.update(changes)
+        return endpoint
+
+    def delete_webhook_endpoint(self, params: dict, object_id: str) -> dict:
+        self._endpoint(object_id)
+        del self._webhook_endpoints[object_id]
+        return {"id": object_id, "object": "webhook_endpoint", "deleted": True}
+
+    def retrieve_balance(self, params: dict) -> dict:
+        funds = [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
+        return {"object": "balance", "available": funds, "pending": copy.deepcopy(funds),
+                "livemode": self._livemode()}
+
+    # for tests and `bookingflow dev`
+
+    def webhook_endpoints(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(list(self._webhook_endpoints.values()))
+
+    def register_webhook_endpoint(self, url: str, events: list[str], api_version: str | None) -> dict:
+        """What an operator does in the Dashboard (Developers, Webhooks)."""
+        with self._lock:
+            return self.create_webhook_endpoint({"url": url, "enabled_events": list(events),
+                                                 "api_version": api_version or ""})
+
+    def update_webhook_endpoint_record(self, endpoint_id: str, **changes: Any) -> dict:
+        """Change an endpoint as the Dashboard could (status, enabled_events, url, api_version)."""
+        with self._lock:
+            self._endpoint(endpoint_id).update(changes)
+            return copy.deepcopy(self._webhook_endpoints[endpoint_id])
+
+    def clear_webhook_endpoints(self) -> None:
+        with self._lock:
+            self._webhook_endpoints.clear()
+
+
 # --- the fake ----------------------------------------------------------------------------
 
-class StripeFake(FakeProvider):
+class StripeFake(WebhookEndpoints, FakeProvider):
     """State and HTTP handlers of the Stripe fake. One lock serializes every request, which is
     also what makes concurrent requests with one idempotency key create a single object."""
 
@@ -384,9 +539,12 @@ class StripeFake(FakeProvider):
             ("POST", "/v1/refunds", self.create_refund),
             ("GET", "/v1/refunds", self.list_refunds),
             ("GET", "/v1/refunds/<object_id>", self.retrieve("refund")),
+            ("GET", "/v1/disputes", self.list_disputes),
+            ("GET", "/v1/disputes/<object_id>", self.retrieve("dispute")),
             ("GET", "/v1/events", self.list_events),
             ("GET", "/v1/events/<object_id>", self.retrieve("event")),
         ]
+        api += self.setup_routes()
         for method, rule, handler in api:
             name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
             bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])
@@ -396,6 +554,10 @@ class StripeFake(FakeProvider):
         bp.add_url_rule("/refunds/<refund_id>/settle", "settle_refund", self.settle_refund, methods=["POST"])
         bp.add_url_rule("/_sandbox/clock", "clock", self.clock_action, methods=["POST"])
         bp.add_url_rule("/_sandbox/refuse", "refuse", self.refuse_action, methods=["POST"])
+        bp.add_url_rule("/payment_intents/<intent_id>/dashboard_refund", "dashboard_refund", self.dashboard_refund,
+                        methods=["POST"])
+        bp.add_url_rule("/charges/<charge_id>/dispute", "open_dispute", self.open_dispute, methods=["POST"])
+        bp.add_url_rule("/disputes/<dispute_id>/close", "close_dispute", self.close_dispute, methods=["POST"])
         return bp
 
     def _api_view(self, handler: Callable[..., dict]) -> Callable[..., Response]:
@@ -555,6 +717,10 @@ class StripeFake(FakeProvider):
 
     def create_refund(self, params: dict) -> dict:
         charge = self._refundable_charge(params)
+        dispute = self._dispute_of(charge["id"])
+        if dispute is not None and not dispute["is_charge_refundable"]:
+            raise StripeError(400, f"Charge {charge['id']} has been charged back; cannot issue a refund.",
+                              code="charge_disputed")
         remaining = charge["amount"] - charge["amount_refunded"]
         if remaining <= 0:
             raise StripeError(400, f"Charge {charge['id']} has already been refunded.",
@@ -568,7 +734,7 @@ class StripeFake(FakeProvider):
         if params.get("reason") not in (None, *REFUND_REASONS):
             raise StripeError(400, f"Invalid reason: must be one of {', '.join(REFUND_REASONS)}",
                               param="reason")
-        refund = self._store(build_refund(charge, amount, params))
+        refund = self._store(build_refund(charge, amount, params, "pyr_" if charge["id"].startswith("py_") else "re_"))
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
         # Most card refunds succeed at once; some stay pending and settle later (refund.updated),
@@ -584,7 +750,8 @@ class StripeFake(FakeProvider):
         try:
             with self._lock:
                 refund = self._get("refund", refund_id)
-                if outcome not in ("succeeded", "failed") or refund["status"] != "pending":
+                # Pending, or a status the sandbox was told to invent (SandboxConfig.refund_status).
+                if outcome not in ("succeeded", "failed") or refund["status"] in ("succeeded", "failed", "canceled"):
                     raise StripeError(400, "Only a pending refund settles, as succeeded or failed.", param="outcome")
                 refund["status"] = outcome
                 if outcome == "failed":
@@ -599,6 +766,95 @@ class StripeFake(FakeProvider):
             return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
         return Response(json.dumps(refund), mimetype="application/json")
 
+    def list_refunds(self, params: dict) -> dict:
+        refunds = [o for o in reversed(self._objects.values()) if o["object"] == "refund"
+                   and params.get("payment_intent") in (None, o["payment_intent"])
+                   and params.get("charge") in (None, o["charge"])]
+        return list_page(refunds, params, "/v1/refunds")
+
+    def list_disputes(self, params: dict) -> dict:
+        disputes = [o for o in reversed(self._objects.values()) if o["object"] == "dispute"
+                    and params.get("payment_intent") in (None, o["payment_intent"])
+                    and params.get("charge") in (None, o["charge"])]
+        return list_page(disputes, params, "/v1/disputes")
+
+    def _dispute_of(self, charge_id: str) -> dict | None:
+        return next((o for o in reversed(self._objects.values())
+                     if o["object"] == "dispute" and o["charge"] == charge_id), None)
+
+    # simulator actions for money moved outside bookingflow (not part of Stripe's API)
+
+    def dashboard_refund(self, intent_id: str) -> Response:
+        """A refund made in the Stripe Dashboard (or by any other API user): no metadata of ours, no
+        idempotency key; `amount` omitted refunds what remains."""
+        action = _action_params()
+        params = {"payment_intent": intent_id, "reason": "requested_by_customer"}
+        if "amount" in action:
+            params["amount"] = str(action["amount"])
+        return self._simulate(lambda: self.create_refund(params))
+
+    def open_dispute(self, charge_id: str) -> Response:
+        """The cardholder disputes a charge: `status` (default needs_response, a chargeback; a
+        warning_* status is an inquiry), `amount` (default the whole charge), `reason`."""
+        action = _action_params()
+
+        def run() -> dict:
+            charge = self._get("charge", charge_id)
+            status = str(action.get("status") or "needs_response")
+            if status not in DISPUTE_OPEN:
+                raise StripeError(400, f"status must be one of {', '.join(DISPUTE_OPEN)}.", param="status")
+            reason = str(action.get("reason") or "fraudulent")
+            if reason not in DISPUTE_REASONS:
+                raise StripeError(400, f"reason must be one of {', '.join(DISPUTE_REASONS)}.", param="reason")
+            amount = _integer(str(action.get("amount", charge["amount"])), "amount")
+            if not 0 < amount <= charge["amount"]:
+                raise StripeError(400, "amount must be positive and at most the charge's.", param="amount")
+            if self._dispute_of(charge_id) is not None:
+                raise StripeError(400, f"Charge {charge_id} is already disputed.", param="charge")
+            dispute = self._store(build_dispute(charge, amount, reason, status))
+            charge["disputed"] = True
+            self._emit("charge.dispute.created", dispute)
+            if not status.startswith("warning_"):  # a chargeback takes the money at once
+                dispute["balance_transactions"].append(_new_id("txn_"))
+                self._emit("charge.dispute.funds_withdrawn", dispute)
+            return dispute
+        return self._simulate(run)
+
+    def close_dispute(self, dispute_id: str) -> Response:
+        """The card network decides: `outcome` won (the money comes back) or lost (it stays with the
+        cardholder); `under_review` moves an open dispute on without closing it."""
+        outcome = _action_params().get("outcome")
+
+        def run() -> dict:
+            dispute = self._get("dispute", dispute_id)
+            if outcome not in ("won", "lost", "under_review"):
+                raise StripeError(400, "outcome must be one of won, lost, under_review.", param="outcome")
+            if dispute["status"] in DISPUTE_CLOSED:
+                raise StripeError(400, f"Dispute {dispute_id} is already closed ({dispute['status']}).",
+                                  param="dispute")
+            if outcome == "under_review":
+                dispute.update(status="under_review" if not dispute["status"].startswith("warning_")
+                               else "warning_under_review")
+                self._emit("charge.dispute.updated", dispute)
+                return dispute
+            inquiry = dispute["status"].startswith("warning_")
+            dispute.update(status="warning_closed" if inquiry and outcome == "won" else outcome,
+                           is_charge_refundable=outcome == "won")
+            if outcome == "won" and not inquiry:
+                dispute["balance_transactions"].append(_new_id("txn_"))
+                self._emit("charge.dispute.funds_reinstated", dispute)
+            self._emit("charge.dispute.closed", dispute)
+            return dispute
+        return self._simulate(run)
+
+    def _simulate(self, action: Callable[[], dict]) -> Response:
+        try:
+            with self._lock:
+                result = copy.deepcopy(action())
+        except StripeError as exc:
+            return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
+        return Response(json.dumps(result), mimetype="application/json")
+
     def _refundable_charge(self, params: dict) -> dict:
         if params.get("charge"):
             return self._get("charge", params["charge"])
@@ -610,11 +866,6 @@ class StripeFake(FakeProvider):
             raise StripeError(400, f"This PaymentIntent ({intent['id']}) does not have a successful "
                               "charge to refund.", param="payment_intent")
         return self._get("charge", intent["latest_charge"])
-
-    def list_refunds(self, params: dict) -> dict:
-        refunds = [o for o in reversed(self._objects.values()) if o["object"] == "refund"
-                   and params.get("payment_intent") in (None, o["payment_intent"])]
-        return list_page(refunds, params, "/v1/refunds")
 
     def list_events(self, params: dict) -> dict:
         wanted = params.get("type")
@@ -705,7 +956,8 @@ class StripeFake(FakeProvider):
         return session
 
     def _capture(self, intent: dict, session: dict) -> None:
-        charge = self._store(build_charge(intent, session["customer_email"]))
+        prefix = "py_" if getattr(self._config(), "non_card_ids", False) else "ch_"
+        charge = self._store(build_charge(intent, session["customer_email"], prefix))
         intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
 
 

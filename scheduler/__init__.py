@@ -13,7 +13,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from bookingflow import logs
+from bookingflow import settings as settings_module
 from models.db import database, is_postgres, utcnow
+from scheduler.subscription_health import check_calendly_subscription
 from scheduler.sweeps import SWEEPS
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,30 @@ def _run_sweeps() -> dict[str, int]:
     return handled
 
 
+def run_subscription_check() -> int:
+    """Calendly's webhook subscription, asked about outside the leader's lock: two schedulers asking
+    cost one API call more and raise one alert (it is keyed per incident), and the lock must not make
+    this check skip whenever its clock meets the sweeps'."""
+    with logs.bound(request_id=logs.new_request_id("sweep-")):
+        database.connect(reuse_if_open=True)
+        try:
+            return check_calendly_subscription(utcnow())
+        except Exception:
+            log.exception("sweep check_calendly_subscription failed")
+            return 0
+        finally:
+            database.close()
+
+
 def _add_job(scheduler, interval_seconds: int) -> None:
     scheduler.add_job(
         run_sweeps, "interval", seconds=interval_seconds, id="sweeps",
         max_instances=1, coalesce=True, next_run_time=utcnow(),
+    )
+    # On its own, slower clock; the first look comes one interval after start.
+    scheduler.add_job(
+        run_subscription_check, "interval", seconds=settings_module.get().calendly_subscription_check_seconds,
+        id="calendly_subscription", max_instances=1, coalesce=True,
     )
 
 

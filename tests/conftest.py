@@ -225,3 +225,20 @@ def database_url(request, tmp_path):
     scratch = ScratchDatabase(suite.TEST_DATABASE_URL or POSTGRES_URL)
     yield scratch.url
     scratch.drop()
+
+
+@pytest.fixture
+def calendly_token(sandbox, service_settings):
+    """bookingflow's Calendly token replaced by a fresh one the sandbox grants as told (its user,
+    role and scopes: sandbox.calendly.grant); the suite's token back after."""
+    import secrets
+
+    def use(**grant) -> str:
+        token = "calendly_test_" + secrets.token_hex(12)
+        sandbox.calendly.grant(token, **grant)
+        settings_module.configure(service_settings.replace(calendly_api_token=token))
+        return token
+
+    yield use
+    settings_module.configure(service_settings)
+    sandbox.calendly.revoke_grants()

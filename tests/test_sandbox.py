@@ -221,6 +221,55 @@ def test_refunds_are_limited_to_the_charged_amount(sandbox, receiver):
     assert [e.type for e in listed.data] == ["charge.refunded", "charge.refunded"]
 
 
+def simulate(sandbox: Sandbox, path: str, **body) -> requests.Response:
+    return requests.post(f"{sandbox.base}/stripe{path}", json=body, timeout=10)
+
+
+def test_a_disputed_charge_cannot_be_refunded_until_the_dispute_is_won(sandbox, receiver):
+    client = stripe_client(sandbox)
+    intent_id = pay(sandbox, client.v1.checkout.sessions.create(params=session_params()).id)["payment_intent"]
+    charge_id = client.v1.payment_intents.retrieve(intent_id).latest_charge
+    dispute = simulate(sandbox, f"/charges/{charge_id}/dispute", reason="fraudulent").json()
+    assert (dispute["object"], dispute["status"], dispute["amount"], dispute["payment_intent"]) == (
+        "dispute", "needs_response", 5000, intent_id)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.refunds.create(params={"payment_intent": intent_id})
+    assert (refused.value.http_status, refused.value.code) == (400, "charge_disputed")
+    assert simulate(sandbox, f"/disputes/{dispute['id']}/close", outcome="won").json()["status"] == "won"
+    assert client.v1.refunds.create(params={"payment_intent": intent_id}).amount == 5000
+    events = [json.loads(d["body"]) for d in receiver.wait_for("/stripe", 6)]
+    assert [e["type"] for e in events] == [
+        "checkout.session.completed", "charge.dispute.created", "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated", "charge.dispute.closed", "refund.created", "charge.refunded"][:len(events)]
+    assert client.v1.disputes.retrieve(dispute["id"]).status == "won"
+
+
+def test_disputes_and_refunds_are_listed_by_payment_intent_page_by_page(sandbox):
+    client = stripe_client(sandbox)
+    intents = [pay(sandbox, client.v1.checkout.sessions.create(params=session_params()).id)["payment_intent"]
+               for _ in range(2)]
+    for amount in (1000, 1500, 2000):
+        assert simulate(sandbox, f"/payment_intents/{intents[0]}/dashboard_refund", amount=amount).status_code == 200
+    simulate(sandbox, f"/payment_intents/{intents[1]}/dashboard_refund")
+    first = client.v1.refunds.list(params={"payment_intent": intents[0], "limit": 2})
+    assert ([r.amount for r in first.data], first.has_more) == ([2000, 1500], True)
+    assert [r.amount for r in first.auto_paging_iter()] == [2000, 1500, 1000]
+    assert all(r.metadata.to_dict() == {} for r in first.data)
+    for intent_id in intents:
+        simulate(sandbox, f"/charges/{client.v1.payment_intents.retrieve(intent_id).latest_charge}/dispute")
+    listed = client.v1.disputes.list(params={"payment_intent": intents[1]})
+    assert [d.payment_intent for d in listed.data] == [intents[1]]
+    assert len(client.v1.disputes.list().data) == 2
+
+
+def test_the_sandbox_issues_charges_and_refunds_of_other_payment_methods(sandbox):
+    sandbox.config.non_card_ids = True
+    client = stripe_client(sandbox)
+    intent_id = pay(sandbox, client.v1.checkout.sessions.create(params=session_params()).id)["payment_intent"]
+    assert client.v1.payment_intents.retrieve(intent_id).latest_charge.startswith("py_")
+    assert client.v1.refunds.create(params={"payment_intent": intent_id}).id.startswith("pyr_")
+
+
 def test_failed_deliveries_are_retried(sandbox, receiver):
     receiver.statuses = [500]
     session = stripe_client(sandbox).v1.checkout.sessions.create(params=session_params())

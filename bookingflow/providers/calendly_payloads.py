@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 API_ROOT = "https://api.calendly.com"
 EVENT_PATH = re.compile(r"^/scheduled_events/([A-Za-z0-9_-]{1,100})/?$")
@@ -20,6 +23,30 @@ INVITEE_PATH = re.compile(r"^/scheduled_events/([A-Za-z0-9_-]{1,100})/invitees/(
 
 class PayloadInvalid(ValueError):
     """The body lacks what bookingflow reads; the reason is safe to store and show an operator."""
+
+
+# The enum values bookingflow knows. Calendly adds values over time (an invitee awaiting the host's
+# confirmation, a cancellation by an admin or by Calendly itself): an unknown one is recorded on the
+# notice, logged once per process, and the notice is read as far as the known fields allow.
+KNOWN_VALUES = {
+    "invitee.status": ("active", "canceled"),
+    "event.status": ("active", "canceled"),
+    "cancellation.canceler_type": ("host", "invitee"),
+}
+_logged_unknown: set[tuple[str, str]] = set()
+
+
+def _known(field: str, value, unknown: list[str]) -> str | None:
+    """`value` if it is one bookingflow knows for `field`; else None, and it is recorded."""
+    text = _text(value, 40)
+    if text is None or text in KNOWN_VALUES[field]:
+        return text
+    unknown.append(f"{field}={text}")
+    if (field, text) not in _logged_unknown:
+        _logged_unknown.add((field, text))
+        log.warning("Calendly sent %s=%r, a value bookingflow does not know; read as far as the known fields allow",
+                    field, text)
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +75,8 @@ class InviteeNotice:
     canceler_type: str | None
     cancel_reason: str | None
     event: ScheduledEventInfo | None  # None when the body does not embed it: fetch from the API
+    # Enum values bookingflow does not know, as "field=value" (read as None above).
+    unknown_values: tuple[str, ...] = ()
 
 
 def parse_time(value) -> dt.datetime | None:
@@ -107,7 +136,7 @@ def invitee_identity(email, name) -> dict:
     return fields
 
 
-def scheduled_event_info(resource: dict) -> ScheduledEventInfo:
+def scheduled_event_info(resource: dict, unknown: list[str] | None = None) -> ScheduledEventInfo:
     """From a scheduled event resource (API answer or embedded object)."""
     if not isinstance(resource, dict) or not isinstance(resource.get("uri"), str):
         raise PayloadInvalid("scheduled event without uri")
@@ -116,8 +145,13 @@ def scheduled_event_info(resource: dict) -> ScheduledEventInfo:
         start=parse_time(resource.get("start_time")),
         end=parse_time(resource.get("end_time")),
         event_type=_text(resource.get("event_type")),
-        status=_text(resource.get("status"), 40),
+        status=_known("event.status", resource.get("status"), [] if unknown is None else unknown),
     )
+
+
+def _invitee_uri_or_none(value) -> str | None:
+    """old_invitee / new_invitee: kept only when shaped like an invitee URI."""
+    return value if is_invitee_uri(value) else None
 
 
 def _tracking(payload: dict) -> dict:
@@ -142,13 +176,17 @@ def _parse_v2(kind: str, payload: dict) -> InviteeNotice:
         raise PayloadInvalid("payload.uri is not an invitee URI")
     embedded = payload.get("scheduled_event")
     event_uri = payload.get("event")
+    if isinstance(event_uri, dict):  # an event object where a URI used to be
+        event_uri = event_uri.get("uri")
     if not isinstance(event_uri, str) and isinstance(embedded, dict):
         event_uri = embedded.get("uri")
-    if not is_event_uri(event_uri):
+    # The event is the invitee's own, whatever else the body says: its URI is the invitee's prefix.
+    if not is_event_uri(event_uri) or not invitee_uri.startswith(event_uri.rstrip("/") + "/"):
         event_uri = event_uri_of_invitee(invitee_uri)
+    unknown: list[str] = []
     event = None
     if isinstance(embedded, dict):
-        info = scheduled_event_info(embedded)
+        info = scheduled_event_info(embedded, unknown)
         # Trust the invitee's own event URI; the embedded object is the same event.
         event = ScheduledEventInfo(event_uri, info.start, info.end, info.event_type, info.status)
     cancellation = _cancellation(payload)
@@ -157,16 +195,26 @@ def _parse_v2(kind: str, payload: dict) -> InviteeNotice:
         invitee_uri=invitee_uri,
         event_uri=event_uri,
         **_identity(payload, payload),
-        status=_text(payload.get("status"), 40),
+        status=_invitee_status(kind, payload.get("status"), unknown),
         rescheduled=payload.get("rescheduled") is True,
-        old_invitee=_text(payload.get("old_invitee")),
-        new_invitee=_text(payload.get("new_invitee")),
+        old_invitee=_invitee_uri_or_none(payload.get("old_invitee")),
+        new_invitee=_invitee_uri_or_none(payload.get("new_invitee")),
         cancel_url=_text(payload.get("cancel_url")),
         reschedule_url=_text(payload.get("reschedule_url")),
-        canceler_type=_text(cancellation.get("canceler_type"), 40),
+        canceler_type=_known("cancellation.canceler_type", cancellation.get("canceler_type"), unknown),
         cancel_reason=_text(cancellation.get("reason")),
         event=event,
+        unknown_values=tuple(unknown),
     )
+
+
+def _invitee_status(kind: str, value, unknown: list[str]) -> str | None:
+    """The invitee's status; an unknown one is read from the delivery's kind (a created invitee is
+    active, a canceled one canceled), which is all a delivery says for sure."""
+    status = _known("invitee.status", value, unknown)
+    if status is None and value is not None:
+        return {"invitee.created": "active", "invitee.canceled": "canceled"}.get(kind)
+    return status
 
 
 def _parse_v1(kind: str, payload: dict) -> InviteeNotice:
@@ -185,6 +233,7 @@ def _parse_v1(kind: str, payload: dict) -> InviteeNotice:
     if isinstance(event_type, dict) and isinstance(event_type.get("uuid"), str):
         event_type_uri = f"{API_ROOT}/event_types/{event_type['uuid']}"
     canceled = invitee.get("canceled") is True or kind == "invitee.canceled"
+    unknown: list[str] = []
     return InviteeNotice(
         kind=kind,
         invitee_uri=invitee_uri,
@@ -196,7 +245,8 @@ def _parse_v1(kind: str, payload: dict) -> InviteeNotice:
         new_invitee=None,
         cancel_url=None,
         reschedule_url=None,
-        canceler_type=_text(invitee.get("canceler_type") or event.get("canceler_type"), 40),
+        canceler_type=_known("cancellation.canceler_type", invitee.get("canceler_type") or event.get("canceler_type"),
+                             unknown),
         cancel_reason=_text(invitee.get("cancel_reason") or event.get("cancel_reason")),
         event=ScheduledEventInfo(
             uri=event_uri,
@@ -205,6 +255,7 @@ def _parse_v1(kind: str, payload: dict) -> InviteeNotice:
             event_type=event_type_uri,
             status="canceled" if event.get("canceled") is True else "active",
         ),
+        unknown_values=tuple(unknown),
     )
 
 

@@ -17,6 +17,20 @@ OPTIONAL_URI = {"anyOf": [URI, {"type": "null"}]}
 TEXT_OR_NULL = {"type": ["string", "null"]}
 METADATA = {"type": ["object", "null"], "additionalProperties": {"type": "string", "maxLength": 500}}
 
+# Stripe's ids, by shape, never by prefix: besides `re_`/`ch_` it issues `pyr_` refunds and `py_`
+# charges (SEPA, ACH, currency conversion ...), and may add more. Its enums are open sets too (a new
+# value is a backward-compatible change for Stripe): a value is a short token, what it means is the
+# handler's business (jobs/stripe_events.py), and an unknown one never makes a delivery invalid.
+STRIPE_ID_PATTERN = "^[A-Za-z0-9_]{1,255}$"
+STRIPE_ID = {"type": "string", "pattern": STRIPE_ID_PATTERN}
+STRIPE_ID_OR_NULL = {"anyOf": [STRIPE_ID, {"type": "null"}]}
+STRIPE_ID_OR_OBJECT = {"anyOf": [STRIPE_ID, {"type": "object", "required": ["id"], "properties": {"id": STRIPE_ID}},
+                                 {"type": "null"}]}
+STRIPE_ENUM = {"type": "string", "pattern": "^[A-Za-z0-9_.]{1,60}$"}
+STRIPE_ENUM_OR_NULL = {"anyOf": [STRIPE_ENUM, {"type": "null"}]}
+AMOUNT = {"type": "integer", "minimum": 0}
+CURRENCY = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
+
 
 def _stripe_event(object_schema: dict) -> dict:
     return {
@@ -34,24 +48,26 @@ CHECKOUT_SESSION = {
     "type": "object",
     "required": ["id"],
     "properties": {
-        "id": {"type": "string", "pattern": "^cs_", "maxLength": 255},
+        "id": STRIPE_ID,
         "client_reference_id": {"type": ["string", "null"], "maxLength": 255},
         "metadata": METADATA,
-        "payment_status": {"enum": ["paid", "unpaid", "no_payment_required"]},
-        "status": {"enum": ["open", "complete", "expired", None]},
+        "payment_status": STRIPE_ENUM_OR_NULL,
+        "status": STRIPE_ENUM_OR_NULL,
         "amount_total": {"type": ["integer", "null"], "minimum": 0},
         "currency": {"type": ["string", "null"], "pattern": "^[A-Za-z]{3}$"},
-        "payment_intent": {"type": ["string", "object", "null"]},
+        "payment_intent": STRIPE_ID_OR_OBJECT,
     },
 }
 REFUND = {
     "type": "object",
-    "required": ["id", "status"],
+    "required": ["id"],
     "properties": {
-        "id": {"type": "string", "pattern": "^re_", "maxLength": 255},
-        "status": {"enum": ["pending", "requires_action", "succeeded", "failed", "canceled"]},
-        "amount": {"type": "integer", "minimum": 0},
-        "payment_intent": {"type": ["string", "null"], "maxLength": 255},
+        "id": STRIPE_ID,
+        "status": STRIPE_ENUM_OR_NULL,
+        "amount": AMOUNT,
+        "currency": CURRENCY,
+        "payment_intent": STRIPE_ID_OR_NULL,
+        "charge": STRIPE_ID_OR_OBJECT,
         "metadata": METADATA,
     },
 }
@@ -59,13 +75,30 @@ CHARGE = {
     "type": "object",
     "required": ["id"],
     "properties": {
-        "id": {"type": "string", "pattern": "^ch_", "maxLength": 255},
-        "payment_intent": {"type": ["string", "null"], "maxLength": 255},
+        "id": STRIPE_ID,
+        "payment_intent": STRIPE_ID_OR_NULL,
+    },
+}
+DISPUTE = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": STRIPE_ID,
+        "status": STRIPE_ENUM_OR_NULL,
+        "reason": STRIPE_ENUM_OR_NULL,
+        "amount": AMOUNT,
+        "currency": CURRENCY,
+        "charge": STRIPE_ID_OR_OBJECT,
+        "payment_intent": STRIPE_ID_OR_OBJECT,
+        "metadata": METADATA,
     },
 }
 
+# Calendly's: only what bookingflow reads is constrained, and only by type and shape. Enum fields
+# (status, canceler_type) are any text: a value Calendly adds later is recorded, not refused
+# (calendly_payloads.KNOWN_VALUES); a field it adds passes; one it stops sending may be null.
 SCHEDULED_EVENT = {
-    "type": "object",
+    "type": ["object", "null"],
     "properties": {"uri": URI, "start_time": TEXT_OR_NULL, "end_time": TEXT_OR_NULL, "event_type": OPTIONAL_URI,
                    "status": TEXT_OR_NULL},
 }
@@ -74,7 +107,7 @@ INVITEE_V2 = {
     "required": ["uri"],
     "properties": {
         "uri": URI,
-        "event": {"anyOf": [URI, {"type": "null"}]},
+        "event": {"anyOf": [URI, {"type": "null"}, {"type": "object", "properties": {"uri": URI}}]},
         "email": TEXT_OR_NULL,
         "name": TEXT_OR_NULL,
         "status": TEXT_OR_NULL,
@@ -113,6 +146,8 @@ SCHEMAS = {
     ("stripe", "refund.updated"): _stripe_event(REFUND),
     ("stripe", "refund.failed"): _stripe_event(REFUND),
     ("stripe", "charge.refunded"): _stripe_event(CHARGE),
+    **{("stripe", f"charge.dispute.{change}"): _stripe_event(DISPUTE)
+       for change in ("created", "updated", "closed", "funds_withdrawn", "funds_reinstated")},
     ("calendly", "invitee.created"): CALENDLY_INVITEE,
     ("calendly", "invitee.canceled"): CALENDLY_INVITEE,
 }

@@ -108,8 +108,26 @@ def retrieve_refund(refund_id: str) -> stripe.Refund:
     return _within_rate_limit(lambda: client().v1.refunds.retrieve(refund_id))
 
 
-def refunds_of_payment_intent(payment_intent_id: str):
-    """Every refund of a PaymentIntent, as Stripe lists them (all pages)."""
-    page = _within_rate_limit(lambda: client().v1.refunds.list(
-        params={"payment_intent": payment_intent_id, "limit": 100}))
-    return page.auto_paging_iter()
+def list_refunds(payment_intent_id: str) -> list[stripe.Refund]:
+    """Every refund of a PaymentIntent, whoever made it (bookingflow, the Dashboard, another API
+    user), following Stripe's pages to the end."""
+    page = _within_rate_limit(lambda: client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}))
+    return list(page.auto_paging_iter())
+
+
+def retrieve_charge(charge_id: str) -> stripe.Charge:
+    return _within_rate_limit(lambda: client().v1.charges.retrieve(charge_id))
+
+
+# --- set-up checks: what `bookingflow check` reads -------------------------------------------
+
+
+def retrieve_balance() -> stripe.Balance:
+    """The cheapest call that proves a secret key works (and says whether it is live)."""
+    return _within_rate_limit(lambda: client().v1.balance.retrieve())
+
+
+def list_webhook_endpoints() -> list[stripe.WebhookEndpoint]:
+    """Every webhook endpoint of the account (an account may have at most 16)."""
+    page = _within_rate_limit(lambda: client().v1.webhook_endpoints.list(params={"limit": 100}))
+    return list(page.auto_paging_iter())

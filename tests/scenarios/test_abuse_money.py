@@ -16,7 +16,7 @@ from support.catalogue import POLICY, make_session_type
 from support.suite import STRIPE_WEBHOOK_SECRET
 from support.waiting import wait_until
 from support.flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
-from models.tables import Alert, Booking, ProviderEvent, Refund, SessionType
+from models.tables import Alert, Booking, Dispute, ProviderEvent, Refund, SessionType
 from support.providers import checkout_session, encode, stripe_event, stripe_signature
 
 pytestmark = pytest.mark.abuse
@@ -327,6 +327,28 @@ def test_a_reschedule_to_a_type_priced_in_another_currency_is_refused(frontend, 
     assert Booking.get_by_id(view["id"]).reschedule_session_type_id is None
     assert SessionType.get(SessionType.slug == "yen-call").currency == "jpy"
     assert history_states(frontend.status(view["id"]))[-1] == "BOOKING_CONFIRMED"
+
+
+# --- 6. money moved at Stripe by another integration, naming a booking -------------------------
+
+def test_a_dispute_or_refund_of_another_payment_naming_a_booking_in_metadata_moves_nothing(frontend, sandbox):
+    victim = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    (intent,) = {s["payment_intent"] for s in sessions_of(sandbox, victim["id"])}
+    dispute = {"id": "du_test_forged", "object": "dispute", "amount": 5000, "currency": "usd",
+               "charge": "ch_test_someone_elses", "payment_intent": "pi_test_someone_elses", "status": "lost",
+               "reason": "fraudulent", "metadata": {"booking_id": victim["id"]}}
+    assert outcome_of(deliver_stripe(frontend, "charge.dispute.closed", dispute)).outcome == "unmatched"
+    refund = {"id": "pyr_test_forged", "object": "refund", "amount": 5000, "currency": "usd", "status": "succeeded",
+              "payment_intent": "pi_test_someone_elses",
+              "metadata": {"booking_id": victim["id"], "refund_key": f"cancellation:{victim['id']}:cancel:{intent}"}}
+    assert outcome_of(deliver_stripe(frontend, "refund.created", refund)).outcome == "unmatched"
+
+    booking = Booking.get_by_id(victim["id"])
+    assert (booking.state, booking.amount_refunded, booking.flagged_at) == ("BOOKING_CONFIRMED", 0, None)
+    assert Dispute.get(Dispute.stripe_dispute_id == "du_test_forged").booking_id is None
+    assert not Refund.select().where(Refund.booking == victim["id"]).exists()
+    assert not Alert.select().where(Alert.booking == victim["id"]).exists()
+    assert frontend.status(victim["id"])["disputes"] == []
 
 
 # --- the same attacks on the Procfile's processes (gunicorn, dramatiq, the scheduler) ------------

@@ -203,3 +203,12 @@ def test_the_cancel_half_of_a_reschedule_before_paying_waits_for_the_created_hal
                       new_invitee=new["invitee_uri"])
     assert outcome.result == Result.SLOT_MOVING
     assert fresh(scheduling).state == State.PAYMENT_PROCESSING.value
+
+
+def test_a_cancellation_by_a_canceler_type_calendly_added_later_cancels_and_records_it(scheduling, slot, quiet_sandbox):
+    assert deliver(d.INVITEE_CREATED, slot, scheduling.id, status="awaiting_host").result == Result.ADVANCED
+    outcome = deliver(d.INVITEE_CANCELED, slot, scheduling.id, status="canceled",
+                      cancellation={"canceler_type": "admin", "reason": "moved by an admin"})
+    assert outcome.result == Result.CANCELLED and "cancellation.canceler_type=admin" in outcome.detail
+    booking = fresh(scheduling)
+    assert booking.state == State.IDLE.value and booking.cancel_reason == "moved by an admin"

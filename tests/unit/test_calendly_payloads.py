@@ -207,3 +207,27 @@ def test_a_v1_deliverys_identity_uses_the_rebuilt_invitee_uri():
 @pytest.mark.parametrize("body", [None, {}, {"event": "invitee.created", "payload": {}}, {"payload": {"uri": 3}}])
 def test_a_delivery_naming_no_invitee_has_no_identity(body):
     assert delivery_identity(body) == (None, None)
+
+
+# --- forward compatibility: values and shapes Calendly adds later --------------------------------
+
+def test_unknown_enum_values_are_recorded_and_read_as_far_as_the_known_fields_allow():
+    body = v2_embedded("invitee.canceled")
+    body["payload"]["status"] = "archived"
+    body["payload"]["scheduled_event"]["status"] = "tentative"
+    body["payload"]["cancellation"] = {"canceler_type": "admin", "reason": "team change"}
+    notice = parse_invitee_notice(body)
+    assert notice.status == "canceled" and notice.canceler_type is None and notice.event.status is None
+    assert notice.cancel_reason == "team change"
+    assert set(notice.unknown_values) == {"invitee.status=archived", "event.status=tentative",
+                                          "cancellation.canceler_type=admin"}
+
+
+def test_reschedule_links_and_the_event_are_taken_only_in_the_shape_of_calendly_uris():
+    body = v2_2023()
+    invitee = body["payload"]["uri"]
+    body["payload"].update(old_invitee="javascript:alert(1)", new_invitee=invitee,
+                           event={"uri": "https://api.calendly.com/scheduled_events/OTHER"})
+    notice = parse_invitee_notice(body)
+    assert notice.old_invitee is None and notice.new_invitee == invitee
+    assert notice.event_uri == event_uri_of_invitee(invitee)  # the invitee's own event, whatever else is said

@@ -11,7 +11,7 @@ from bookingflow import deliveries as d
 from jobs import flow, ledger, payments, stripe_events
 from jobs.outcomes import Result
 from models.states import State
-from models.tables import Alert, Payment, Refund
+from models.tables import Alert, Dispute, Payment, Refund
 from support.providers import checkout_session, fixture, stripe_event
 from support.records import booking_in, checkout, fresh, handled, paid_at_stripe, stored
 
@@ -202,6 +202,93 @@ def test_a_charge_refunded_asks_stripe_about_our_refunds_awaiting_news(refunding
     assert fresh(refunding.booking).state == State.REFUND_COMPLETED.value
 
 
-def test_a_charge_refunded_with_no_refund_of_ours_awaiting_news_is_only_recorded(app):
+def test_a_charge_refunded_of_a_payment_bookingflow_did_not_create_is_unmatched(app):
     charge = {**fixture("stripe/charge.json"), "payment_intent": "pi_test_nothing_of_ours"}
-    assert deliver(d.CHARGE_REFUNDED, charge, stripe_events.charge_refunded).result == Result.RECORDED
+    assert deliver(d.CHARGE_REFUNDED, charge, stripe_events.charge_refunded).result == Result.UNMATCHED
+
+
+# --- refunds made outside bookingflow, other payment methods, open enums -------------------------
+
+@pytest.fixture
+def confirmed(paying, quiet_sandbox):
+    """The booking paid at the Stripe sandbox and confirmed."""
+    deliver(d.CHECKOUT_COMPLETED, paid_at_stripe(quiet_sandbox, paying), stripe_events.checkout_paid)
+    return fresh(paying)
+
+
+def test_a_refund_of_our_payment_made_outside_bookingflow_is_recorded_once_and_counted(confirmed):
+    obj = {**fixture("stripe/refund.json"), "id": "pyr_test_dashboard", "amount": 2000,
+           "payment_intent": confirmed.payment_intent_id, "metadata": {}}
+    outcome = deliver(d.REFUND_CREATED, obj, stripe_events.refund_event)
+    assert (outcome.result, outcome.booking_id) == (Result.OUTSIDE_REFUND, confirmed.id)
+    deliver(d.REFUND_UPDATED, obj, stripe_events.refund_event)
+    (row,) = Refund.select().where(Refund.booking == confirmed.id)
+    assert (row.purpose, row.amount, row.status, row.stripe_refund_id) == ("outside", 2000, "succeeded", obj["id"])
+    assert (fresh(confirmed).amount_refunded, ledger.net_paid(fresh(confirmed))) == (2000, 10000)
+    assert fresh(confirmed).flagged_at is None  # partial: nothing for an operator to decide
+
+
+def test_a_refund_status_bookingflow_does_not_know_is_stored_and_neither_settles_nor_kills(confirmed):
+    obj = {**fixture("stripe/refund.json"), "id": "re_test_future", "amount": 2000, "status": "in_transit",
+           "payment_intent": confirmed.payment_intent_id, "metadata": {}}
+    deliver(d.REFUND_CREATED, obj, stripe_events.refund_event)
+    row = Refund.get(Refund.stripe_refund_id == obj["id"])
+    assert row.status == "in_transit"
+    assert (fresh(confirmed).amount_refunded, ledger.net_paid(fresh(confirmed))) == (0, 10000)
+    deliver(d.REFUND_UPDATED, {**obj, "status": "succeeded"}, stripe_events.refund_event)
+    assert fresh(confirmed).amount_refunded == 2000
+
+
+@pytest.mark.parametrize("session_changes", [{"id": "cs_live_other_prefix_ok"}, {"payment_status": "paid_later_maybe"},
+                                             {"status": "archived"}])
+def test_a_checkout_session_with_new_enum_values_or_id_prefixes_is_still_handled(app, session_changes):
+    session = {**checkout_session("no-such-booking", 12000), **session_changes}
+    assert deliver(d.CHECKOUT_COMPLETED, session, stripe_events.checkout_paid).result == Result.UNMATCHED
+
+
+@pytest.mark.parametrize("bad_id", ["", "re_<script>", "x" * 300, "re_ space"])
+def test_a_refund_whose_id_is_not_of_stripes_shape_is_invalid(app, bad_id):
+    obj = {**fixture("stripe/refund.json"), "id": bad_id}
+    assert deliver(d.REFUND_CREATED, obj, stripe_events.refund_event).result == Result.INVALID
+
+
+# --- disputes -----------------------------------------------------------------------------------
+
+def dispute_object(booking, status: str, **changes) -> dict:
+    return {**fixture("stripe/dispute.json"), "id": "du_test_unit", "amount": 12000, "charge": "py_test_unit",
+            "payment_intent": booking.payment_intent_id, "status": status, "reason": "fraudulent", **changes}
+
+
+def test_a_dispute_closing_before_it_was_told_opened_ends_closed_whatever_comes_late(confirmed):
+    deliver(d.DISPUTE_CLOSED, dispute_object(confirmed, "lost"), stripe_events.dispute_event)
+    outcome = deliver(d.DISPUTE_CREATED, dispute_object(confirmed, "needs_response"), stripe_events.dispute_event)
+    assert (outcome.result, outcome.booking_id) == (Result.DISPUTE_RECORDED, confirmed.id)
+    deliver(d.DISPUTE_FUNDS_WITHDRAWN, dispute_object(confirmed, "needs_response"), stripe_events.dispute_event)
+    (row,) = Dispute.select()
+    assert (row.status, row.amount, row.booking_id, row.closed_at is not None) == ("lost", 12000, confirmed.id, True)
+    assert "lost" in fresh(confirmed).flag_reason
+
+
+def test_a_dispute_without_its_payment_intent_is_matched_through_the_charge_stripe_reports(confirmed, quiet_sandbox):
+    (intent,) = [i for i in quiet_sandbox.objects("payment_intent") if i["id"] == confirmed.payment_intent_id]
+    obj = dispute_object(confirmed, "needs_response", charge=intent["latest_charge"], payment_intent=None)
+    outcome = deliver(d.DISPUTE_CREATED, obj, stripe_events.dispute_event)
+    assert (outcome.result, outcome.booking_id) == (Result.DISPUTE_RECORDED, confirmed.id)
+    assert Dispute.get().payment_intent_id == confirmed.payment_intent_id
+    assert Alert.select().where(Alert.kind == "dispute", Alert.booking == confirmed.id).count() == 1
+
+
+def test_a_dispute_status_bookingflow_does_not_know_is_recorded_and_counts_as_open(confirmed):
+    deliver(d.DISPUTE_UPDATED, dispute_object(confirmed, "awaiting_arbitration"), stripe_events.dispute_event)
+    assert Dispute.get().status == "awaiting_arbitration"
+    assert ledger.has_disputed_payment(fresh(confirmed))
+    assert ledger.plan_refund(fresh(confirmed), "cancellation", 12000, "cancel", "test") == []
+
+
+def test_a_dispute_naming_a_booking_only_in_metadata_is_unmatched_and_alerts_nothing(confirmed):
+    obj = dispute_object(confirmed, "needs_response", payment_intent="pi_test_not_ours", charge="ch_test_not_ours",
+                         metadata={"booking_id": confirmed.id})
+    assert deliver(d.DISPUTE_CREATED, obj, stripe_events.dispute_event).result == Result.UNMATCHED
+    assert Dispute.get().booking_id is None
+    assert not Alert.select().exists()
+    assert fresh(confirmed).flagged_at is None
