@@ -2,7 +2,9 @@
 
 A refund row is written before Stripe is asked, under a key that names the decision; the Stripe
 call carries an idempotency key derived from that row. A retried job therefore finds the row and
-repeats the same request, and Stripe answers with the same refund.
+repeats the same request, and Stripe answers with the same refund. Stripe also repeats a refusal for
+its key, so once it refused a refund for good the row's next request goes under a new key, derived
+from the row and its attempt (`issue()` says why that can never refund twice).
 """
 
 from __future__ import annotations
@@ -178,20 +180,62 @@ def _lock_booking(booking_id: str) -> None:
 
 
 def issue(refund: Refund) -> Refund:
-    """Ask Stripe for the refund (again, harmlessly, if the row already has one)."""
+    """Ask Stripe for the refund (again, harmlessly, if the row already has one).
+
+    The idempotency key is the row's key and its attempt: `bookingflow-refund-{key}` first,
+    `bookingflow-refund-{key}-{attempt}` after Stripe refused it for good. Why a new key never
+    refunds twice:
+    - the attempt moves on only after a definitive refusal under the current key (a 400/402/404:
+      Stripe executed the request and created nothing), and only once (a compare-and-set on the
+      attempt); a lost answer, a 409, a 429 or a 5xx keeps the key, whose repeat Stripe answers with
+      whatever the first request did;
+    - every earlier key of the row therefore created nothing, and Stripe saves that refusal for at
+      least 24 hours: a late worker still holding an older key gets the same refusal back;
+    - before a key other than the first is used, Stripe's refunds of the PaymentIntent are read, and
+      one carrying this row's `refund_key` is taken as the row's refund instead of asking for another.
+    """
+    refund = Refund.get_by_id(refund.id)  # the attempt as it is now, not as the caller read it
     if refund.stripe_refund_id and refund.status != "new":
         return refund
-    created = stripe_client.create_refund(
-        {
-            "payment_intent": refund.payment_intent_id,
-            "amount": refund.amount,
-            "reason": "requested_by_customer",
-            "metadata": {"booking_id": refund.booking_id, "refund_key": refund.key[:500]},
-        },
-        idempotency_key=f"bookingflow-refund-{refund.key}",
-    )
+    if refund.attempt > 0:
+        existing = _refund_made_for(refund)
+        if existing is not None:
+            record_status(refund.id, existing["id"], existing["status"])
+            return Refund.get_by_id(refund.id)
+    key = f"bookingflow-refund-{refund.key}" + (f"-{refund.attempt}" if refund.attempt else "")
+    try:
+        created = stripe_client.create_refund(
+            {
+                "payment_intent": refund.payment_intent_id,
+                "amount": refund.amount,
+                "reason": "requested_by_customer",
+                "metadata": {"booking_id": refund.booking_id, "refund_key": refund.key[:500]},
+            },
+            idempotency_key=key,
+        )
+    except stripe.StripeError as exc:
+        if stripe_client.is_definitive(exc):
+            # Refused, and Stripe repeats that refusal for this key: the next try goes under the next
+            # attempt's key (moved once, whoever saw the refusal first). The job fails on, through the
+            # retries and the alert, and the booking says why for the operator they lead to.
+            Refund.update(attempt=Refund.attempt + 1, updated_at=utcnow()).where(
+                Refund.id == refund.id, Refund.attempt == refund.attempt, Refund.status == "new").execute()
+            update_fields(refund.booking_id, last_error=(
+                f"refund {refund.key} refused by Stripe under attempt {refund.attempt} "
+                f"({exc.http_status} {exc.code or exc.__class__.__name__}): {exc.user_message or exc}")[:500])
+        raise
     record_status(refund.id, created.id, created.status)
     return Refund.get_by_id(refund.id)
+
+
+def _refund_made_for(refund: Refund):
+    """The refund Stripe holds for this row under any of its keys: one of its PaymentIntent's refunds
+    carrying the row's `refund_key` (not a failed or canceled one: that money is back in the balance)."""
+    for candidate in stripe_client.list_refunds(refund.payment_intent_id):
+        metadata = candidate.get("metadata") or {}
+        if metadata.get("refund_key") == refund.key[:500] and candidate.get("status") not in DEAD_REFUND:
+            return candidate
+    return None
 
 
 def record_status(refund_id: int, stripe_refund_id: str, status: str) -> None:

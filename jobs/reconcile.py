@@ -20,7 +20,7 @@ from bookingflow.deliveries import CHECKOUT_EXPIRED
 from bookingflow.error_classes import ErrorClass, failure, is_lasting
 from bookingflow.providers import calendly_claims, calendly_client, stripe_client
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
-from jobs import calendly_lasting, flow, ledger, payments, slots
+from jobs import calendly_lasting, checkout, flow, ledger, payments, slots
 from models.alerts import raise_alert
 from models.db import utcnow
 from models.states import (
@@ -117,7 +117,7 @@ def _check_checkout(booking: Booking, now: dt.datetime) -> None:
     if session.get("payment_status") in payments.PAID and payment is not None:
         payments.payment_received(payment, session)
         return
-    expires = dt.datetime.fromtimestamp(session["expires_at"], dt.timezone.utc)
+    expires = checkout.payable_until(session)  # ours, when sooner than Stripe's
     if session.get("status") == "open" and now >= expires + EXPIRY_GRACE:
         ledger.expire_open_sessions(booking)
         session = stripe_client.retrieve_checkout_session(booking.checkout_session_id).to_dict()

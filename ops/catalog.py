@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from bookingflow.providers import stripe_amounts
 from models.db import utcnow, write_transaction
 from models.tables import SessionType
 
@@ -67,6 +68,22 @@ def _switches(item: dict, where: str) -> dict:
     return switches
 
 
+def _chargeable(row: dict, where: str) -> None:
+    """A paid session type must cost at least what Stripe charges in its currency (a free one, its
+    payment collection off or its price 0, is never sent to Stripe). Without `collect_payment` in the
+    file, an existing type keeps its own switch."""
+    collect = row.get("collect_payment")
+    if collect is None:
+        existing = SessionType.get_or_none(SessionType.slug == row["slug"])
+        collect = existing.collect_payment if existing is not None else True
+    minimum = stripe_amounts.below_minimum(row["price"], row["currency"])
+    if collect and row["price"] > 0 and minimum is not None:
+        raise CatalogInvalid(
+            f"{where}: price {stripe_amounts.display(row['price'], row['currency'])} is below Stripe's minimum "
+            f"charge of {stripe_amounts.display(minimum, row['currency'])}; raise the price, or set "
+            "collect_payment to false for a free session")
+
+
 def set_switch(slug: str, **switch: bool) -> bool:
     """Flip `active` or `collect_payment` of one session type; False if there is no such slug."""
     return bool(SessionType.update(updated_at=utcnow(), **switch).where(SessionType.slug == slug).execute())
@@ -106,6 +123,7 @@ def validate(items) -> list[dict]:
             "refund_policy": _refund_policy(item, where),
             **_switches(item, where),
         })
+        _chargeable(rows[-1], where)
     return rows
 
 

@@ -26,8 +26,9 @@ from .deliveries import FakeProvider, WebhookSender
 URL_PREFIX = "/stripe"
 MIN_EXPIRY_SECONDS = 30 * 60
 MAX_EXPIRY_SECONDS = 24 * 60 * 60
-# Tolerates the moment between the client computing "now + 30 min" and our own clock reading.
-EXPIRY_GRACE_SECONDS = 10
+# Stripe's smallest charge per currency (minor units) for the currencies the sandbox knows; a Checkout
+# Session due less is refused with `amount_too_small`.
+MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50, "huf": 17500}
 DEFAULT_LIST_LIMIT = 10
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event", "dispute")
@@ -46,9 +47,12 @@ class StripeError(Exception):
     """An API failure, rendered as Stripe's {"error": {...}} body."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None,
-                 type: str = "invalid_request_error", code: str | None = None):
+                 type: str = "invalid_request_error", code: str | None = None, validation: bool = False):
         super().__init__(message)
         self.status, self.message, self.param, self.type, self.code = status, message, param, type, code
+        # A malformed request never starts executing, so Stripe saves nothing under its idempotency
+        # key; any other refusal is saved, and replayed for the key, like a success.
+        self.validation = validation
 
     def body(self) -> dict:
         error = {"type": self.type, "message": self.message}
@@ -101,19 +105,21 @@ def _new_id(prefix: str, length: int = 24) -> str:
 
 
 def _missing(param: str) -> StripeError:
-    return StripeError(400, f"Missing required param: {param}.", param=param, code="parameter_missing")
+    return StripeError(400, f"Missing required param: {param}.", param=param, code="parameter_missing",
+                       validation=True)
 
 
 def _integer(value: Any, param: str) -> int:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
-    raise StripeError(400, f"Invalid integer: {value}", param=param, code="parameter_invalid_integer")
+    raise StripeError(400, f"Invalid integer: {value}", param=param, code="parameter_invalid_integer",
+                      validation=True)
 
 
 def _dict_param(params: dict, name: str) -> dict:
     value = params.get(name) or {}
     if not isinstance(value, dict):
-        raise StripeError(400, "Invalid object", param=name)
+        raise StripeError(400, "Invalid object", param=name, validation=True)
     return value
 
 
@@ -163,16 +169,26 @@ def _parse_line_item(item: Any, where: str) -> LineItem:
 
 
 def validate_expires_at(params: dict, now: int) -> int:
+    """Stripe's window for `expires_at`, 30 minutes to 24 hours from creation, on Stripe's clock
+    (`now`): a client whose clock runs behind, or whose request arrives late, is refused."""
     if "expires_at" not in params:
         return now + MAX_EXPIRY_SECONDS
     expires_at = _integer(params["expires_at"], "expires_at")
-    if expires_at < now + MIN_EXPIRY_SECONDS - EXPIRY_GRACE_SECONDS:
+    if expires_at < now + MIN_EXPIRY_SECONDS:
         raise StripeError(400, "The `expires_at` timestamp must be at least 30 minutes from "
                           "Checkout Session creation.", param="expires_at")
-    if expires_at > now + MAX_EXPIRY_SECONDS + EXPIRY_GRACE_SECONDS:
+    if expires_at > now + MAX_EXPIRY_SECONDS:
         raise StripeError(400, "The `expires_at` timestamp must be less than 24 hours from "
                           "Checkout Session creation.", param="expires_at")
     return expires_at
+
+
+def validate_amount(items: list[LineItem]) -> None:
+    amount, currency = sum(item.unit_amount * item.quantity for item in items), items[0].currency
+    minimum = MINIMUM_AMOUNTS.get(currency)
+    if minimum is not None and amount < minimum:
+        raise StripeError(400, f"The Checkout Session's total amount due must add up to at least {minimum} "
+                          f"{currency} (minor units).", code="amount_too_small")
 
 
 def build_checkout_session(params: dict, items: list[LineItem], expires_at: int, url_base: str) -> dict:
@@ -470,8 +486,11 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         super().__init__(config_source, sender, public_base)
         self._objects: dict[str, dict] = {}  # id -> object, in creation order
         self._intent_metadata: dict[str, dict] = {}  # session id -> metadata for its PaymentIntent
-        self._idempotent: dict[str, tuple[str, str, dict, str]] = {}  # key -> method, path, params, body
+        # key -> method, path, params, status, body: the first answer, success or refusal
+        self._idempotent: dict[str, tuple[str, str, dict, int, str]] = {}
         self._requests: list[dict] = []
+        self._clock_offset = 0  # seconds Stripe's clock runs ahead of this machine's
+        self._refusals: dict[str, list[StripeError]] = {}  # API path -> refusals for its next requests
         self._origin = {"id": None, "idempotency_key": None}  # the API request causing new events
 
     # inspection
@@ -479,6 +498,28 @@ class StripeFake(WebhookEndpoints, FakeProvider):
     def api_requests(self) -> list[dict]:
         with self._lock:
             return copy.deepcopy(self._requests)
+
+    def now(self) -> int:
+        """Stripe's clock, which need not agree with ours."""
+        return int(time.time()) + self._clock_offset
+
+    def set_clock_offset(self, seconds: int) -> None:
+        with self._lock:
+            self._clock_offset = int(seconds)
+
+    def refuse_next(self, path: str, status: int = 402, code: str = "card_declined", times: int = 1) -> None:
+        """The next `times` requests to the API `path` (e.g. "/v1/refunds") are refused, as Stripe
+        refuses a request it executed: the refusal is saved under the request's idempotency key."""
+        error_type = {402: "card_error"}.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        refusal = StripeError(status, f"The sandbox refused this request ({code}).", type=error_type, code=code)
+        with self._lock:
+            self._refusals.setdefault(path, []).extend([refusal] * times)
+
+    def reset_controls(self) -> None:
+        """Stripe's clock agrees with ours again, and no refusal is left waiting."""
+        with self._lock:
+            self._clock_offset = 0
+            self._refusals.clear()
 
     def objects(self, kind: str) -> list[dict]:
         if kind not in KINDS:
@@ -513,6 +554,8 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         bp.add_url_rule("/checkout/<session_id>/settle", "settle", self.settle, methods=["POST"])
         bp.add_url_rule("/refunds/<refund_id>/settle", "settle_refund", self.settle_refund, methods=["POST"])
         self._add_list_routes(bp)
+        bp.add_url_rule("/_sandbox/clock", "clock", self.clock_action, methods=["POST"])
+        bp.add_url_rule("/_sandbox/refuse", "refuse", self.refuse_action, methods=["POST"])
         bp.add_url_rule("/payment_intents/<intent_id>/dashboard_refund", "dashboard_refund", self.dashboard_refund,
                         methods=["POST"])
         bp.add_url_rule("/charges/<charge_id>/dispute", "open_dispute", self.open_dispute, methods=["POST"])
@@ -534,7 +577,8 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         with self._lock:
             status, body, replayed = self._respond(handler, route_args, params, key, path, request_id)
             self._requests.append({"method": request.method, "path": path, "idempotency_key": key,
-                                   "params": params, "status": status})
+                                   "params": params, "status": status,
+                                   "stripe_version": request.headers.get("Stripe-Version")})
         response = Response(body, status, mimetype="application/json")
         response.headers["Request-Id"] = request_id
         if key:
@@ -548,19 +592,24 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         try:
             self._authenticate()
             if key and key in self._idempotent:
-                return 200, self._replay(key, path, params), True
+                return *self._replay(key, path, params), True
             self._expire_overdue_sessions()
             self._origin = {"id": request_id, "idempotency_key": key}
             try:
+                refusals = self._refusals.get(path) if request.method == "POST" else None
+                if refusals:
+                    raise refusals.pop(0)
                 result = handler(params, **route_args)
             finally:
                 self._origin = {"id": None, "idempotency_key": None}
-            body = json.dumps(self._expand(result, params.get("expand") or []))
+            status, body = 200, json.dumps(self._expand(result, params.get("expand") or []))
         except StripeError as exc:
-            return exc.status, json.dumps(exc.body()), False
-        if key:  # like Stripe, only requests that executed are remembered, not validation errors
-            self._idempotent[key] = (request.method, path, params, body)
-        return 200, body, False
+            status, body = exc.status, json.dumps(exc.body())
+            if exc.validation or exc.status in (401, 403):
+                return status, body, False  # never executed: nothing saved under the key
+        if key:  # like Stripe: the first answer of a request that executed, a refusal included
+            self._idempotent[key] = (request.method, path, params, status, body)
+        return status, body, False
 
     def _authenticate(self) -> None:
         auth = request.authorization
@@ -572,8 +621,8 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         if not secrets.compare_digest(supplied, self._config().stripe_secret_key):
             raise StripeError(401, f"Invalid API Key provided: {supplied[:8]}****{supplied[-4:]}")
 
-    def _replay(self, key: str, path: str, params: dict) -> str:
-        method, first_path, first_params, body = self._idempotent[key]
+    def _replay(self, key: str, path: str, params: dict) -> tuple[int, str]:
+        method, first_path, first_params, status, body = self._idempotent[key]
         if (method, first_path) != (request.method, path):
             raise StripeError(400, "Keys for idempotent requests can only be used for the same "
                               f"endpoint they were first used for ('{first_path}' vs '{path}'). "
@@ -584,7 +633,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
                               f"parameters they were first used with. Try using a key other than "
                               f"'{key}' if you meant to execute a different request.",
                               type="idempotency_error")
-        return body
+        return status, body
 
     # storage helpers (lock held)
 
@@ -626,7 +675,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
 
     def _expire_overdue_sessions(self) -> None:
         """Stripe expires open sessions on its own once expires_at passes."""
-        now = time.time()
+        now = self.now()
         for obj in list(self._objects.values()):
             if obj["object"] == "checkout.session" and obj["status"] == "open" and obj["expires_at"] <= now:
                 self._expire(obj)
@@ -653,7 +702,8 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         items = parse_line_items(params)
         if len({item.currency for item in items}) > 1:
             raise StripeError(400, "All line items must use the same currency.", param="line_items")
-        expires_at = validate_expires_at(params, int(time.time()))
+        validate_amount(items)
+        expires_at = validate_expires_at(params, self.now())
         session = build_checkout_session(params, items, expires_at, self._public_base())
         intent_data = _dict_param(params, "payment_intent_data")
         self._intent_metadata[session["id"]] = {**session["metadata"], **_dict_param(intent_data, "metadata")}
@@ -818,6 +868,18 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         events = [o for o in reversed(self._objects.values()) if o["object"] == "event"
                   and (wanted is None or _type_matches(o["type"], wanted))]
         return list_page(events, params, "/v1/events")
+
+    # controls of the sandbox itself (not part of Stripe's API), for tests driving real processes
+
+    def clock_action(self) -> Response:
+        self.set_clock_offset(int(_action_params().get("offset_seconds", 0)))
+        return Response(json.dumps({"offset_seconds": self._clock_offset}), mimetype="application/json")
+
+    def refuse_action(self) -> Response:
+        action = _action_params()
+        self.refuse_next(str(action.get("path", "/v1/refunds")), int(action.get("status", 402)),
+                         str(action.get("code", "card_declined")), int(action.get("times", 1)))
+        return Response(json.dumps({"refusing": action.get("path", "/v1/refunds")}), mimetype="application/json")
 
     # customer simulator (not part of Stripe's API)
 

@@ -343,3 +343,78 @@ def test_calendly_reschedule_links_invitees_and_cancellation_is_final(sandbox, r
     assert again.status_code == 403 and again.json()["message"] == "Event is already canceled"
     assert unauthenticated.status_code == 401 and unauthenticated.json()["title"] == "Unauthenticated"
     assert verified_calendly_body(receiver.wait_for("/calendly", 4)[-1])["event"] == "invitee.canceled"
+
+
+def test_a_refusal_of_a_request_that_ran_is_replayed_for_its_key_and_a_new_key_runs_anew(sandbox):
+    client = stripe_client(sandbox)
+    intent_id = pay(sandbox, client.v1.checkout.sessions.create(params=session_params()).id)["payment_intent"]
+    sandbox.stripe.refuse_next("/v1/refunds", status=400, code="charge_expired_for_refund")
+    params = {"payment_intent": intent_id, "amount": 1000, "metadata": {"refund_key": "k"}}
+
+    with pytest.raises(stripe.InvalidRequestError) as first:
+        client.v1.refunds.create(params=params, options={"idempotency_key": "refund-k"})
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        client.v1.refunds.create(params=params, options={"idempotency_key": "refund-k"})
+    assert sandbox.objects("refund") == []
+    refund = client.v1.refunds.create(params=params, options={"idempotency_key": "refund-k-1"})
+
+    assert first.value.code == again.value.code == "charge_expired_for_refund"
+    assert "Idempotent-Replayed" not in first.value.headers
+    assert again.value.headers["Idempotent-Replayed"] == "true"
+    listed = client.v1.refunds.list(params={"payment_intent": intent_id})
+    assert [(r.id, r.metadata.to_dict()) for r in listed.data] == [(refund.id, {"refund_key": "k"})]
+    assert client.v1.refunds.list(params={"payment_intent": "pi_other"}).data == []
+
+
+def test_a_malformed_request_saves_nothing_under_its_key(sandbox):
+    client = stripe_client(sandbox)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.checkout.sessions.create(params=session_params(mode=None), options={"idempotency_key": "k"})
+    session = client.v1.checkout.sessions.create(params=session_params(), options={"idempotency_key": "k"})
+    assert session.status == "open"
+
+
+def test_expires_at_is_checked_on_stripes_own_clock(sandbox):
+    client = stripe_client(sandbox)
+    expires_at = int(time.time()) + 31 * 60
+    sandbox.stripe.set_clock_offset(2 * 60)  # Stripe's clock two minutes ahead of ours
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.checkout.sessions.create(params=session_params(expires_at=expires_at))
+    sandbox.stripe.set_clock_offset(0)
+    assert client.v1.checkout.sessions.create(params=session_params(expires_at=expires_at)).status == "open"
+    assert refused.value.param == "expires_at"
+
+
+@pytest.mark.parametrize("currency, amount, accepted", [
+    ("usd", 49, False), ("usd", 50, True), ("gbp", 29, False), ("jpy", 49, False), ("jpy", 50, True),
+    ("huf", 17499, False)])
+def test_a_checkout_below_stripes_minimum_for_its_currency_is_refused(sandbox, currency, amount, accepted):
+    items = [{"price_data": {"currency": currency, "unit_amount": amount, "product_data": {"name": "x"}},
+              "quantity": 1}]
+    create = lambda: stripe_client(sandbox).v1.checkout.sessions.create(params=session_params(line_items=items))  # noqa: E731
+    if accepted:
+        assert create().amount_total == amount
+        return
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        create()
+    assert (refused.value.http_status, refused.value.code) == (400, "amount_too_small")
+
+
+def test_the_sandbox_records_the_api_version_each_request_names(sandbox):
+    client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": sandbox.base + "/stripe"},
+                                 stripe_version="2024-06-20")
+    client.v1.checkout.sessions.create(params=session_params())
+    assert sandbox.api_requests("stripe")[-1]["stripe_version"] == "2024-06-20"
+
+
+def test_the_sandbox_controls_work_over_http_for_tests_driving_other_processes(sandbox):
+    assert requests.post(f"{sandbox.base}/stripe/_sandbox/clock", json={"offset_seconds": 120}).status_code == 200
+    assert sandbox.stripe.now() >= int(time.time()) + 119
+    assert requests.post(f"{sandbox.base}/stripe/_sandbox/refuse",
+                         json={"path": "/v1/checkout/sessions", "status": 400, "code": "x"}).status_code == 200
+    client = stripe_client(sandbox)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.checkout.sessions.create(params=session_params(expires_at=int(time.time()) + 3600))
+    assert refused.value.code == "x"
+    sandbox.stripe.reset_controls()
+    assert client.v1.checkout.sessions.create(params=session_params()).status == "open"

@@ -1,8 +1,16 @@
-"""Stripe, through stripe-python. Every POST carries an idempotency key chosen by the caller."""
+"""Stripe, through stripe-python. Every POST carries an idempotency key chosen by the caller.
+
+The API version is pinned here, and only here: every request names it (`Stripe-Version`), so a new
+stripe-python release never changes what the account's API answers. Webhook payloads are rendered
+in the version of the webhook endpoint instead, which is why the endpoint is created with this same
+version (README, "Stripe"). It is the version stripe-python 16 was generated for, the major range
+pyproject.toml allows.
+"""
 
 from __future__ import annotations
 
 import functools
+import uuid
 
 import stripe
 
@@ -13,7 +21,10 @@ from bookingflow.providers import limits
 # idempotency key, so a retry can never create a second object.
 NETWORK_RETRIES = 2
 REQUEST_TIMEOUT_SECONDS = 20
-API_VERSION = stripe.api_version  # the version this code reads Stripe's objects and events in
+API_VERSION = "2026-10-28.endive"
+# HTTP statuses of a request Stripe executed and refused: nothing was created, and the answer is saved
+# under its idempotency key (for at least 24 hours), so repeating the key repeats the refusal.
+DEFINITIVE_STATUSES = (400, 402, 404)
 
 
 @functools.lru_cache(maxsize=4)
@@ -21,6 +32,7 @@ def _client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base},
+        stripe_version=API_VERSION,
         max_network_retries=NETWORK_RETRIES,
         http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
     )
@@ -29,6 +41,15 @@ def _client(api_key: str, api_base: str) -> stripe.StripeClient:
 def client() -> stripe.StripeClient:
     current = settings_module.get()
     return _client(current.stripe_secret_key, current.stripe_api_base)
+
+
+def is_definitive(exc: BaseException) -> bool:
+    """Stripe refused the request for good: a 400/404 (invalid request, idempotency error) or a 402
+    (card error). Not a 401/403 (our credentials: the request never ran), not a 409 (the key is in use
+    by a request still running, which may yet succeed), not a 429, a 5xx or a lost connection (the
+    outcome is unknown: only the same key may be repeated)."""
+    return (isinstance(exc, (stripe.InvalidRequestError, stripe.IdempotencyError, stripe.CardError))
+            and exc.http_status in DEFINITIVE_STATUSES)
 
 
 def _within_rate_limit(call):
@@ -56,8 +77,27 @@ def retrieve_checkout_session(session_id: str) -> stripe.checkout.Session:
 
 
 def expire_checkout_session(session_id: str, idempotency_key: str) -> stripe.checkout.Session:
+    """Expire the session. When Stripe answers with the error it saved for the key (a 5xx or a refusal
+    of the first request, repeated for as long as the key lives), ask once more under a fresh key:
+    expiring needs no key to be safe, since a session expires only once and expiring one that is no
+    longer open is refused, so a second request can never do more than the first."""
+    try:
+        return _expire(session_id, idempotency_key)
+    except stripe.StripeError as exc:
+        if not _replayed(exc):
+            raise
+        return _expire(session_id, f"{idempotency_key}-{uuid.uuid4().hex}")
+
+
+def _expire(session_id: str, idempotency_key: str) -> stripe.checkout.Session:
     return _within_rate_limit(lambda: client().v1.checkout.sessions.expire(
         session_id, options={"idempotency_key": idempotency_key}))
+
+
+def _replayed(exc: stripe.StripeError) -> bool:
+    """The answer is the one Stripe saved for the idempotency key, not one to this request."""
+    headers = exc.headers or {}
+    return str(headers.get("Idempotent-Replayed") or headers.get("idempotent-replayed") or "").lower() == "true"
 
 
 def create_refund(params: dict, idempotency_key: str) -> stripe.Refund:
