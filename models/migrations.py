@@ -20,7 +20,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
 from models.db import database, is_postgres, is_sqlite, utcnow, write_transaction
-from models.tables import ALL_TABLES, Booking, Dispute, FeatureFlag, SessionType, UTCDateTimeField
+from models.tables import ALL_TABLES, Booking, Dispute, FeatureFlag, ScheduledRun, SessionType, UTCDateTimeField
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x626F6F6B
@@ -282,6 +282,14 @@ def _drop_disputes_and_refund_attempts(db: peewee.Database) -> None:
     db.drop_tables([Dispute], safe=True)
 
 
+def _add_scheduled_runs(db: peewee.Database) -> None:
+    db.create_tables([ScheduledRun], safe=True)
+
+
+def _drop_scheduled_runs(db: peewee.Database) -> None:
+    db.drop_tables([ScheduledRun], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -301,6 +309,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_invitee_and_outbox_holds, _drop_invitee_and_outbox_holds),
     Migration(8, "disputes on a booking's payments; the attempt number in a refund's idempotency key",
               _add_disputes_and_refund_attempts, _drop_disputes_and_refund_attempts),
+    Migration(9, "the claims of periodic jobs (the daily drift report), one per job and period",
+              _add_scheduled_runs, _drop_scheduled_runs),
 )
 
 

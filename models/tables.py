@@ -319,4 +319,27 @@ class Alert(BaseModel):
     attempts = peewee.IntegerField(default=0)
 
 
-ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert, FeatureFlag, Dispute)
+class ScheduledRun(BaseModel):
+    """A periodic job's run claimed for its period (the drift report for a day): the unique pair is
+    the claim, so two schedulers, or one a minute later, run it once."""
+
+    job = peewee.CharField(max_length=100)
+    period = peewee.CharField(max_length=40)  # e.g. the UTC day, 2026-12-01
+    claimed_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("job", "period"), True),)
+
+    @classmethod
+    def claim(cls, job: str, period: str) -> bool:
+        """True for the one caller that claims the period first."""
+        try:
+            with database.atomic():  # a savepoint inside a caller's transaction
+                cls.create(job=job, period=period)
+        except peewee.IntegrityError:
+            return False
+        return True
+
+
+ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert, FeatureFlag, Dispute,
+              ScheduledRun)

@@ -14,10 +14,9 @@ import logging
 
 from bookingflow import broker
 from bookingflow import settings as settings_module
-from models import inbox
 from models.alerts import raise_alert
 from models.states import claim_check
-from models.tables import Alert, Booking, Outbox, ProviderEvent
+from models.tables import Alert, Booking, Outbox, ProviderEvent, ScheduledRun
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +120,13 @@ def prune_old_payloads(now: dt.datetime) -> int:
     return ProviderEvent.update(payload=None).where(ProviderEvent.id.in_(ids)).execute()
 
 
-DRIFT_REPORT_CLAIM = "scheduler", "drift.report"  # provider, type of the day's claim in the inbox
-
-
 def report_drift_daily(now: dt.datetime) -> int:
-    """Once a day, from DRIFT_REPORT_HOUR (UTC) on: the drift report (jobs/drift.py), sent to a worker.
-    The day is claimed first by storing `drift-report:<day>` in the inbox, which stores an id once: a
-    second scheduler, or this one a minute later, finds it taken. (Kept there, marked ignored, it also
-    says when each day's report was sent.)"""
+    """Once a day, from DRIFT_REPORT_HOUR (UTC) on: the drift report (jobs/drift.py), sent to a worker,
+    once its day is claimed: a second scheduler, or this one a minute later, finds it taken."""
     if now.hour < settings_module.get().drift_report_hour:
         return 0
     day = now.date().isoformat()
-    provider, kind = DRIFT_REPORT_CLAIM
-    _, claimed = inbox.store(provider, f"drift-report:{day}", kind, None, None)
-    if not claimed:
+    if not ScheduledRun.claim("drift_report", day):
         return 0
     broker.send(broker.REPORT_DRIFT, day)
     return 1

@@ -16,8 +16,8 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from support.fuzzing import (
-    E2E_EXAMPLES, content_types, deeply_nested, fuzz_settings, header_text, hostile_bodies, json_values,
-    raw_header_values, send_and_check, send_over_http, sized,
+    E2E_EXAMPLES, EARLY_DAILY_RUN, content_types, deeply_nested, fuzz_settings, header_text, hostile_bodies, json_values,
+    raw_header_values, send_and_check, send_over_http, sized, wait_quiet,
 )
 
 pytestmark = pytest.mark.fuzz
@@ -142,7 +142,8 @@ def test_the_status_of_a_booking_never_shows_its_email_unmasked(client, broker, 
 def stack(tmp_path_factory):
     from support.realstack import running_service
 
-    with running_service(tmp_path_factory.mktemp("fuzz-api")) as running:
+    with running_service(tmp_path_factory.mktemp("fuzz-api"), extra_env=EARLY_DAILY_RUN) as running:
+        wait_quiet(running)
         response = requests.post(f"{running.base}/v1/bookings", timeout=60, json={
             "session_type": "strategy-session", "email": "grace@example.com", "name": "Grace Hopper"})
         assert response.status_code == 201, response.text

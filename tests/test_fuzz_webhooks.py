@@ -22,8 +22,8 @@ from support.waiting import wait_until
 from intake import MAX_BODY_BYTES
 from intake.signatures import CALENDLY_TOLERANCE_SECONDS, STRIPE_TOLERANCE_SECONDS
 from support.fuzzing import (
-    E2E_EXAMPLES, EXAMPLES, assert_safe_answer, content_types, deeply_nested, fuzz_settings, header_text, hostile_bodies,
-    raw_header_values, send_and_check, send_over_http, sized, stack_snapshot,
+    E2E_EXAMPLES, EARLY_DAILY_RUN, EXAMPLES, assert_safe_answer, content_types, deeply_nested, fuzz_settings,
+    header_text, hostile_bodies, raw_header_values, send_and_check, send_over_http, sized, stack_snapshot, wait_quiet,
 )
 from support.providers import calendly_invitee_delivery, checkout_session, encode, stripe_event
 
@@ -220,7 +220,8 @@ def test_a_replayed_delivery_is_a_duplicate_that_moves_nothing(paid_delivery, br
 def stack(tmp_path_factory):
     from support.realstack import running_service
 
-    with running_service(tmp_path_factory.mktemp("fuzz-webhooks")) as running:
+    with running_service(tmp_path_factory.mktemp("fuzz-webhooks"), extra_env=EARLY_DAILY_RUN) as running:
+        wait_quiet(running)
         yield running
 
 

@@ -164,6 +164,30 @@ def stack_snapshot(stack) -> dict:
     return {"tables": tables, "queued": {k: v for k, v in queued.items() if v}}
 
 
+# The e2e stacks of the fuzz suites run the scheduler's once-a-day work at once (from hour 0), and
+# the suites wait for it to be done: a refused request must find nothing else moving.
+EARLY_DAILY_RUN = {"DRIFT_REPORT_HOUR": "0"}
+
+
+def wait_quiet(stack) -> None:
+    """The stack's start-up work done: the day's drift report claimed, sent and taken off the queue."""
+    import psycopg2
+
+    from support.waiting import wait_until
+
+    def claimed() -> bool:
+        connection = psycopg2.connect(stack.env["DATABASE_URL"], connect_timeout=10)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM scheduled_run WHERE job = 'drift_report'")
+                return cursor.fetchone()[0] > 0
+        finally:
+            connection.close()
+
+    wait_until(lambda: claimed() and not stack_snapshot(stack)["queued"], timeout=60,
+               message="the scheduler's daily run done")
+
+
 def stack_secrets(stack) -> tuple[str, ...]:
     names = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CALENDLY_API_TOKEN", "CALENDLY_WEBHOOK_SIGNING_KEY")
     return tuple(secret for name in names for secret in stack.env[name].split(",") if secret)
