@@ -310,6 +310,46 @@ def record_outside_refund(payment: Payment, obj: dict, status: str | None) -> Re
     return Refund.get_by_id(refund.id)
 
 
+def record_refunds_made_outside(payment_intent_id: str) -> int:
+    """Record the refunds of one of our PaymentIntents that Stripe lists and our ledger lacks (made in
+    the Dashboard while their webhooks are still on the way); returns how many were new."""
+    payment = payment_of_intent(payment_intent_id)
+    if payment is None:
+        return 0
+    found = 0
+    for obj in list_refunds_at_stripe(payment_intent_id):
+        if refund_of_stripe(obj) is None and isinstance(obj.get("id"), str):
+            record_outside_refund(payment, obj, obj.get("status") if isinstance(obj.get("status"), str) else None)
+            found += 1
+    return found
+
+
+def fit_to_remaining(refund: Refund) -> Refund:
+    """A refund not yet made, resized to what is left of its payment once every other refund of it
+    (ours and those made outside bookingflow) is counted; withdrawn when nothing is left. Only a row
+    Stripe has refused (attempt > 0, no Stripe refund) is resized: its next request goes under the
+    next attempt's key, so Stripe's saved refusal of the old amount is never replayed, and no refund
+    was made under the old one."""
+    with write_transaction():
+        row = Refund.get_by_id(refund.id)
+        if row.status != "new" or row.stripe_refund_id is not None:
+            return row
+        payment = payment_of_intent(row.payment_intent_id)
+        others = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
+            Refund.payment_intent_id == row.payment_intent_id, Refund.id != row.id,
+            Refund.status.not_in(NOT_COMMITTED)).scalar()
+        left = (payment.amount if payment is not None else 0) - int(others)
+        if left <= 0:
+            Refund.update(status=WITHDRAWN, updated_at=utcnow(),
+                          reason="refunded outside bookingflow in full before this refund was made").where(
+                Refund.id == row.id).execute()
+        elif left < row.amount:
+            Refund.update(amount=left, updated_at=utcnow(), reason=(
+                f"{row.reason or ''}; {row.amount - left} already refunded outside bookingflow").strip("; ")[:500]).where(
+                Refund.id == row.id).execute()
+    return Refund.get_by_id(refund.id)
+
+
 def refunds_held_back(payment_intent_id: str, why: str) -> int:
     """Withdraw our refunds of a PaymentIntent not yet sent to Stripe (its charge was disputed)."""
     return Refund.update(status=WITHDRAWN, reason=why[:500], updated_at=utcnow()).where(
