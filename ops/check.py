@@ -213,6 +213,11 @@ def check_calendly(current: Settings) -> Iterator[Result]:
         yield Result("calendly scheduled events", OK, "the token may read them")
     except calendly_client.CalendlyError as exc:
         yield _calendly_failure("calendly scheduled events", exc, "scheduled_events:read")
+    try:
+        calendly_client.cancel_scope_probe()
+        yield Result("calendly event cancellation", OK, "the token may cancel events (slots are released)")
+    except calendly_client.CalendlyError as exc:
+        yield _calendly_failure("calendly event cancellation", exc, "scheduled_events:write")
     yield from check_calendly_subscription(current, calendly_subscription.Standing(user["uri"], organization, role))
     yield from check_event_types()
 
