@@ -196,8 +196,10 @@ def _refund_cancellation(booking: Booking) -> None:
         reason = _with(reason, f"capped at the {max(held, 0)} left after refunds made outside bookingflow")
     if ledger.has_disputed_payment(booking):
         # Stripe refuses to refund a charge under dispute, and the card network decides that money:
-        # the slot is released above, nothing of the disputed payment is refunded (plan_refund skips it).
-        reason = _with(reason, DISPUTED_NOTE)
+        # the slot is released above, and nothing is refunded, not even from another payment of the
+        # booking (a reschedule's difference), whose share the policy counted the disputed money in:
+        # a cardholder who wins the chargeback would have it twice. An operator decides.
+        amount, reason = 0, _with(reason, DISPUTED_NOTE)
     rows = ledger.plan_refund(booking, "cancellation", amount, "cancel", reason)
     if not rows:
         # Nothing to give back: the booking rests here, and says why.

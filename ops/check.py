@@ -276,8 +276,8 @@ def run_checks(current: Settings, stripe_mode: str | None = None) -> list[Result
         ("calendly", current.calendly_api_token, lambda: check_calendly(current)),
     ]
     for provider, credential, checks in groups:
-        if not credential or not current.public_url:
-            results.append(Result(provider, FAIL, "not checked: its credentials or PUBLIC_URL are not set",
+        if not credential or not current.webhook_base:
+            results.append(Result(provider, FAIL, "not checked: its credentials or SERVICE_URL (PUBLIC_URL) are not set",
                                   "see the settings row"))
             continue
         results += checks()
