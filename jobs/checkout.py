@@ -9,8 +9,8 @@ nothing) the attempt moves on, with a compare-and-set on `payment_attempt` and a
 next run asks under the next attempt's key. That never charges twice:
 - the attempt moves on only after a refusal under its key, which made no session; a lost answer, a
   409, a 429 or a 5xx keeps the key, whose repeat returns whatever the first request did;
-- a session made under an older key whose answer never reached us (a worker died, a replayed key saw
-  other parameters) was never recorded: its URL was never shown to anyone, so nobody can pay it, and
+- a session made under an older key whose answer never reached us (a worker died before recording
+  it) was never recorded: its URL was never shown to anyone, so nobody can pay it, and
   Stripe expires it on its own; only the session the booking records is offered, and only a session
   on record counts as the booking's money (jobs/ledger.py).
 

@@ -20,7 +20,7 @@ from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.db import database, utcnow, write_transaction
 from models.states import update_fields
-from models.tables import Booking, Dispute
+from models.tables import Booking, Dispute, Payment
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +102,17 @@ def _tell_operators(booking: Booking, dispute: Dispute) -> None:
     update_fields(booking.id, flagged_at=booking.flagged_at or utcnow(), flag_reason=reason[:500])
     raise_alert(f"dispute:{dispute.stripe_dispute_id}:closed", "dispute_closed", f"booking {booking.id}: {reason}",
                 booking.id)
+
+
+def claim_early(payment: Payment) -> int:
+    """Disputes of a payment recorded before the payment was (the dispute's delivery came first, the
+    checkout's webhook late): tied to the booking now, which is flagged and alerted as if they had
+    come after. Returns how many."""
+    claimed = 0
+    early = Dispute.select().where(Dispute.payment_intent_id == payment.payment_intent_id, Dispute.booking.is_null())
+    for dispute in list(early) if payment.payment_intent_id else []:
+        if Dispute.update(booking=payment.booking_id, updated_at=utcnow()).where(
+                Dispute.id == dispute.id, Dispute.booking.is_null()).execute():
+            _tell_operators(Booking.get_by_id(payment.booking_id), Dispute.get_by_id(dispute.id))
+            claimed += 1
+    return claimed

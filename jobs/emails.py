@@ -10,12 +10,9 @@ import re
 import unicodedata
 
 from bookingflow import settings as settings_module
+from bookingflow.providers import stripe_amounts
 from models.states import State, Trigger
 from models.tables import Booking
-
-
-# Stripe's zero-decimal currencies: their minor unit is the unit.
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
 
 
 # How much client-written text an e-mail carries.
@@ -45,12 +42,6 @@ def greeting_name(booking: Booking) -> str:
     return client_text(booking.invitee_name, NAME_LIMIT) or client_text(booking.name, NAME_LIMIT) or "there"
 
 
-def _money(amount: int, currency: str) -> str:
-    if currency.lower() in ZERO_DECIMAL:
-        return f"{amount} {currency.upper()}"
-    return f"{amount / 100:.2f} {currency.upper()}"
-
-
 def _when(booking: Booking) -> str:
     return booking.scheduled_start.strftime("%A %d %B %Y, %H:%M UTC") if booking.scheduled_start else "the time you chose"
 
@@ -78,7 +69,7 @@ def render(kind: str, booking: Booking) -> tuple[str, str]:
     reason = client_text(booking.cancel_reason, REASON_LIMIT)
     link = status_link(booking)
     if kind == "confirmation":
-        paid = f" and paid ({_money(booking.amount_paid, booking.currency)})" if booking.amount_paid else ""
+        paid = f" and paid ({stripe_amounts.display(booking.amount_paid, booking.currency)})" if booking.amount_paid else ""
         return (f"Booked: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is confirmed{paid}."
                 f"\n\nSee, cancel or reschedule it here: {link}\n")
     if kind == "rescheduled":
@@ -92,6 +83,6 @@ def render(kind: str, booking: Booking) -> tuple[str, str]:
         return (f"Cancelled: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is cancelled"
                 f"{' (' + reason + ')' if reason else ''}.\n\nDetails: {link}\n")
     if kind == "refunded":
-        return (f"Refunded: {session}", f"Hello {name},\n\nwe have refunded {_money(booking.amount_refunded, booking.currency)} "
+        return (f"Refunded: {session}", f"Hello {name},\n\nwe have refunded {stripe_amounts.display(booking.amount_refunded, booking.currency)} "
                 f"for your {session}. It reaches your account in 5 to 10 business days.\n\nDetails: {link}\n")
     raise ValueError(f"unknown e-mail kind {kind!r}")

@@ -196,8 +196,10 @@ def _refund_cancellation(booking: Booking) -> None:
         reason = _with(reason, f"capped at the {max(held, 0)} left after refunds made outside bookingflow")
     if ledger.has_disputed_payment(booking):
         # Stripe refuses to refund a charge under dispute, and the card network decides that money:
-        # the slot is released above, nothing of the disputed payment is refunded (plan_refund skips it).
-        reason = _with(reason, DISPUTED_NOTE)
+        # the slot is released above, and nothing is refunded, not even from another payment of the
+        # booking (a reschedule's difference), whose share the policy counted the disputed money in:
+        # a cardholder who wins the chargeback would have it twice. An operator decides.
+        amount, reason = 0, _with(reason, DISPUTED_NOTE)
     rows = ledger.plan_refund(booking, "cancellation", amount, "cancel", reason)
     if not rows:
         # Nothing to give back: the booking rests here, and says why.
@@ -226,14 +228,31 @@ def sync_refunds(booking: Booking, ask_stripe: bool = False) -> None:
             try:
                 ledger.issue(row)
             except stripe.InvalidRequestError as exc:
-                if exc.code != "charge_disputed":
+                if exc.code in REFUNDED_MEANWHILE:
+                    _refund_the_rest(row)
+                elif exc.code == "charge_disputed":
+                    # Disputed at Stripe before its webhook reached us: held back; the dispute's own
+                    # delivery records it and tells an operator.
+                    ledger.refunds_held_back(row.payment_intent_id, f"{DISPUTED_NOTE} (Stripe: charge_disputed)")
+                else:
                     raise
-                # Disputed at Stripe before its webhook reached us: held back; the dispute's own
-                # delivery records it and tells an operator.
-                ledger.refunds_held_back(row.payment_intent_id, f"{DISPUTED_NOTE} (Stripe: charge_disputed)")
         elif ask_stripe:
             ledger.refresh(row)
     settle_refund_state(booking.id)
+
+
+# Stripe's answers to a refund larger than what is left of the charge: someone refunded part or all
+# of it outside bookingflow (the Dashboard) after our refund was planned and before it was made.
+REFUNDED_MEANWHILE = ("amount_too_large", "charge_already_refunded")
+
+
+def _refund_the_rest(row) -> None:
+    """Count the refunds made outside bookingflow meanwhile, then ask again for what is left of
+    the payment (or for nothing): never more than remains, never the refused amount again."""
+    ledger.record_refunds_made_outside(row.payment_intent_id)
+    fitted = ledger.fit_to_remaining(row)
+    if fitted.status == "new":
+        ledger.issue(fitted)
 
 
 def settle_refund_state(booking_id: str) -> None:
@@ -241,9 +260,10 @@ def settle_refund_state(booking_id: str) -> None:
     if booking.state != State.REFUND_PENDING.value:
         return
     planned = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
-    # Rows withdrawn because their charge was disputed are nothing to wait for, nor a failure.
+    # Rows withdrawn (their charge disputed, or refunded outside bookingflow in full) are nothing to
+    # wait for, nor a failure.
     rows = [row for row in planned if row.status != ledger.WITHDRAWN]
-    withdrawn = len(planned) - len(rows)
+    withdrawn = [row for row in planned if row.status == ledger.WITHDRAWN]
     failed = [row for row in rows if row.status in ledger.DEAD_REFUND]
     if failed:
         refund = failed[0]
@@ -255,7 +275,10 @@ def settle_refund_state(booking_id: str) -> None:
                            f"refund {refund.stripe_refund_id or refund.id} of {refund.amount} {refund.currency} "
                            f"for booking {booking_id} {refund.status}: the client has not been paid back", booking_id)
     elif planned and all(row.status in ledger.SETTLED_REFUND for row in rows):
-        note = {"cancel_reason": _with(booking.cancel_reason, DISPUTED_NOTE)} if withdrawn else {}
+        note = {}
+        for row in withdrawn:  # why each was not made, said once
+            why = DISPUTED_NOTE if "disputed" in (row.reason or "") else row.reason or "withdrawn"
+            note["cancel_reason"] = _with(note.get("cancel_reason", booking.cancel_reason), why)
         move(booking_id, Trigger.completeRefund, cause="refunds-succeeded", settled_at=utcnow(), **note)
 
 

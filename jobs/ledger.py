@@ -186,17 +186,23 @@ def issue(refund: Refund) -> Refund:
     `bookingflow-refund-{key}-{attempt}` after Stripe refused it for good. Why a new key never
     refunds twice:
     - the attempt moves on only after a definitive refusal under the current key (a 400/402/404:
-      Stripe executed the request and created nothing), and only once (a compare-and-set on the
-      attempt); a lost answer, a 409, a 429 or a 5xx keeps the key, whose repeat Stripe answers with
-      whatever the first request did;
-    - every earlier key of the row therefore created nothing, and Stripe saves that refusal for at
-      least 24 hours: a late worker still holding an older key gets the same refusal back;
+      Stripe refused the request and created nothing), and only once (a compare-and-set on the
+      attempt); a lost answer, a 409, a 429, a 5xx or an idempotency error (the key seen with other
+      parameters: the first request may have made something) keeps the key, whose repeat Stripe
+      answers with whatever the first request did;
+    - every earlier key of the row therefore created nothing; a late worker still holding an older
+      key is refused again, or else finds the row's refund in the listing below;
     - before a key other than the first is used, Stripe's refunds of the PaymentIntent are read, and
-      one carrying this row's `refund_key` is taken as the row's refund instead of asking for another.
+      one carrying this row's `refund_key` and amount is taken as the row's refund instead of asking
+      for another.
     """
     refund = Refund.get_by_id(refund.id)  # the attempt as it is now, not as the caller read it
-    if refund.stripe_refund_id and refund.status != "new":
-        return refund
+    if refund.status != "new" or refund.stripe_refund_id:
+        return refund  # made already, or withdrawn: never sent (again)
+    if is_disputed(refund.payment_intent_id):
+        # Disputed since the refund was planned: the card network decides that money.
+        refunds_held_back(refund.payment_intent_id, "charge disputed before the refund was made: not refunded by bookingflow")
+        return Refund.get_by_id(refund.id)
     if refund.attempt > 0:
         existing = _refund_made_for(refund)
         if existing is not None:
@@ -233,7 +239,8 @@ def _refund_made_for(refund: Refund):
     carrying the row's `refund_key` (not a failed or canceled one: that money is back in the balance)."""
     for candidate in stripe_client.list_refunds(refund.payment_intent_id):
         metadata = candidate.get("metadata") or {}
-        if metadata.get("refund_key") == refund.key[:500] and candidate.get("status") not in DEAD_REFUND:
+        if metadata.get("refund_key") == refund.key[:500] and candidate.get("status") not in DEAD_REFUND \
+                and _is_refund_of(candidate, refund):
             return candidate
     return None
 
@@ -277,10 +284,16 @@ def refund_of_stripe(obj: dict) -> Refund | None:
         metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         key = metadata.get("refund_key")
         refund = Refund.get_or_none(Refund.key == key) if isinstance(key, str) else None
-        # Metadata anyone refunding on the account may write: ours only if it is of our payment too.
-        if refund is not None and obj.get("payment_intent") != refund.payment_intent_id:
+        # Metadata anyone refunding on the account may write: ours only if it is of our payment, for
+        # our amount, and the row has no other refund of Stripe's already.
+        if refund is not None and not _is_refund_of(obj, refund):
             return None
     return refund
+
+
+def _is_refund_of(obj: dict, refund: Refund) -> bool:
+    return (obj.get("payment_intent") == refund.payment_intent_id and obj.get("amount") == refund.amount
+            and refund.stripe_refund_id in (None, obj.get("id")))
 
 
 def refunded_outside(booking: Booking) -> int:
@@ -310,6 +323,46 @@ def record_outside_refund(payment: Payment, obj: dict, status: str | None) -> Re
     return Refund.get_by_id(refund.id)
 
 
+def record_refunds_made_outside(payment_intent_id: str) -> int:
+    """Record the refunds of one of our PaymentIntents that Stripe lists and our ledger lacks (made in
+    the Dashboard while their webhooks are still on the way); returns how many were new."""
+    payment = payment_of_intent(payment_intent_id)
+    if payment is None:
+        return 0
+    found = 0
+    for obj in list_refunds_at_stripe(payment_intent_id):
+        if refund_of_stripe(obj) is None and isinstance(obj.get("id"), str):
+            record_outside_refund(payment, obj, obj.get("status") if isinstance(obj.get("status"), str) else None)
+            found += 1
+    return found
+
+
+def fit_to_remaining(refund: Refund) -> Refund:
+    """A refund not yet made, resized to what is left of its payment once every other refund of it
+    (ours and those made outside bookingflow) is counted; withdrawn when nothing is left. Only a row
+    Stripe has refused (attempt > 0, no Stripe refund) is resized: its next request goes under the
+    next attempt's key, so Stripe's saved refusal of the old amount is never replayed, and no refund
+    was made under the old one."""
+    with write_transaction():
+        row = Refund.get_by_id(refund.id)
+        if row.status != "new" or row.stripe_refund_id is not None or row.attempt == 0:
+            return row  # made, withdrawn, or never refused: its key must keep asking for its amount
+        payment = payment_of_intent(row.payment_intent_id)
+        others = Refund.select(peewee.fn.COALESCE(peewee.fn.SUM(Refund.amount), 0)).where(
+            Refund.payment_intent_id == row.payment_intent_id, Refund.id != row.id,
+            Refund.status.not_in(NOT_COMMITTED)).scalar()
+        left = (payment.amount if payment is not None else 0) - int(others)
+        if left <= 0:
+            Refund.update(status=WITHDRAWN, updated_at=utcnow(),
+                          reason="refunded outside bookingflow in full before this refund was made").where(
+                Refund.id == row.id).execute()
+        elif left < row.amount:
+            Refund.update(amount=left, updated_at=utcnow(), reason=(
+                f"{row.reason or ''}; {row.amount - left} already refunded outside bookingflow").strip("; ")[:500]).where(
+                Refund.id == row.id).execute()
+    return Refund.get_by_id(refund.id)
+
+
 def refunds_held_back(payment_intent_id: str, why: str) -> int:
     """Withdraw our refunds of a PaymentIntent not yet sent to Stripe (its charge was disputed)."""
     return Refund.update(status=WITHDRAWN, reason=why[:500], updated_at=utcnow()).where(
@@ -329,10 +382,6 @@ def has_disputed_payment(booking: Booking) -> bool:
     intents = Payment.select(Payment.payment_intent_id).where(Payment.booking == booking.id, Payment.status == "paid")
     return Dispute.select().where(Dispute.payment_intent_id.in_(intents),
                                   Dispute.status.not_in(REFUNDABLE_DISPUTE)).exists()
-
-
-def disputes_of(booking_id: str) -> list[Dispute]:
-    return list(Dispute.select().where(Dispute.booking == booking_id).order_by(Dispute.created_at))
 
 
 def refunds_in_flight(booking: Booking, purposes: tuple[str, ...]) -> list[Refund]:

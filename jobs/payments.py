@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from bookingflow.error_classes import ErrorClass, failure
-from jobs import flow, ledger
+from jobs import disputes, flow, ledger
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.db import utcnow
@@ -68,6 +68,8 @@ def payment_received(payment: Payment, session: dict) -> Outcome:
     if problem is not None:
         return foreign_payment(session, booking, problem)
     first_time = ledger.mark_paid(payment, session)
+    if first_time:
+        disputes.claim_early(Payment.get_by_id(payment.id))
     # A superseded attempt's session is still ours: it settles the booking if it pays what is due now.
     settles = session["id"] == booking.checkout_session_id or payment.amount == booking.amount_due
     for _ in range(PAYMENT_DECISIONS):

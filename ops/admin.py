@@ -213,6 +213,14 @@ def _rate(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
+def _money(rows) -> str:
+    """Amounts summed per currency, never across: "5000 usd + 1200 eur", or "0"."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row.currency] = totals.get(row.currency, 0) + row.amount
+    return " + ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items())) or "0"
+
+
 def stats(since: dt.datetime, until: dt.datetime) -> int:
     """Conversion, payment success, cancellation and refund rates, average booking value."""
     created = Booking.select().where(Booking.created_at >= since, Booking.created_at < until)
@@ -238,11 +246,9 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
     print(f"  payment success (checkouts paid): {paid.count()} of {payments.count()} ({_rate(paid.count(), payments.count())})")
     print(f"  cancellation (after confirmation): {cancelled} ({_rate(cancelled, confirmed)})")
     refunded_bookings = len({r.booking_id for r in refunds})
-    print(f"  refunds: {refunded_bookings} bookings ({_rate(refunded_bookings, confirmed)}), "
-          f"{sum(r.amount for r in refunds)} minor units")
+    print(f"  refunds: {refunded_bookings} bookings ({_rate(refunded_bookings, confirmed)}), {_money(refunds)}")
     outside = [r for r in refunds if r.purpose == "outside"]
-    print(f"  refunded outside bookingflow: {len({r.booking_id for r in outside})} bookings, "
-          f"{sum(r.amount for r in outside)} minor units")
+    print(f"  refunded outside bookingflow: {len({r.booking_id for r in outside})} bookings, {_money(outside)}")
     # Disputes of the period's bookings, and those that matched no payment of ours (recorded when opened).
     disputes = list(Dispute.select().where(Dispute.booking.in_(ids) if ids else Dispute.id.is_null()))
     unmatched = Dispute.select().where(Dispute.booking.is_null(), Dispute.created_at >= since,
@@ -250,9 +256,9 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
     by_status = {status: [d for d in disputes if d.status == status] for status in ("won", "lost")}
     still_open = [d for d in disputes if d.closed_at is None]
     print(f"  disputes: {len(disputes)} ({_rate(len({d.booking_id for d in disputes}), confirmed)} of confirmed bookings): "
-          f"{len(still_open)} open ({sum(d.amount for d in still_open)}), "
-          f"{len(by_status['won'])} won ({sum(d.amount for d in by_status['won'])}), "
-          f"{len(by_status['lost'])} lost ({sum(d.amount for d in by_status['lost'])}) minor units; "
+          f"{len(still_open)} open ({_money(still_open)}), "
+          f"{len(by_status['won'])} won ({_money(by_status['won'])}), "
+          f"{len(by_status['lost'])} lost ({_money(by_status['lost'])}); "
           f"{unmatched} of payments not bookingflow's")
     for row in values:
         print(f"  average booking value, net of refunds: {int(row.net) // row.n} {row.currency} over {row.n} paid bookings")

@@ -213,6 +213,11 @@ def check_calendly(current: Settings) -> Iterator[Result]:
         yield Result("calendly scheduled events", OK, "the token may read them")
     except calendly_client.CalendlyError as exc:
         yield _calendly_failure("calendly scheduled events", exc, "scheduled_events:read")
+    try:
+        calendly_client.cancel_scope_probe()
+        yield Result("calendly event cancellation", OK, "the token may cancel events (slots are released)")
+    except calendly_client.CalendlyError as exc:
+        yield _calendly_failure("calendly event cancellation", exc, "scheduled_events:write")
     yield from check_calendly_subscription(current, calendly_subscription.Standing(user["uri"], organization, role))
     yield from check_event_types()
 
@@ -271,8 +276,8 @@ def run_checks(current: Settings, stripe_mode: str | None = None) -> list[Result
         ("calendly", current.calendly_api_token, lambda: check_calendly(current)),
     ]
     for provider, credential, checks in groups:
-        if not credential or not current.public_url:
-            results.append(Result(provider, FAIL, "not checked: its credentials or PUBLIC_URL are not set",
+        if not credential or not current.webhook_base:
+            results.append(Result(provider, FAIL, "not checked: its credentials or SERVICE_URL (PUBLIC_URL) are not set",
                                   "see the settings row"))
             continue
         results += checks()

@@ -238,7 +238,7 @@ def cmd_calendly_subscribe(args) -> int:
     current = bootstrap.plain_settings()
     for variable, value in (("CALENDLY_API_TOKEN", current.calendly_api_token),
                             ("CALENDLY_WEBHOOK_SIGNING_KEY", current.calendly_signing_keys),
-                            ("PUBLIC_URL", current.public_url)):
+                            ("SERVICE_URL (or PUBLIC_URL)", current.webhook_base)):
         if not value:
             bootstrap.fail(f"{variable} is not set")
     from bookingflow.providers import calendly_client, calendly_subscription

@@ -79,7 +79,7 @@ def register_sandbox_setup(sandbox, current: Settings) -> None:
 
     for item in demo_catalogue(current.public_url + SANDBOX_PREFIX):
         sandbox.calendly.add_event_type(item["slug"], item["name"], item["duration_minutes"])
-    sandbox.stripe.register_webhook_endpoint(current.public_url + STRIPE_WEBHOOK_PATH, list(STRIPE_EVENTS), API_VERSION)
+    sandbox.stripe.register_webhook_endpoint(current.webhook_base + STRIPE_WEBHOOK_PATH, list(STRIPE_EVENTS), API_VERSION)
 
 
 def subscribe_and_check(current: Settings) -> None:

@@ -43,5 +43,3 @@ def check_calendly_subscription(now: dt.datetime) -> int:
     raise_alert(incident(found, url, now), ALERT_KIND, f"Calendly webhook subscription: {found.describe(url)}; {REPAIR}")
     return 1
 
-
-SUBSCRIPTION_SWEEPS = (check_calendly_subscription,)

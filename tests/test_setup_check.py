@@ -114,6 +114,23 @@ def test_the_webhooks_are_looked_for_at_service_url_when_the_service_has_a_host_
     assert failures(check()) == {"calendly webhook subscription": "FAIL"}
 
 
+BASE_SCOPES = {"users:read", "organizations:read", "event_types:read", "webhooks:write"}
+
+
+@pytest.mark.parametrize("scopes, failing, named", [
+    (BASE_SCOPES | {"scheduled_events:read"}, {"calendly event cancellation"}, "scheduled_events:write"),
+    (BASE_SCOPES, {"calendly scheduled events", "calendly event cancellation"}, "scheduled_events:read"),
+])
+def test_a_calendly_token_without_a_scope_bookingflow_needs_fails_naming_the_scope(sound, sandbox, scopes, failing, named):
+    sandbox.calendly.grant(suite.CALENDLY_TOKEN, scopes=scopes)
+
+    result = check()
+
+    assert result.returncode == 1
+    assert set(failures(result)) == failing
+    assert named in result.stdout
+
+
 def test_a_key_stripe_refuses_fails(sound):
     result = check(STRIPE_SECRET_KEY="sk_test_" + "0" * 24)
 

@@ -328,6 +328,20 @@ def list_scheduled_events_probe(user_uri: str) -> None:
     _request("GET", "/scheduled_events", params={"user": user_uri, "count": 1})
 
 
+# An event that exists nowhere: cancelling it changes nothing, and Calendly weighs the token's
+# scopes before it looks the event up.
+PROBE_EVENT = "/scheduled_events/00000000-0000-0000-0000-000000000000"
+
+
+def cancel_scope_probe() -> None:
+    """Ask to cancel an event that does not exist: the 404 proves the token may cancel events (it
+    holds scheduled_events:write); a 403 (CalendlyRefused) that it may not. Nothing is cancelled."""
+    try:
+        _request("POST", PROBE_EVENT + "/cancellation", json={"reason": "bookingflow check: a scope probe"})
+    except CalendlyNotFound:
+        return
+
+
 def get_event_type(uri: str) -> dict:
     return _request("GET", uri)["resource"]
 

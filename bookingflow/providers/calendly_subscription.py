@@ -92,6 +92,13 @@ def repair(at: Standing, url: str, signing_key: str) -> tuple[str, dict]:
     stale = mine + (_ours(at, url, "user") if at.scope == "organization" else [])
     for subscription in stale:
         calendly_client.delete_webhook_subscription(subscription["uri"])
-    created = calendly_client.create_webhook_subscription(url, list(EVENTS), at.scope, at.organization, at.user,
-                                                          signing_key)
+    try:
+        created = calendly_client.create_webhook_subscription(url, list(EVENTS), at.scope, at.organization,
+                                                              at.user, signing_key)
+    except calendly_client.CalendlyError as exc:
+        if stale:
+            # The old one is gone already (Calendly takes one subscription per URL): say so plainly.
+            raise calendly_client.CalendlyError(exc.status, f"{exc}; the broken subscription was deleted and "
+                                                "none sends to this service now: fix the cause and run it again") from exc
+        raise
     return ("recreated" if stale else "created"), created

@@ -44,12 +44,12 @@ def client() -> stripe.StripeClient:
 
 
 def is_definitive(exc: BaseException) -> bool:
-    """Stripe refused the request for good: a 400/404 (invalid request, idempotency error) or a 402
-    (card error). Not a 401/403 (our credentials: the request never ran), not a 409 (the key is in use
-    by a request still running, which may yet succeed), not a 429, a 5xx or a lost connection (the
-    outcome is unknown: only the same key may be repeated)."""
-    return (isinstance(exc, (stripe.InvalidRequestError, stripe.IdempotencyError, stripe.CardError))
-            and exc.http_status in DEFINITIVE_STATUSES)
+    """Stripe refused the request for good: a 400/404 (invalid request) or a 402 (card error). Not a
+    401/403 (our credentials: the request never ran), not a 409 (the key is in use by a request still
+    running, which may yet succeed), not an idempotency error (the key was seen with other parameters:
+    the first request may have made something), not a 429, a 5xx or a lost connection (the outcome is
+    unknown: only the same key may be repeated)."""
+    return isinstance(exc, (stripe.InvalidRequestError, stripe.CardError)) and exc.http_status in DEFINITIVE_STATUSES
 
 
 def _within_rate_limit(call):

@@ -227,10 +227,12 @@ def test_a_stripe_refund_is_ours_by_its_id(refund):
     assert ledger.refund_of_stripe({"id": "re_test_x"}).id == refund.id
 
 
-def test_a_stripe_refund_is_ours_by_its_metadata_key_only_for_our_payment(refund):
-    obj = {"id": "re_test_new", "metadata": {"refund_key": refund.key}, "payment_intent": refund.payment_intent_id}
+def test_a_stripe_refund_is_ours_by_its_metadata_key_only_for_our_payment_and_amount(refund):
+    obj = {"id": "re_test_new", "metadata": {"refund_key": refund.key}, "payment_intent": refund.payment_intent_id,
+           "amount": refund.amount}
     assert ledger.refund_of_stripe(obj).id == refund.id
     assert ledger.refund_of_stripe({**obj, "payment_intent": "pi_test_someone_else"}) is None
+    assert ledger.refund_of_stripe({**obj, "amount": refund.amount - 1}) is None
     assert ledger.refund_of_stripe({"id": "re_test_unknown", "metadata": "junk"}) is None
 
 

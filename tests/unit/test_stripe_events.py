@@ -292,3 +292,37 @@ def test_a_dispute_naming_a_booking_only_in_metadata_is_unmatched_and_alerts_not
     assert Dispute.get().booking_id is None
     assert not Alert.select().exists()
     assert fresh(confirmed).flagged_at is None
+
+
+def test_a_dispute_delivered_before_its_payment_is_tied_to_the_booking_when_the_payment_comes(paying, quiet_sandbox):
+    session = paid_at_stripe(quiet_sandbox, paying)
+    early = deliver(d.DISPUTE_CREATED, dispute_object(paying, "needs_response", payment_intent=session["payment_intent"]),
+                    stripe_events.dispute_event)
+    assert early.result == Result.UNMATCHED
+
+    deliver(d.CHECKOUT_COMPLETED, session, stripe_events.checkout_paid)
+
+    assert Dispute.get(Dispute.stripe_dispute_id == "du_test_unit").booking_id == paying.id
+    booking = fresh(paying)
+    assert booking.flagged_at is not None and "payment disputed" in booking.flag_reason
+    assert Alert.select().where(Alert.kind == "dispute", Alert.booking == paying.id).count() == 1
+
+
+def test_a_refund_carrying_our_refund_key_for_another_amount_is_an_outside_refund_not_ours(confirmed):
+    """Metadata anyone refunding on the account may write: our key on a Dashboard refund of another
+    amount does not make it ours (ours would never be sent, and the ledger would count our amount)."""
+    (row,) = ledger.plan_refund(confirmed, "cancellation", 6000, "cancel", "policy")
+    obj = {**fixture("stripe/refund.json"), "id": "re_test_forged_key", "amount": 1000,
+           "payment_intent": confirmed.payment_intent_id, "metadata": {"refund_key": row.key}}
+    assert deliver(d.REFUND_CREATED, obj, stripe_events.refund_event).result == Result.OUTSIDE_REFUND
+    ours = Refund.get_by_id(row.id)
+    assert (ours.stripe_refund_id, ours.status, ours.amount) == (None, "new", 6000)
+
+
+def test_a_refund_withdrawn_for_a_dispute_is_never_sent_even_when_issued_again(confirmed, quiet_sandbox):
+    (row,) = ledger.plan_refund(confirmed, "duplicate_payment", 6000, "dup", "a second payment")
+    deliver(d.DISPUTE_CREATED, dispute_object(confirmed, "warning_needs_response"), stripe_events.dispute_event)
+    assert Refund.get_by_id(row.id).status == "withdrawn"
+
+    assert ledger.issue(row).status == "withdrawn"
+    assert [r for r in quiet_sandbox.objects("refund") if r["payment_intent"] == confirmed.payment_intent_id] == []
