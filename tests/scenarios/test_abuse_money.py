@@ -14,6 +14,7 @@ import requests
 
 from support.catalogue import POLICY, make_session_type
 from support.suite import STRIPE_WEBHOOK_SECRET
+from support.realstack import on_stack
 from support.waiting import wait_until
 from support.flows import Client, assert_money, calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from models.tables import Alert, Booking, Dispute, ProviderEvent, Refund, SessionType
@@ -361,13 +362,6 @@ def stack(tmp_path_factory):
             {"slug": "short-call", "price": 5000, "refund_policy": POLICY},
             {"slug": "long-call", "price": 20000, "refund_policy": POLICY}]) as running:
         yield running
-
-
-def on_stack(stack, check):
-    try:
-        return check()
-    except AssertionError as failure:
-        raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()[-6000:]}") from None
 
 
 @pytest.mark.e2e

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from support.flows import Client, calendly_event, confirmed_booking, hours_from_now
-from support.realstack import run_cli, running_service
+from support.flows import Client, calendly_event, confirmed_booking, event_of, hours_from_now
+from support.realstack import on_stack, run_cli, running_service
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -31,19 +31,6 @@ def frontend(stack):
     stack.sandbox.calendly.send_novel_values({})
 
 
-def event_of(stack, booking_id: str) -> str:
-    (event_uri,) = {i["event"] for i in stack.sandbox.objects("invitee")
-                    if (i.get("tracking") or {}).get("utm_content") == booking_id}
-    return event_uri
-
-
-def explained(stack, check):
-    try:
-        return check()
-    except AssertionError as failure:
-        raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()}") from None
-
-
 def test_a_token_without_the_write_scope_leaves_the_slot_held_and_the_booking_flagged_naming_the_scope(stack, frontend):
     def scenario():
         view = confirmed_booking(frontend, "strategy-session", start_time=hours_from_now(72))
@@ -54,8 +41,8 @@ def test_a_token_without_the_write_scope_leaves_the_slot_held_and_the_booking_fl
         shown = wait_until(lambda: (out := run_cli(stack.env, "bookings", "show", view["id"]).stdout)
                            and "scheduled_events:write" in out and out, message="the booking flagged, naming the scope")
         assert "flagged" in shown.lower()
-        assert calendly_event(stack.sandbox, event_of(stack, view["id"]))["status"] == "active"
-    explained(stack, scenario)
+        assert calendly_event(stack.sandbox, event_of(stack.sandbox, view["id"]))["status"] == "active"
+    on_stack(stack, scenario)
 
 
 def test_a_subscription_calendly_disabled_is_alerted_by_the_scheduler(stack, frontend):
@@ -68,7 +55,7 @@ def test_a_subscription_calendly_disabled_is_alerted_by_the_scheduler(stack, fro
         run_cli(stack.env, "calendly", "subscribe")
         (repaired,) = stack.sandbox.calendly.webhook_subscriptions()
         assert repaired["state"] == "active" and repaired["uri"] != subscription["uri"]
-    explained(stack, scenario)
+    on_stack(stack, scenario)
 
 
 def test_a_booking_whose_deliveries_carry_values_calendly_added_later_still_confirms(stack, frontend):
@@ -79,4 +66,4 @@ def test_a_booking_whose_deliveries_carry_values_calendly_added_later_still_conf
         assert view["state"] == "BOOKING_CONFIRMED"
         events = requests.get(f"{stack.base}/v1/bookings/{view['id']}", timeout=10).json()
         assert events["scheduled_start"] is not None
-    explained(stack, scenario)
+    on_stack(stack, scenario)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from support.flows import Client, calendly_event, confirmed_booking, hours_from_now, money_at_stripe, sessions_of
+from support.flows import (
+    Client, calendly_event, confirmed_booking, event_of, hours_from_now, money_at_stripe, sessions_of,
+)
 from support.realstack import run_cli, running_service
 from support.waiting import wait_until
 
@@ -41,13 +43,6 @@ def refunds_at_stripe(stack, intent_id: str) -> list[dict]:
     return [r for r in stack.sandbox.objects("refund") if r["payment_intent"] == intent_id]
 
 
-def event_of(stack, booking_id: str) -> str:
-    """The Calendly event the booking's invitee scheduled (its link carries the booking's id)."""
-    (event_uri,) = {i["event"] for i in stack.sandbox.objects("invitee")
-                    if (i.get("tracking") or {}).get("utm_content") == booking_id}
-    return event_uri
-
-
 def cancel(frontend: Client, booking_id: str) -> None:
     answer = frontend.http.post(f"{frontend.base}/v1/bookings/{booking_id}/cancel", json={"reason": "plans changed"})
     assert answer.status_code == 202, answer.text
@@ -66,7 +61,7 @@ def test_a_disputed_booking_paid_by_another_method_is_cancelled_with_its_slot_fr
 
         cancel(frontend, view["id"])
         frontend.wait_for_state(view["id"], "BOOKING_CANCELLED")
-        wait_until(lambda: calendly_event(stack.sandbox, event_of(stack, view["id"]))["status"] == "canceled",
+        wait_until(lambda: calendly_event(stack.sandbox, event_of(stack.sandbox, view["id"]))["status"] == "canceled",
                    message="the slot freed")
         assert refunds_at_stripe(stack, intent) == []
         assert money_at_stripe(stack.sandbox, view["id"]) == (25000, 0)

@@ -116,3 +116,10 @@ def assert_money(sandbox, view: dict, kept: int) -> None:
 def calendly_event(sandbox, event_uri: str) -> dict:
     (event,) = [e for e in sandbox.objects("scheduled_event") if e["uri"] == event_uri]
     return event
+
+
+def event_of(sandbox, booking_id: str) -> str:
+    """The Calendly event the booking's invitee scheduled (its link carries the booking's id)."""
+    (event_uri,) = {i["event"] for i in sandbox.objects("invitee")
+                    if (i.get("tracking") or {}).get("utm_content") == booking_id}
+    return event_uri

@@ -310,3 +310,11 @@ def running_service(tmp_path: Path, extra_env: dict | None = None, concurrency: 
         database.drop()
         if vhost:
             vhost.drop()
+
+
+def on_stack(stack, check):
+    """Run `check`; a failed assertion carries the end of the stack's log."""
+    try:
+        return check()
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()[-6000:]}") from None
