@@ -337,6 +337,16 @@ def record_refunds_made_outside(payment_intent_id: str) -> int:
     return found
 
 
+RESIZED = "reduced for a refund made outside bookingflow"
+RESIZED_WITHDRAWN = "refunded outside bookingflow in full before this refund was made"
+
+
+def refunds_resized(booking: Booking) -> bool:
+    """Whether a refund of ours was reduced, or withdrawn, to make room for one made outside."""
+    return Refund.select().where(Refund.booking == booking.id, Refund.purpose != OUTSIDE,
+                                 Refund.reason.contains(RESIZED) | Refund.reason.contains(RESIZED_WITHDRAWN)).exists()
+
+
 def fit_to_remaining(refund: Refund) -> Refund:
     """A refund not yet made, resized to what is left of its payment once every other refund of it
     (ours and those made outside bookingflow) is counted; withdrawn when nothing is left. Only a row
@@ -354,11 +364,11 @@ def fit_to_remaining(refund: Refund) -> Refund:
         left = (payment.amount if payment is not None else 0) - int(others)
         if left <= 0:
             Refund.update(status=WITHDRAWN, updated_at=utcnow(),
-                          reason="refunded outside bookingflow in full before this refund was made").where(
+                          reason=RESIZED_WITHDRAWN).where(
                 Refund.id == row.id).execute()
         elif left < row.amount:
             Refund.update(amount=left, updated_at=utcnow(), reason=(
-                f"{row.reason or ''}; {row.amount - left} already refunded outside bookingflow").strip("; ")[:500]).where(
+                f"{row.reason or ''}; {RESIZED} by {row.amount - left}").strip("; ")[:500]).where(
                 Refund.id == row.id).execute()
     return Refund.get_by_id(refund.id)
 

@@ -142,6 +142,13 @@ def outside_refund(payment: Payment, refund: dict, status: str | None) -> Outcom
     still held, and nothing in bookingflow decided that."""
     row = ledger.record_outside_refund(payment, refund, status)
     booking = Booking.get_by_id(payment.booking_id)
+    if row.status in ledger.DEAD_REFUND and ledger.refunds_resized(booking):
+        # Our refund was cut down to make room for this one, which then failed: the client may be owed
+        # the difference, and nothing of ours will ask for it again.
+        raise_alert(f"outside_refund_failed:{row.stripe_refund_id}", "outside_refund",
+                    f"booking {booking.id}: the refund made outside bookingflow {row.stripe_refund_id} "
+                    f"({row.amount} {row.currency}) {row.status}, after bookingflow's own refund was reduced "
+                    f"for it: check what the client is owed", booking.id)
     if State(booking.state) not in (State.IDLE, State.BOOKING_CANCELLED, State.REFUND_PENDING, State.REFUND_COMPLETED) \
             and booking.amount_paid > 0 and ledger.net_paid(booking) <= 0:
         reason = f"refunded in full outside bookingflow ({row.stripe_refund_id}) while {booking.state}"

@@ -94,7 +94,7 @@ def refund_seen(obj: dict, status: str | None) -> Outcome:
     """A refund as Stripe describes it (a delivery, or its list of a PaymentIntent's refunds): ours
     updated; one of our payment made outside bookingflow recorded; anything else unmatched."""
     refund = ledger.refund_of_stripe(obj)
-    if refund is not None:
+    if refund is not None and refund.purpose != ledger.OUTSIDE:
         if status is None:
             return Outcome(Result.RECORDED, refund.booking_id, "refund without a status")
         return _refund_changed(refund, status, obj["id"])

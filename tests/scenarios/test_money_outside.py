@@ -227,3 +227,26 @@ def test_a_dashboard_refund_whose_webhook_is_late_leaves_our_refund_to_ask_for_e
     assert_money(sandbox, frontend.status(view["id"]), kept=5000 - outside - ours)
     (row,) = Refund.select().where(Refund.booking == view["id"], Refund.purpose == "cancellation")
     assert (row.amount if row.status != "withdrawn" else 0) == ours
+
+
+def test_an_outside_refund_that_fails_after_ours_was_reduced_for_it_is_alerted(frontend, sandbox, stripe_switches):
+    view = confirmed_booking(frontend, "short-call", start_time=hours_from_now(72))
+    intent = intent_of(sandbox, view["id"])
+    stripe_switches.refund_status = "pending"
+    sandbox.hold_deliveries("stripe", True)
+    try:
+        outside = dashboard_refund(sandbox, intent, 2000)
+        assert act(frontend, view["id"], "cancel", {"reason": "plans changed"}).status_code == 202
+        wait_until(lambda: Refund.select().where(Refund.booking == view["id"], Refund.purpose == "cancellation",
+                                                 Refund.stripe_refund_id.is_null(False)).exists(),
+                   message="our refund made, reduced")
+    finally:
+        sandbox.hold_deliveries("stripe", False)
+    (ours,) = Refund.select().where(Refund.booking == view["id"], Refund.purpose == "cancellation")
+    assert ours.amount == 3000
+    idle(frontend)
+    response = requests.post(f"{sandbox.base}/stripe/refunds/{outside['id']}/settle", json={"outcome": "failed"}, timeout=10)
+    assert response.status_code == 200, response.text
+    alert = wait_until(lambda: Alert.get_or_none(Alert.key == f"outside_refund_failed:{outside['id']}"),
+                       message="the failed outside refund alerted")
+    assert alert.booking_id == view["id"] and "check what the client is owed" in alert.text
