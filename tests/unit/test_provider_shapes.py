@@ -7,11 +7,14 @@ not act on is accepted and ignored."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 
 import pytest
+import requests
 
 from bookingflow import deliveries as d
+from bookingflow.providers.calendly_payloads import delivery_identity
 from jobs import calendly_events, flow, stripe_events
 from jobs.outcomes import Result
 from models.states import State
@@ -41,7 +44,11 @@ def posted(client, provider: str, body: dict) -> ProviderEvent:
         header = {"Calendly-Webhook-Signature": calendly_signature(raw, CALENDLY_KEY)}
     response = client.post(f"/webhooks/{provider}", data=raw, headers={"Content-Type": "application/json", **header})
     assert response.status_code == 200, response.get_data(as_text=True)
-    return ProviderEvent.select().where(ProviderEvent.provider == provider).order_by(ProviderEvent.id.desc()).get()
+    if provider == d.STRIPE:
+        event_id = body["id"]
+    else:
+        event_id = delivery_identity(body)[0] or f"{body['event']}:sha256:{hashlib.sha256(raw).hexdigest()}"
+    return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id)
 
 
 def run(client, provider: str, body: dict, handler):
@@ -204,3 +211,59 @@ def test_calendly_events_bookingflow_does_not_act_on_are_accepted_and_ignored(ap
         event = posted(client, d.CALENDLY, body)
         assert handled(event, None).result == Result.IGNORED
     assert ProviderEvent.select().where(ProviderEvent.provider == d.CALENDLY).count() == 1
+
+
+@pytest.fixture
+def confirmed_slot(scheduling, slot, quiet_sandbox, client):
+    """The booking holding its slot (taken by the full 2024 body), paid and confirmed."""
+    body = full_invitee_body(d.INVITEE_CREATED, slot, quiet_sandbox, scheduling.id)
+    assert run(client, d.CALENDLY, body, calendly_events.invitee_created).result == Result.ADVANCED
+    ours = paid_at_stripe(quiet_sandbox, scheduling)
+    body = stripe_delivery(d.CHECKOUT_COMPLETED, api_reference_session(ours), "evt_shape_paid_slot")
+    assert run(client, d.STRIPE, body, stripe_events.checkout_paid).result == Result.ADVANCED
+    return fresh(scheduling)
+
+
+def test_a_full_2024_reschedule_arriving_cancel_half_first_moves_the_booking_once(confirmed_slot, quiet_sandbox,
+                                                                                  client):
+    response = requests.post(f"{quiet_sandbox.base}/calendly/_sandbox/reschedule", timeout=10,
+                             json={"invitee_uri": confirmed_slot.calendly_invitee_uri})
+    assert response.status_code == 201, response.text
+    new = response.json()
+    old = {"event_uri": confirmed_slot.calendly_event_uri, "invitee_uri": confirmed_slot.calendly_invitee_uri}
+    canceled = full_invitee_body(d.INVITEE_CANCELED, old, quiet_sandbox, confirmed_slot.id)
+    canceled["payload"].update(status="canceled", rescheduled=True, new_invitee=new["invitee_uri"],
+                               cancellation={"canceled_by": "Joe", "canceler_type": "invitee", "reason": None,
+                                             "created_at": "2024-01-02T09:00:00.000000Z"})
+    created = full_invitee_body(d.INVITEE_CREATED, new, quiet_sandbox, confirmed_slot.id)
+    created["payload"]["old_invitee"] = old["invitee_uri"]
+    for body, handler in ((canceled, calendly_events.invitee_canceled), (created, calendly_events.invitee_created),
+                          (canceled, calendly_events.invitee_canceled), (created, calendly_events.invitee_created)):
+        outcome = run(client, d.CALENDLY, body, handler)
+        assert outcome.result not in (Result.INVALID, Result.CANCELLED), outcome
+    booking = fresh(confirmed_slot)
+    assert (booking.state, booking.calendly_invitee_uri) == (State.BOOKING_CONFIRMED.value, new["invitee_uri"])
+    assert Refund.select().count() == 0
+
+
+@pytest.mark.parametrize("shape", ["v1", "2024"])
+def test_the_host_cancelling_in_either_shape_cancels_and_refunds_once(confirmed_slot, quiet_sandbox, client, shape):
+    slot = {"event_uri": confirmed_slot.calendly_event_uri, "invitee_uri": confirmed_slot.calendly_invitee_uri}
+    if shape == "v1":
+        body = copy.deepcopy(fixture("calendly/webhook_v1_invitee_canceled.json"))
+        body["payload"]["event"]["uuid"] = slot["event_uri"].rsplit("/", 1)[1]
+        body["payload"]["invitee"]["uuid"] = slot["invitee_uri"].rsplit("/", 1)[1]
+        body["payload"]["tracking"]["utm_content"] = confirmed_slot.id
+        (event,) = [e for e in quiet_sandbox.objects("scheduled_event") if e["uri"] == slot["event_uri"]]
+        body["payload"]["event"].update(start_time=event["start_time"], end_time=event["end_time"])
+    else:
+        body = full_invitee_body(d.INVITEE_CANCELED, slot, quiet_sandbox, confirmed_slot.id)
+        body["payload"].update(status="canceled", cancellation={
+            "canceled_by": "Host", "canceler_type": "host", "reason": "host ill", "created_at": "2024-01-02T09:00:00Z"})
+        body["payload"]["scheduled_event"]["status"] = "canceled"
+    assert run(client, d.CALENDLY, body, calendly_events.invitee_canceled).result == Result.CANCELLED
+    refunds = Refund.select().count()
+    assert refunds >= 1
+    outcome = run(client, d.CALENDLY, body, calendly_events.invitee_canceled)
+    assert outcome.result not in (Result.INVALID, Result.CANCELLED), outcome
+    assert Refund.select().count() == refunds
