@@ -15,6 +15,7 @@ import logging
 import peewee
 
 from bookingflow.providers import stripe_client
+from bookingflow.providers.payload_schemas import expandable_id
 from jobs import flow, ledger
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
@@ -31,20 +32,13 @@ KNOWN = ("warning_needs_response", "warning_under_review", "needs_response", "un
          "prevented", *CLOSED)
 
 
-def _id_of(value) -> str | None:
-    """An expandable field: the id, whether Stripe sent it as a string or as the object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
 def payment_intent_of(obj: dict) -> str | None:
     """The dispute's PaymentIntent: as the object names it or, when it does not (Stripe leaves it
     null for charges made without one), as Stripe's API says of the disputed charge."""
-    intent = _id_of(obj.get("payment_intent"))
-    charge_id = _id_of(obj.get("charge"))
+    intent = expandable_id(obj.get("payment_intent"))
+    charge_id = expandable_id(obj.get("charge"))
     if intent is None and charge_id is not None:
-        intent = _id_of(stripe_client.retrieve_charge(charge_id).to_dict().get("payment_intent"))
+        intent = expandable_id(stripe_client.retrieve_charge(charge_id).to_dict().get("payment_intent"))
     return intent
 
 
@@ -68,7 +62,7 @@ def _upsert(obj: dict, status: str, intent: str | None, booking_id: str | None) 
     amount = obj.get("amount") if isinstance(obj.get("amount"), int) and not isinstance(obj.get("amount"), bool) else 0
     currency = obj.get("currency").lower() if isinstance(obj.get("currency"), str) else ""
     reason = obj.get("reason") if isinstance(obj.get("reason"), str) else None
-    fields = dict(charge_id=_id_of(obj.get("charge")), payment_intent_id=intent, amount=amount,
+    fields = dict(charge_id=expandable_id(obj.get("charge")), payment_intent_id=intent, amount=amount,
                   currency=currency, reason=reason[:60] if reason else None, booking=booking_id)
     closed_at = utcnow() if status in CLOSED else None
     with write_transaction():

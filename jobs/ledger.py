@@ -15,6 +15,7 @@ import peewee
 import stripe
 
 from bookingflow.providers import stripe_client
+from bookingflow.providers.payload_schemas import expandable_id
 from models.db import is_postgres, utcnow, write_transaction
 from models.states import update_fields
 from models.tables import Booking, Dispute, Payment, Refund
@@ -73,7 +74,7 @@ def mark_paid(payment: Payment, session: dict) -> bool:
         updated = Payment.update(
             status="paid", updated_at=utcnow(),
             amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else payment.amount,
-            payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None,
+            payment_intent_id=expandable_id(session.get("payment_intent")),
         ).where(Payment.id == payment.id, Payment.status != "paid").execute()
         if updated:
             _refresh_totals(payment.booking_id)

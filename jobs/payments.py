@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from bookingflow.error_classes import ErrorClass, failure
+from bookingflow.providers.payload_schemas import expandable_id
 from jobs import disputes, flow, ledger
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
@@ -78,7 +79,7 @@ def payment_received(payment: Payment, session: dict) -> Outcome:
         try:
             flow.move(booking.id, Trigger.onPaymentSucceeded, cause=f"paid-{session['id']}",
                       checkout_session_id=session["id"], checkout_url=None, payment_failure=None,
-                      payment_intent_id=session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None,
+                      payment_intent_id=expandable_id(session.get("payment_intent")),
                       **_frozen_terms(booking))
         except TransitionRefused:
             # It moved since it was read (abandoned by the client this very moment, say): decide again

@@ -29,6 +29,14 @@ STRIPE_ID_OR_OBJECT = {"anyOf": [STRIPE_ID, {"type": "object", "required": ["id"
 STRIPE_ENUM = {"type": "string", "pattern": "^[A-Za-z0-9_.]{1,60}$"}
 STRIPE_ENUM_OR_NULL = {"anyOf": [STRIPE_ENUM, {"type": "null"}]}
 AMOUNT = {"type": "integer", "minimum": 0}
+
+
+def expandable_id(value) -> str | None:
+    """An expandable field (STRIPE_ID_OR_OBJECT): the id, whether Stripe sent the id or, expanded, the
+    object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
 CURRENCY = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
 
 
