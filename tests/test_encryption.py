@@ -74,7 +74,8 @@ def test_with_a_key_the_email_and_name_are_stored_encrypted_and_the_client_still
     email, name, email_hash = stored(view["id"])
     assert "@" not in email and " " not in name  # neither is in the clear: base64 has no @ and no space
     assert (opened(email, KEY_A), opened(name, KEY_A)) == ("ada@example.com", "Ada Lovelace")
-    assert email_hash == crypto.email_hash("ADA@example.com ", (KEY_A,)) and "ada" not in email_hash
+    # A keyed digest, nothing of the address in it (a substring check would trip on hex like "ada").
+    assert email_hash == crypto.email_hash("ADA@example.com ", (KEY_A,)) and set(email_hash) <= set("0123456789abcdef")
     assert frontend.status(view["id"])["email"] == "a***@example.com"
     mailbox.wait_for(1)
     drain(broker)

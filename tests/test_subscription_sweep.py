@@ -59,7 +59,7 @@ def test_a_repaired_subscription_disabled_again_is_a_new_incident(subscribed, sa
 
 def test_a_missing_subscription_is_alerted_once_a_day(subscribed, sandbox):
     sandbox.calendly.clear_webhook_subscriptions()
-    now = utcnow()
+    now = utcnow().replace(hour=12, minute=0)  # midday: fifteen minutes later is the same day
 
     check_calendly_subscription(now)
     check_calendly_subscription(now + dt.timedelta(minutes=15))
