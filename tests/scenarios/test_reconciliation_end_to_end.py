@@ -8,7 +8,7 @@ import redis
 
 
 from support.flows import Client, money_at_stripe
-from support.realstack import run_cli, running_service
+from support.realstack import reached, run_cli, running_service
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +28,6 @@ def stack(tmp_path_factory):
         yield running
 
 
-def final_state(frontend: Client, booking_id: str, state: str, stack) -> dict:
-    try:
-        return frontend.wait_for_state(booking_id, state, timeout=90)
-    except AssertionError as failure:
-        raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()}") from None
-
-
 def test_without_a_single_webhook_bookings_still_end_where_they_should(stack):
     frontend = Client(stack.base, stack.sandbox)
     paid = frontend.create_booking("strategy-session")
@@ -50,15 +43,15 @@ def test_without_a_single_webhook_bookings_still_end_where_they_should(stack):
     redis.Redis.from_url(stack.redis_url).flushdb()
 
     for booking in (paid, unreported, cancelled):
-        view = final_state(frontend, booking["id"], "PAYMENT_PROCESSING", stack)
+        view = reached(frontend, booking["id"], "PAYMENT_PROCESSING", stack)
         frontend.pay(view["checkout_url"])  # Stripe's webhook is withheld too
     for booking in (paid, unreported, cancelled):
-        final_state(frontend, booking["id"], "BOOKING_CONFIRMED", stack)
+        reached(frontend, booking["id"], "BOOKING_CONFIRMED", stack)
     assert frontend.http.post(f"{stack.base}/v1/bookings/{cancelled['id']}/cancel", json={}).status_code == 202
     redis.Redis.from_url(stack.redis_url).flushdb()  # and again, while the cancellation is under way
 
-    assert final_state(frontend, cancelled["id"], "REFUND_COMPLETED", stack)["amount_refunded"] == 25000
-    assert final_state(frontend, abandoned["id"], "IDLE", stack)["amount_refunded"] == 0
+    assert reached(frontend, cancelled["id"], "REFUND_COMPLETED", stack)["amount_refunded"] == 25000
+    assert reached(frontend, abandoned["id"], "IDLE", stack)["amount_refunded"] == 0
     for booking, kept in ((paid, 25000), (unreported, 25000), (cancelled, 0), (abandoned, 0)):
         charged, refunded = money_at_stripe(stack.sandbox, booking["id"])
         assert charged - refunded == kept

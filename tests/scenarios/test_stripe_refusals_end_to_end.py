@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from support.flows import Client, hours_from_now, sessions_of
-from support.realstack import running_service
+from support.realstack import reached, running_service
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +31,6 @@ def refuse_next(stack, path: str, status: int, code: str) -> None:
 def posts(stack, path: str, booking_id: str) -> list[tuple[str, int]]:
     return [(r["idempotency_key"], r["status"]) for r in stack.sandbox.api_requests("stripe")
             if r["method"] == "POST" and r["path"] == path and booking_id in (r["idempotency_key"] or "")]
-
-
-def reached(frontend: Client, booking_id: str, state: str, stack) -> dict:
-    try:
-        return frontend.wait_for_state(booking_id, state, timeout=60)
-    except AssertionError as failure:
-        raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()}") from None
 
 
 def test_a_refused_checkout_and_a_refused_refund_complete_under_their_next_keys(stack):

@@ -318,3 +318,8 @@ def on_stack(stack, check):
         return check()
     except AssertionError as failure:
         raise AssertionError(f"{failure}\n--- stack log ---\n{stack.log()[-6000:]}") from None
+
+
+def reached(frontend, booking_id: str, state: str, stack, timeout: float = 90) -> dict:
+    """The booking's view once it is in `state`; a timeout carries the end of the stack's log."""
+    return on_stack(stack, lambda: frontend.wait_for_state(booking_id, state, timeout=timeout))

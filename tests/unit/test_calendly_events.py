@@ -33,17 +33,6 @@ def event_at_calendly(sandbox, event_uri: str) -> dict:
 
 
 @pytest.fixture
-def scheduling(app, quiet_sandbox, session_type):
-    """A booking waiting for its client to pick a slot."""
-    return booking_in(session_type, State.CALENDLY_SCHEDULING, amount_due=0)
-
-
-@pytest.fixture
-def slot(scheduling, quiet_sandbox):
-    return scheduled_slot(quiet_sandbox, scheduling)
-
-
-@pytest.fixture
 def confirmed(scheduling, slot, quiet_sandbox):
     """The booking with its slot, paid and confirmed."""
     assert deliver(d.INVITEE_CREATED, slot, scheduling.id).result == Result.ADVANCED

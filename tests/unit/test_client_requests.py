@@ -25,16 +25,6 @@ def report(booking_id: str, slot: dict):
     return request(d.SCHEDULED, booking_id, body, client_requests.scheduled)
 
 
-@pytest.fixture
-def scheduling(app, quiet_sandbox, session_type):
-    return booking_in(session_type, State.CALENDLY_SCHEDULING, amount_due=0)
-
-
-@pytest.fixture
-def slot(scheduling, quiet_sandbox):
-    return scheduled_slot(quiet_sandbox, scheduling)
-
-
 # --- booking.scheduled --------------------------------------------------------------------------
 
 def test_a_true_report_of_the_slot_moves_the_booking_to_scheduled(scheduling, slot):

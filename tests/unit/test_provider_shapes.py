@@ -20,7 +20,7 @@ from jobs.outcomes import Result
 from models.states import State
 from models.tables import Dispute, Payment, ProviderEvent, Refund
 from support.providers import calendly_signature, encode, fixture, stripe_signature
-from support.records import booking_in, fresh, handled, paid_at_stripe, scheduled_slot
+from support.records import booking_in, fresh, handled, paid_at_stripe
 from support.suite import CALENDLY_KEY, STRIPE_WEBHOOK_SECRET
 
 EVENT_URI = "https://api.calendly.com/scheduled_events/EVTSHAPES"
@@ -152,16 +152,6 @@ def test_the_api_references_dispute_warning_is_recorded_against_the_booking_once
 
 
 # --- Calendly ---------------------------------------------------------------------------------------
-
-@pytest.fixture
-def scheduling(app, quiet_sandbox, session_type):
-    return booking_in(session_type, State.CALENDLY_SCHEDULING, amount_due=0)
-
-
-@pytest.fixture
-def slot(scheduling, quiet_sandbox):
-    return scheduled_slot(quiet_sandbox, scheduling)
-
 
 def full_invitee_body(kind: str, slot: dict, sandbox, utm_content: str) -> dict:
     """The 2024 body: the invitee with no_show, reconfirmation, payment, routing form, and the
