@@ -290,6 +290,42 @@ def _drop_scheduled_runs(db: peewee.Database) -> None:
     db.drop_tables([ScheduledRun], safe=True)
 
 
+# Migration 10's columns: pricing per session type, and the breakdown and documents of each payment.
+PRICING_COLUMNS = {
+    "session_type": (("prices", lambda: peewee.TextField(null=True)),
+                     ("promotion_codes", lambda: peewee.BooleanField(default=False)),
+                     ("automatic_tax", lambda: peewee.BooleanField(default=False)),
+                     ("invoice", lambda: peewee.BooleanField(default=False))),
+    "payment": (("amount_subtotal", lambda: peewee.BigIntegerField(null=True)),
+                ("amount_discount", lambda: peewee.BigIntegerField(default=0)),
+                ("amount_tax", lambda: peewee.BigIntegerField(default=0)),
+                ("receipt_url", lambda: peewee.TextField(null=True)),
+                ("invoice_id", lambda: peewee.CharField(max_length=255, null=True)),
+                ("invoice_url", lambda: peewee.TextField(null=True))),
+}
+
+
+def _add_pricing(db: peewee.Database) -> None:
+    """The new columns, off or empty. A payment already paid gets its amount as its subtotal: it was
+    charged without discount or tax (nothing could give either before this release)."""
+    migrator = SchemaMigrator.from_database(db)
+    for table, columns in PRICING_COLUMNS.items():
+        existing = _columns(db, table)
+        for name, column in columns:
+            if name not in existing:
+                migrate(migrator.add_column(table, name, column()))
+    db.execute_sql("UPDATE payment SET amount_subtotal = amount WHERE status = 'paid' AND amount_subtotal IS NULL")
+
+
+def _drop_pricing(db: peewee.Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    for table, columns in PRICING_COLUMNS.items():
+        existing = _columns(db, table)
+        for name, _ in reversed(columns):
+            if name in existing:
+                migrate(migrator.drop_column(table, name))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -311,6 +347,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_disputes_and_refund_attempts, _drop_disputes_and_refund_attempts),
     Migration(9, "the claims of periodic jobs (the daily drift report), one per job and period",
               _add_scheduled_runs, _drop_scheduled_runs),
+    Migration(10, "pricing: prices per currency, promotion codes, tax and invoices per session type; each "
+                  "payment's subtotal, discount and tax, its receipt and invoice",
+              _add_pricing, _drop_pricing),
 )
 
 

@@ -59,8 +59,27 @@ class SessionType(BaseModel):
     refund_policy = JSONField(null=True)
     active = peewee.BooleanField(default=True)  # off: not offered for new bookings
     collect_payment = peewee.BooleanField(default=True)  # off: a free session, confirmed without checkout
+    # Prices in other currencies than `currency`, minor units of each: {"usd": 13000, "gbp": 10500}.
+    prices = JSONField(null=True)
+    # What Stripe Checkout does for this type: accept promotion codes, compute tax with Stripe Tax,
+    # issue an invoice for the payment.
+    promotion_codes = peewee.BooleanField(default=False)
+    automatic_tax = peewee.BooleanField(default=False)
+    invoice = peewee.BooleanField(default=False)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
+
+    def price_in(self, currency: str) -> int | None:
+        """The price in `currency` (minor units), or None when the type is not offered in it."""
+        currency = currency.lower()
+        if currency == self.currency:
+            return self.price
+        amount = (self.prices or {}).get(currency)
+        return amount if isinstance(amount, int) and not isinstance(amount, bool) else None
+
+    def currencies(self) -> list[str]:
+        """The currencies the type is offered in, its default first."""
+        return [self.currency, *sorted(c for c in (self.prices or {}) if c != self.currency)]
 
 
 def new_booking_id() -> str:
@@ -208,10 +227,21 @@ class Payment(BaseModel):
     booking = peewee.ForeignKeyField(Booking, backref="payments", on_delete="CASCADE")
     attempt = peewee.IntegerField(index=True)
     checkout_session_id = peewee.CharField(max_length=255, unique=True)
+    # What the attempt asks for until it is paid; then what Stripe charged (the total, after any
+    # discount, with any tax): the money held, what refunds are a share of.
     amount = peewee.BigIntegerField()
     currency = peewee.CharField(max_length=3)
     status = peewee.CharField(max_length=20, default="open")  # open, paid, expired, failed
     payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
+    # As Stripe reported the paid session: the price before discounts and tax (what confirms the
+    # booking), the discount a promotion code gave, and the tax Stripe Tax added.
+    amount_subtotal = peewee.BigIntegerField(null=True)
+    amount_discount = peewee.BigIntegerField(default=0)
+    amount_tax = peewee.BigIntegerField(default=0)
+    # The client's receipt (the charge's receipt_url) and, for a type with `invoice`, Stripe's invoice.
+    receipt_url = peewee.TextField(null=True)
+    invoice_id = peewee.CharField(max_length=255, null=True)
+    invoice_url = peewee.TextField(null=True)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
