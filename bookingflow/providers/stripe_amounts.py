@@ -35,3 +35,19 @@ def display(amount: int, currency: str) -> str:
     if currency.lower() in ZERO_DECIMAL:
         return f"{amount} {code}"
     return f"{amount // 100}.{amount % 100:02d} {code}"
+
+
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+
+def valid_amount(amount: int, currency: str) -> str | None:
+    """Why Stripe would refuse `amount` in `currency` as written, or None: a three-decimal currency's
+    amount must end in 0 (card networks carry two of its three decimals)."""
+    if currency.lower() in THREE_DECIMAL and amount % 10:
+        return f"{amount} is not a whole multiple of 10 minor units, which Stripe requires in {currency.upper()}"
+    return None
+
+
+def round_down(amount: int, currency: str) -> int:
+    """The largest amount at most `amount` that Stripe accepts in `currency`."""
+    return amount - amount % 10 if currency.lower() in THREE_DECIMAL else amount
