@@ -20,7 +20,9 @@ import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
 from models.db import database, is_postgres, is_sqlite, utcnow, write_transaction
-from models.tables import ALL_TABLES, Booking, Dispute, FeatureFlag, ScheduledRun, SessionType, UTCDateTimeField
+from models.tables import (
+    ALL_TABLES, OFF, ZERO, Booking, Dispute, FeatureFlag, ScheduledRun, SessionType, UTCDateTimeField,
+)
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x626F6F6B
@@ -291,14 +293,15 @@ def _drop_scheduled_runs(db: peewee.Database) -> None:
 
 
 # Migration 10's columns: pricing per session type, and the breakdown and documents of each payment.
+# Those that are NOT NULL carry a database default, so the previous release's inserts still work.
 PRICING_COLUMNS = {
     "session_type": (("prices", lambda: peewee.TextField(null=True)),
-                     ("promotion_codes", lambda: peewee.BooleanField(default=False)),
-                     ("automatic_tax", lambda: peewee.BooleanField(default=False)),
-                     ("invoice", lambda: peewee.BooleanField(default=False))),
+                     ("promotion_codes", lambda: peewee.BooleanField(default=False, constraints=[OFF])),
+                     ("automatic_tax", lambda: peewee.BooleanField(default=False, constraints=[OFF])),
+                     ("invoice", lambda: peewee.BooleanField(default=False, constraints=[OFF]))),
     "payment": (("amount_subtotal", lambda: peewee.BigIntegerField(null=True)),
-                ("amount_discount", lambda: peewee.BigIntegerField(default=0)),
-                ("amount_tax", lambda: peewee.BigIntegerField(default=0)),
+                ("amount_discount", lambda: peewee.BigIntegerField(default=0, constraints=[ZERO])),
+                ("amount_tax", lambda: peewee.BigIntegerField(default=0, constraints=[ZERO])),
                 ("receipt_url", lambda: peewee.TextField(null=True)),
                 ("invoice_id", lambda: peewee.CharField(max_length=255, null=True)),
                 ("invoice_url", lambda: peewee.TextField(null=True)),

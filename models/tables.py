@@ -23,6 +23,12 @@ class JSONField(peewee.TextField):
         return None if value is None else json.loads(value)
 
 
+# Defaults the database itself applies, to a column added by a migration: the previous release, still
+# running while the new one is deployed, inserts rows without it.
+OFF = peewee.SQL("DEFAULT FALSE")
+ZERO = peewee.SQL("DEFAULT 0")
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = database
@@ -63,9 +69,9 @@ class SessionType(BaseModel):
     prices = JSONField(null=True)
     # What Stripe Checkout does for this type: accept promotion codes, compute tax with Stripe Tax,
     # issue an invoice for the payment.
-    promotion_codes = peewee.BooleanField(default=False)
-    automatic_tax = peewee.BooleanField(default=False)
-    invoice = peewee.BooleanField(default=False)
+    promotion_codes = peewee.BooleanField(default=False, constraints=[OFF])
+    automatic_tax = peewee.BooleanField(default=False, constraints=[OFF])
+    invoice = peewee.BooleanField(default=False, constraints=[OFF])
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -236,8 +242,8 @@ class Payment(BaseModel):
     # As Stripe reported the paid session: the price before discounts and tax (what confirms the
     # booking), the discount a promotion code gave, and the tax Stripe Tax added.
     amount_subtotal = peewee.BigIntegerField(null=True)
-    amount_discount = peewee.BigIntegerField(default=0)
-    amount_tax = peewee.BigIntegerField(default=0)
+    amount_discount = peewee.BigIntegerField(default=0, constraints=[ZERO])
+    amount_tax = peewee.BigIntegerField(default=0, constraints=[ZERO])
     # The client's receipt (the charge's receipt_url) and, for a type with `invoice`, Stripe's invoice.
     receipt_url = peewee.TextField(null=True)
     invoice_id = peewee.CharField(max_length=255, null=True)

@@ -136,3 +136,54 @@ def test_migration_7_adds_the_invitee_and_the_withheld_emails_and_rolls_back_wit
     # The previous release sends what it finds unsent: the withheld e-mail must not look unsent to it.
     assert sent_at is not None and last_error == "withheld, never sent: recipient refused: a list"
     assert "applying 7" in cli(database_url, "db", "upgrade").stdout
+
+
+def test_migration_10_adds_pricing_that_the_previous_release_can_still_write_beside(database_url):
+    cli(database_url, "db", "upgrade")
+    cli(database_url, "db", "downgrade", "--to", "9")
+    mark = "%s" if "postgres" in database_url else "?"
+
+    def previous_release_writes(slug: str, session_id: str) -> None:
+        """A session type, a booking and its paid payment, with only the columns version 9 has."""
+        db = connect(database_url)
+        try:
+            db.execute_sql(
+                "INSERT INTO session_type (slug, name, duration_minutes, price, currency, calendly_event_type,"
+                f" scheduling_url, active, collect_payment, created_at, updated_at) VALUES ({mark}, 'Old', 30, 4200,"
+                f" 'eur', 'https://api.calendly.com/event_types/OLD', 'https://calendly.com/old', {mark}, {mark},"
+                f" {mark}, {mark})", (slug, True, True, NOW, NOW))
+            type_id = db.execute_sql(f"SELECT id FROM session_type WHERE slug = {mark}", (slug,)).fetchone()[0]
+            booking_id = f"previousrelease{slug}".ljust(32, "0")
+            db.execute_sql(
+                "INSERT INTO booking (id, session_type_id, state, version, email, name, amount, currency, amount_due,"
+                " amount_paid, amount_refunded, payment_attempt, check_attempts, recovery_attempts, state_changed_at,"
+                f" created_at, updated_at) VALUES ({mark}, {mark}, 'BOOKING_CONFIRMED', 3, 'old@example.com', 'Old',"
+                f" 4200, 'eur', 4200, 4200, 0, 1, 0, 0, {mark}, {mark}, {mark})", (booking_id, type_id, NOW, NOW, NOW))
+            db.execute_sql(
+                "INSERT INTO payment (booking_id, attempt, checkout_session_id, amount, currency, status,"
+                f" payment_intent_id, created_at, updated_at) VALUES ({mark}, 1, {mark}, 4200, 'eur', 'paid',"
+                f" 'pi_old', {mark}, {mark})", (booking_id, session_id, NOW, NOW))
+        finally:
+            db.close()
+
+    def pricing_of(slug: str) -> tuple:
+        db = connect(database_url)
+        try:
+            return db.execute_sql(
+                "SELECT t.promotion_codes, t.automatic_tax, t.invoice, t.prices, p.amount_subtotal, p.amount_discount,"
+                " p.amount_tax FROM session_type t JOIN booking b ON b.session_type_id = t.id JOIN payment p ON"
+                f" p.booking_id = b.id WHERE t.slug = {mark}", (slug,)).fetchone()
+        finally:
+            db.close()
+
+    previous_release_writes("before", "cs_old_before")
+    assert "applying 10" in cli(database_url, "db", "upgrade").stdout
+    # Paid before discounts and tax existed: its subtotal is what it charged.
+    assert tuple(pricing_of("before")) in ((False, False, False, None, 4200, 0, 0), (0, 0, 0, None, 4200, 0, 0))
+    # The previous release, still running during the deploy, inserts without the new columns.
+    previous_release_writes("during", "cs_old_during")
+    assert tuple(pricing_of("during")) in ((False, False, False, None, None, 0, 0), (0, 0, 0, None, None, 0, 0))
+    out = cli(database_url, "db", "downgrade", "--to", "9").stdout
+    assert "rolling back 10" in out
+    assert "prices" not in {name for name, _ in schema(database_url)["session_type"]}
+    assert "receipt_url" not in {name for name, _ in schema(database_url)["payment"]}

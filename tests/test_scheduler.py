@@ -191,4 +191,4 @@ def test_one_run_of_the_sweeps_reports_what_each_handled(frontend):
     frontend.create_booking("short-call")
     handled = run_sweeps()
     assert set(handled) == {"claim_due_bookings", "requeue_unprocessed_events", "resend_unsent_emails",
-                            "resend_unsent_alerts", "prune_old_payloads"}
+                            "resend_unsent_alerts", "prune_old_payloads", "collect_missing_receipts"}
