@@ -919,10 +919,9 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         """`discounts[0][promotion_code]` (a promo_ id) or `discounts[0][coupon]`, of a code the sandbox knows."""
         if not ids:
             return None
-        for field in ("promotion_code", "coupon"):
+        for field, attribute in (("promotion_code", "id"), ("coupon", "coupon")):
             if ids.get(field):
-                found = next((c for c in self._promotion_codes.values() if getattr(c, "id" if field ==
-                              "promotion_code" else "coupon") == ids[field]), None)
+                found = next((c for c in self._promotion_codes.values() if getattr(c, attribute) == ids[field]), None)
                 if found is None or not found.applies_to(currency):
                     kind = field.replace("_", " ")
                     raise StripeError(400, f"No such {kind}: '{ids[field]}'", param=f"discounts[0][{field}]",
@@ -1143,7 +1142,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         session = self._objects.get(session_id)
         if session is None or session["object"] != "checkout.session":
             return None
-        terms = self._terms[session_id]
+        terms = self._terms_of(session)
         promotion = terms.discount
         if code:
             try:
@@ -1193,7 +1192,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         if session["status"] != "open":
             raise StripeError(400, f"This Checkout Session is no longer open (status: "
                               f"{session['status']}).", param="session")
-        terms = self._terms[session_id]
+        terms = self._terms_of(session)
         promotion = self._promotion(session, code) if code else terms.discount
         totals = self._totals(session, terms, promotion)
         self._check_minimum(session, totals)
@@ -1217,6 +1216,11 @@ class StripeFake(WebhookEndpoints, FakeProvider):
                 self._issue_invoice(session)
         self._emit("checkout.session.completed", session)
         return session
+
+    def _terms_of(self, session: dict) -> CheckoutTerms:
+        """A session's terms; one put in place without the API is priced as a single line."""
+        found = self._terms.get(session["id"])
+        return found or CheckoutTerms([LineItem(session["amount_subtotal"], 1, session["currency"])])
 
     def _promotion(self, session: dict, code: str) -> PromotionCode:
         """The code a customer entered, if this session takes codes and the sandbox knows it."""
@@ -1259,7 +1263,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         if not session["invoice_creation"]["enabled"] or session["invoice"]:
             return
         self._invoice_count += 1
-        invoice = self._store(build_invoice(session, self._terms[session["id"]].items,
+        invoice = self._store(build_invoice(session, self._terms_of(session).items,
                                             f"SANDBOX-{self._invoice_count:04d}", self._public_base()))
         session["invoice"] = invoice["id"]
 
