@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import html
 import json
 import secrets
 import string
@@ -21,7 +20,9 @@ from urllib.parse import parse_qsl
 import stripe
 from flask import Blueprint, Response, redirect, request, url_for
 
+from . import stripe_pages, stripe_pricing
 from .deliveries import FakeProvider, WebhookSender
+from .stripe_pricing import Line, PromotionCode, Totals
 
 URL_PREFIX = "/stripe"
 MIN_EXPIRY_SECONDS = 30 * 60
@@ -31,15 +32,17 @@ MAX_EXPIRY_SECONDS = 24 * 60 * 60
 MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50, "huf": 17500}
 DEFAULT_LIST_LIMIT = 10
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event", "dispute")
+KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event", "dispute", "invoice")
 # The param name Stripe reports when an id in the URL does not exist.
 MISSING_PARAM = {"checkout.session": "session", "payment_intent": "intent", "charge": "charge",
-                 "refund": "refund", "event": "id", "dispute": "dispute"}
+                 "refund": "refund", "event": "id", "dispute": "dispute", "invoice": "invoice"}
 # Dispute statuses: open ones, and the two a dispute closes with. An inquiry (warning_*) still lets
 # the charge be refunded; a chargeback under way does not (Stripe answers `charge_disputed`).
 DISPUTE_OPEN = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
 DISPUTE_CLOSED = ("won", "lost", "warning_closed")
 DISPUTE_REASONS = ("fraudulent", "product_not_received", "duplicate", "general", "credit_not_processed")
+BILLING_ADDRESS_COLLECTION = ("auto", "required")
+DEFAULT_CUSTOMER_COUNTRY = "DE"
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
@@ -116,6 +119,12 @@ def _integer(value: Any, param: str) -> int:
                       validation=True)
 
 
+def _boolean(value: Any, param: str) -> bool:
+    if value in ("true", "false"):
+        return value == "true"
+    raise StripeError(400, f"Invalid boolean: {value}", param=param, validation=True)
+
+
 def _dict_param(params: dict, name: str) -> dict:
     value = params.get(name) or {}
     if not isinstance(value, dict):
@@ -130,6 +139,11 @@ class LineItem:
     unit_amount: int
     quantity: int
     currency: str
+    name: str = ""
+    tax_behavior: str | None = None  # None: not given (Stripe then uses the account's default)
+
+    def priced(self) -> Line:
+        return Line(self.unit_amount * self.quantity, self.tax_behavior or "unspecified")
 
 
 def parse_line_items(params: dict) -> list[LineItem]:
@@ -165,7 +179,16 @@ def _parse_line_item(item: Any, where: str) -> LineItem:
                           param=f"{where}[price_data][unit_amount]")
     if quantity < 1:
         raise StripeError(400, "This value must be greater than or equal to 1.", param=f"{where}[quantity]")
-    return LineItem(unit_amount, quantity, str(price["currency"]).lower())
+    currency = str(price["currency"]).lower()
+    if not stripe_pricing.accepts_amount(unit_amount, currency):
+        raise StripeError(400, f"Invalid amount for {currency.upper()}: in a three-decimal currency the last "
+                          "digit must be 0 (round amounts to the nearest ten).",
+                          param=f"{where}[price_data][unit_amount]")
+    tax_behavior = price.get("tax_behavior")
+    if tax_behavior is not None and tax_behavior not in stripe_pricing.TAX_BEHAVIORS:
+        raise StripeError(400, f"Invalid {where}[price_data][tax_behavior]: must be one of exclusive, "
+                          "inclusive, or unspecified", param=f"{where}[price_data][tax_behavior]", validation=True)
+    return LineItem(unit_amount, quantity, currency, str(product["name"]), tax_behavior)
 
 
 def validate_expires_at(params: dict, now: int) -> int:
@@ -191,15 +214,82 @@ def validate_amount(items: list[LineItem]) -> None:
                           f"{currency} (minor units).", code="amount_too_small")
 
 
-def build_checkout_session(params: dict, items: list[LineItem], expires_at: int, url_base: str) -> dict:
+@dataclass
+class CheckoutOptions:
+    """The pricing options of a Checkout Session create request, checked as Stripe checks them."""
+
+    allow_promotion_codes: bool = False
+    automatic_tax: bool = False
+    invoice_creation: bool = False
+    invoice_data: dict | None = None
+    billing_address_collection: str | None = None
+    adaptive_pricing: bool = False
+    discount_ids: dict | None = None  # `discounts[0]`: {"promotion_code": id} or {"coupon": id}
+
+
+def parse_checkout_options(params: dict) -> CheckoutOptions:
+    options = CheckoutOptions()
+    if "allow_promotion_codes" in params:
+        options.allow_promotion_codes = _boolean(params["allow_promotion_codes"], "allow_promotion_codes")
+    discounts = params.get("discounts")
+    if discounts:
+        if "allow_promotion_codes" in params:
+            raise StripeError(400, "You may only specify one of these parameters: allow_promotion_codes, "
+                              "discounts.", param="allow_promotion_codes", validation=True)
+        if not isinstance(discounts, list) or not isinstance(discounts[0], dict) or len(discounts) > 1:
+            raise StripeError(400, "Checkout accepts one discount: discounts[0][coupon] or "
+                              "discounts[0][promotion_code].", param="discounts", validation=True)
+        options.discount_ids = discounts[0]
+    for name in ("automatic_tax", "adaptive_pricing"):
+        setting = _dict_param(params, name)
+        if "enabled" in setting:
+            setattr(options, name, _boolean(setting["enabled"], f"{name}[enabled]"))
+        elif setting:
+            raise _missing(f"{name}[enabled]")
+    invoice = _dict_param(params, "invoice_creation")
+    if invoice:
+        if "enabled" not in invoice:
+            raise _missing("invoice_creation[enabled]")
+        options.invoice_creation = _boolean(invoice["enabled"], "invoice_creation[enabled]")
+        data = _dict_param(invoice, "invoice_data")
+        options.invoice_data = {
+            "account_tax_ids": None, "custom_fields": None, "description": data.get("description") or None,
+            "footer": data.get("footer") or None, "issuer": None, "metadata": _dict_param(data, "metadata"),
+            "rendering_options": None}
+    collection = params.get("billing_address_collection")
+    if collection is not None and collection not in BILLING_ADDRESS_COLLECTION:
+        raise StripeError(400, "Invalid billing_address_collection: must be one of auto or required",
+                          param="billing_address_collection", validation=True)
+    options.billing_address_collection = collection
+    return options
+
+
+@dataclass
+class CheckoutTerms:
+    """What a session is priced from: its line items, and a discount given at creation (`discounts`)."""
+
+    items: list[LineItem]
+    discount: PromotionCode | None = None
+    by_coupon: bool = False  # given as discounts[0][coupon]: the session names no promotion code
+
+
+def build_checkout_session(params: dict, items: list[LineItem], options: CheckoutOptions, expires_at: int,
+                           url_base: str) -> dict:
     session_id = _new_id("cs_test_", 58)
     amount = sum(item.unit_amount * item.quantity for item in items)
+    # Until the customer gives an address, Stripe Tax cannot compute: the total excludes tax.
+    automatic_tax = ({"enabled": True, "liability": {"type": "self"}, "provider": "stripe",
+                      "status": "requires_location_input"} if options.automatic_tax
+                     else {"enabled": False, "liability": None, "provider": None, "status": None})
+    invoice_data = options.invoice_data or {
+        "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None, "issuer": None,
+        "metadata": {}, "rendering_options": None}
     return {
         "id": session_id, "object": "checkout.session",
-        "adaptive_pricing": {"enabled": False}, "after_expiration": None,
-        "allow_promotion_codes": None, "amount_subtotal": amount, "amount_total": amount,
-        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
-        "billing_address_collection": None, "cancel_url": params.get("cancel_url"),
+        "adaptive_pricing": {"enabled": options.adaptive_pricing}, "after_expiration": None,
+        "allow_promotion_codes": True if options.allow_promotion_codes else None,
+        "amount_subtotal": amount, "amount_total": amount, "automatic_tax": automatic_tax,
+        "billing_address_collection": options.billing_address_collection, "cancel_url": params.get("cancel_url"),
         "client_reference_id": params.get("client_reference_id"), "client_secret": None,
         "collected_information": None, "consent": None, "consent_collection": None,
         "created": int(time.time()), "currency": items[0].currency, "currency_conversion": None,
@@ -209,7 +299,7 @@ def build_checkout_session(params: dict, items: list[LineItem], expires_at: int,
         "customer": None, "customer_account": None, "customer_creation": "if_required",
         "customer_details": None, "customer_email": params.get("customer_email"),
         "discounts": [], "expires_at": expires_at, "integration_identifier": None,
-        "invoice": None, "invoice_creation": {"enabled": False, "invoice_data": None},
+        "invoice": None, "invoice_creation": {"enabled": options.invoice_creation, "invoice_data": invoice_data},
         "livemode": False, "locale": params.get("locale"), "managed_payments": None,
         "metadata": _dict_param(params, "metadata"), "mode": "payment", "origin_context": None,
         "payment_intent": None, "payment_link": None, "payment_method_collection": "if_required",
@@ -226,8 +316,19 @@ def build_checkout_session(params: dict, items: list[LineItem], expires_at: int,
     }
 
 
-def customer_details(session: dict) -> dict:
-    return {"address": None, "email": session["customer_email"] or "customer@example.com",
+def customer_address(session: dict, country: str) -> dict | None:
+    """What Checkout collects: a full billing address when required, the country Stripe Tax needs
+    with automatic tax, nothing otherwise."""
+    if session["billing_address_collection"] == "required":
+        return {"city": "Sandbox City", "country": country, "line1": "1 Sandbox Street", "line2": None,
+                "postal_code": "10115", "state": None}
+    if session["automatic_tax"]["enabled"]:
+        return {"city": None, "country": country, "line1": None, "line2": None, "postal_code": None, "state": None}
+    return None
+
+
+def customer_details(session: dict, address: dict | None = None) -> dict:
+    return {"address": address, "email": session["customer_email"] or "customer@example.com",
             "name": "Sandbox Customer", "phone": None, "tax_exempt": "none", "tax_ids": [],
             "business_name": None, "individual_name": None}
 
@@ -252,14 +353,15 @@ def build_payment_intent(session: dict, metadata: dict, status: str) -> dict:
     }
 
 
-def build_charge(intent: dict, email: str | None, prefix: str = "ch_") -> dict:
+def build_charge(intent: dict, email: str | None, prefix: str = "ch_", address: dict | None = None,
+                 url_base: str = "") -> dict:
     charge_id = _new_id(prefix)
     return {
         "id": charge_id, "object": "charge", "amount": intent["amount"],
         "amount_captured": intent["amount"], "amount_refunded": 0, "application": None,
         "application_fee": None, "application_fee_amount": None,
         "balance_transaction": _new_id("txn_"),
-        "billing_details": {"address": None, "email": email, "name": "Sandbox Customer",
+        "billing_details": {"address": address, "email": email, "name": "Sandbox Customer",
                             "phone": None, "tax_id": None},
         "calculated_statement_descriptor": "SANDBOX", "captured": True, "created": int(time.time()),
         "currency": intent["currency"], "customer": None, "description": None, "disputed": False,
@@ -272,12 +374,69 @@ def build_charge(intent: dict, email: str | None, prefix: str = "ch_") -> dict:
         "payment_method_details": {"type": "card", "card": {
             "brand": "visa", "country": "US", "exp_month": 12, "exp_year": 2034,
             "funding": "credit", "last4": "4242", "network": "visa"}},
-        "receipt_email": email, "receipt_number": None, "receipt_url": None, "refunded": False,
+        "receipt_email": email, "receipt_number": None,
+        "receipt_url": f"{url_base}{URL_PREFIX}/receipts/{charge_id}" if url_base else None, "refunded": False,
         "refunds": {"object": "list", "data": [], "has_more": False,
                     "url": f"/v1/charges/{charge_id}/refunds"},
         "review": None, "shipping": None, "source_transfer": None, "statement_descriptor": None,
         "statement_descriptor_suffix": None, "status": "succeeded", "transfer_data": None,
         "transfer_group": None,
+    }
+
+
+def build_invoice(session: dict, items: list[LineItem], number: str, url_base: str) -> dict:
+    """The invoice Checkout issues for a paid session (`invoice_creation`), shaped as the API since
+    2025-03-31.basil: no `payment_intent` or `charge`; its `payments` list says what paid it."""
+    invoice_id = _new_id("in_")
+    now, currency = int(time.time()), session["currency"]
+    details, data = session["total_details"], session["invoice_creation"]["invoice_data"]
+    tax, discount = details["amount_tax"], details["amount_discount"]
+    discount_id = "di_" + _new_id("", 24) if discount else None
+    excluded = session["amount_total"] - session["amount_subtotal"] + discount  # exclusive tax, added on top
+    included = tax - excluded  # inclusive tax, part of the prices
+    payments = []
+    if session["payment_intent"]:
+        payments.append({
+            "id": _new_id("inpay_"), "object": "invoice_payment", "amount_paid": session["amount_total"],
+            "amount_requested": session["amount_total"], "created": now, "currency": currency,
+            "invoice": invoice_id, "is_default": True, "livemode": False,
+            "payment": {"type": "payment_intent", "payment_intent": session["payment_intent"]},
+            "status": "paid", "status_transitions": {"canceled_at": None, "paid_at": now}})
+    lines = [{"id": _new_id("il_"), "object": "line_item", "amount": item.unit_amount * item.quantity,
+              "currency": currency, "description": item.name, "invoice": invoice_id, "quantity": item.quantity,
+              "pricing": {"type": "price_details", "unit_amount_decimal": str(item.unit_amount)}}
+             for item in items]
+    return {
+        "id": invoice_id, "object": "invoice", "account_country": "DE", "account_name": "Sandbox",
+        "amount_due": session["amount_total"], "amount_overpaid": 0, "amount_paid": session["amount_total"],
+        "amount_remaining": 0, "amount_shipping": 0, "attempt_count": 0, "attempted": True,
+        "auto_advance": False, "automatic_tax": {"enabled": session["automatic_tax"]["enabled"],
+                                                 "liability": session["automatic_tax"]["liability"],
+                                                 "provider": session["automatic_tax"]["provider"],
+                                                 "status": session["automatic_tax"]["status"]},
+        "billing_reason": "manual", "collection_method": "charge_automatically", "created": now,
+        "currency": currency, "customer": session["customer"],
+        "customer_address": (session["customer_details"] or {}).get("address"),
+        "customer_email": (session["customer_details"] or {}).get("email"),
+        "customer_name": (session["customer_details"] or {}).get("name"),
+        "description": data["description"], "discounts": [discount_id] if discount_id else [],
+        "footer": data["footer"], "hosted_invoice_url": f"{url_base}{URL_PREFIX}/invoices/{invoice_id}",
+        "invoice_pdf": f"{url_base}{URL_PREFIX}/invoices/{invoice_id}/pdf",
+        "lines": {"object": "list", "data": lines, "has_more": False, "url": f"/v1/invoices/{invoice_id}/lines"},
+        "livemode": False, "metadata": dict(data["metadata"]), "number": number, "parent": None,
+        "payments": {"object": "list", "data": payments, "has_more": False,
+                     "url": f"/v1/invoice_payments?invoice={invoice_id}"},
+        "period_end": now, "period_start": now, "receipt_number": None, "status": "paid",
+        "status_transitions": {"finalized_at": now, "marked_uncollectible_at": None, "paid_at": now,
+                               "voided_at": None},
+        "subtotal": session["amount_subtotal"], "subtotal_excluding_tax": session["amount_subtotal"] - included,
+        "total": session["amount_total"],
+        "total_discount_amounts": [{"amount": discount, "discount": discount_id}] if discount_id else [],
+        "total_excluding_tax": session["amount_total"] - tax,
+        "total_taxes": [{"amount": tax, "tax_behavior": "inclusive" if included else "exclusive",
+                         "tax_rate_details": None, "taxability_reason": "standard_rated",
+                         "taxable_amount": session["amount_subtotal"] - discount - included,
+                         "type": "tax_rate_details"}] if session["automatic_tax"]["enabled"] else [],
     }
 
 
@@ -486,6 +645,11 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         super().__init__(config_source, sender, public_base)
         self._objects: dict[str, dict] = {}  # id -> object, in creation order
         self._intent_metadata: dict[str, dict] = {}  # session id -> metadata for its PaymentIntent
+        self._terms: dict[str, CheckoutTerms] = {}  # session id -> its line items and discount
+        self._promotion_codes: dict[str, PromotionCode] = stripe_pricing.default_promotion_codes()
+        self._tax_basis_points = 0  # Stripe Tax's rate for the customer's address
+        self._customer_country = DEFAULT_CUSTOMER_COUNTRY
+        self._invoice_count = 0
         # key -> method, path, params, status, body: the first answer, success or refusal
         self._idempotent: dict[str, tuple[str, str, dict, int, str]] = {}
         self._requests: list[dict] = []
@@ -516,10 +680,37 @@ class StripeFake(WebhookEndpoints, FakeProvider):
             self._refusals.setdefault(path, []).extend([refusal] * times)
 
     def reset_controls(self) -> None:
-        """Stripe's clock agrees with ours again, and no refusal is left waiting."""
+        """Stripe's clock agrees with ours again, no refusal is left waiting, the promotion codes are
+        the default ones and tax is 0% for a customer in DE."""
         with self._lock:
             self._clock_offset = 0
             self._refusals.clear()
+            self._promotion_codes = stripe_pricing.default_promotion_codes()
+            self._tax_basis_points, self._customer_country = 0, DEFAULT_CUSTOMER_COUNTRY
+
+    def add_promotion_code(self, code: str, *, percent_off: float | None = None, amount_off: int | None = None,
+                           currency: str | None = None) -> dict:
+        """A promotion code customers can enter (replacing one of the same code): `percent_off`
+        (0 < p <= 100) or `amount_off` minor units, in `currency` or (None) in any. Raises ValueError."""
+        promotion = stripe_pricing.promotion_code(code, percent_off=percent_off, amount_off=amount_off,
+                                                  currency=currency)
+        with self._lock:
+            self._promotion_codes[promotion.code.upper()] = promotion
+        return promotion.as_json()
+
+    def promotion_codes(self) -> list[dict]:
+        with self._lock:
+            return [code.as_json() for code in self._promotion_codes.values()]
+
+    def set_tax_rate(self, basis_points: int, country: str | None = None) -> None:
+        """The rate Stripe Tax applies (basis points: 1900 is 19%), and the country of the address
+        customers give at Checkout (default DE)."""
+        if not 0 <= int(basis_points) <= stripe_pricing.BASIS_POINTS:
+            raise ValueError("basis_points must be between 0 and 10000")
+        with self._lock:
+            self._tax_basis_points = int(basis_points)
+            if country:
+                self._customer_country = country.upper()
 
     def objects(self, kind: str) -> list[dict]:
         if kind not in KINDS:
@@ -544,6 +735,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
             ("GET", "/v1/disputes/<object_id>", self.retrieve("dispute")),
             ("GET", "/v1/events", self.list_events),
             ("GET", "/v1/events/<object_id>", self.retrieve("event")),
+            ("GET", "/v1/invoices/<object_id>", self.retrieve("invoice")),
         ]
         api += self.setup_routes()
         for method, rule, handler in api:
@@ -556,6 +748,13 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         self._add_list_routes(bp)
         bp.add_url_rule("/_sandbox/clock", "clock", self.clock_action, methods=["POST"])
         bp.add_url_rule("/_sandbox/refuse", "refuse", self.refuse_action, methods=["POST"])
+        bp.add_url_rule("/_sandbox/tax", "tax", self.tax_action, methods=["POST"])
+        bp.add_url_rule("/_sandbox/promotion_codes", "promotion_codes", self.promotion_code_action,
+                        methods=["GET", "POST"])
+        bp.add_url_rule("/receipts/<charge_id>", "receipt", self.receipt_page, methods=["GET"])
+        bp.add_url_rule("/invoices/<invoice_id>", "hosted_invoice", self.invoice_page, methods=["GET"])
+        bp.add_url_rule("/invoices/<invoice_id>/pdf", "invoice_pdf", self.invoice_page, methods=["GET"],
+                        defaults={"printable": True})
         bp.add_url_rule("/payment_intents/<intent_id>/dashboard_refund", "dashboard_refund", self.dashboard_refund,
                         methods=["POST"])
         bp.add_url_rule("/charges/<charge_id>/dispute", "open_dispute", self.open_dispute, methods=["POST"])
@@ -699,15 +898,37 @@ class StripeFake(WebhookEndpoints, FakeProvider):
             raise StripeError(400, f"The sandbox supports only mode=payment (got {mode!r}).", param="mode")
         if not params.get("success_url"):
             raise _missing("success_url")
+        options = parse_checkout_options(params)
         items = parse_line_items(params)
         if len({item.currency for item in items}) > 1:
             raise StripeError(400, "All line items must use the same currency.", param="line_items")
         validate_amount(items)
         expires_at = validate_expires_at(params, self.now())
-        session = build_checkout_session(params, items, expires_at, self._public_base())
+        terms = CheckoutTerms(items, self._discount_given(options.discount_ids, items[0].currency),
+                              by_coupon=bool(options.discount_ids and not options.discount_ids.get("promotion_code")))
+        session = build_checkout_session(params, items, options, expires_at, self._public_base())
+        if terms.discount is not None:
+            self._apply_totals(session, self._totals(session, terms, terms.discount, with_tax=False),
+                               terms.discount, terms.by_coupon)
         intent_data = _dict_param(params, "payment_intent_data")
         self._intent_metadata[session["id"]] = {**session["metadata"], **_dict_param(intent_data, "metadata")}
+        self._terms[session["id"]] = terms
         return self._store(session)
+
+    def _discount_given(self, ids: dict | None, currency: str) -> PromotionCode | None:
+        """`discounts[0][promotion_code]` (a promo_ id) or `discounts[0][coupon]`, of a code the sandbox knows."""
+        if not ids:
+            return None
+        for field, attribute in (("promotion_code", "id"), ("coupon", "coupon")):
+            if ids.get(field):
+                found = next((c for c in self._promotion_codes.values() if getattr(c, attribute) == ids[field]), None)
+                if found is None or not found.applies_to(currency):
+                    kind = field.replace("_", " ")
+                    raise StripeError(400, f"No such {kind}: '{ids[field]}'", param=f"discounts[0][{field}]",
+                                      code="resource_missing")
+                return found
+        raise StripeError(400, "Each discount needs a coupon or a promotion_code.", param="discounts[0]",
+                          validation=True)
 
     def expire_checkout_session(self, params: dict, object_id: str) -> dict:
         session = self._get("checkout.session", object_id)
@@ -733,6 +954,9 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         if amount > remaining:
             raise StripeError(400, f"Refund amount ({amount}) is greater than unrefunded amount on "
                               f"charge ({remaining})", param="amount", code="amount_too_large")
+        if not stripe_pricing.accepts_amount(amount, charge["currency"]):
+            raise StripeError(400, f"Invalid amount for {charge['currency'].upper()}: in a three-decimal "
+                              "currency the last digit must be 0.", param="amount")
         if params.get("reason") not in (None, *REFUND_REASONS):
             raise StripeError(400, f"Invalid reason: must be one of {', '.join(REFUND_REASONS)}",
                               param="reason")
@@ -881,27 +1105,75 @@ class StripeFake(WebhookEndpoints, FakeProvider):
                          str(action.get("code", "card_declined")), int(action.get("times", 1)))
         return Response(json.dumps({"refusing": action.get("path", "/v1/refunds")}), mimetype="application/json")
 
+    def tax_action(self) -> Response:
+        action = _action_params()
+        try:
+            self.set_tax_rate(int(action.get("basis_points", 0)), action.get("country"))
+        except (TypeError, ValueError) as exc:
+            return _control_refused(str(exc))
+        return Response(json.dumps({"basis_points": self._tax_basis_points, "country": self._customer_country}),
+                        mimetype="application/json")
+
+    def promotion_code_action(self) -> Response:
+        if request.method == "GET":
+            return Response(json.dumps({"object": "list", "data": self.promotion_codes()}), mimetype="application/json")
+        action = _action_params()
+        try:
+            added = self.add_promotion_code(str(action.get("code", "")), percent_off=action.get("percent_off"),
+                                            amount_off=action.get("amount_off"), currency=action.get("currency"))
+        except (TypeError, ValueError) as exc:
+            return _control_refused(str(exc))
+        return Response(json.dumps(added), mimetype="application/json")
+
     # customer simulator (not part of Stripe's API)
 
     def checkout_page(self, session_id: str) -> Response:
+        code = request.args.get("promotion_code", "").strip()
         with self._lock:
             self._expire_overdue_sessions()
-            session = copy.deepcopy(self._objects.get(session_id))
-        if session is None or session["object"] != "checkout.session":
+            view = self._checkout_view(session_id, code)
+        if view is None:
             return Response("<h1>Checkout session not found</h1>", 404, mimetype="text/html")
-        return Response(_checkout_html(session, request.args.get("declined") == "1"),
-                        mimetype="text/html")
+        view.declined = request.args.get("declined") == "1"
+        return Response(stripe_pages.checkout_html(view), mimetype="text/html")
+
+    def _checkout_view(self, session_id: str, code: str, error: str | None = None) -> stripe_pages.CheckoutView | None:
+        """The page's figures with the code entered applied, or the code's refusal (lock held)."""
+        session = self._objects.get(session_id)
+        if session is None or session["object"] != "checkout.session":
+            return None
+        terms = self._terms_of(session)
+        promotion = terms.discount
+        if code:
+            try:
+                promotion = self._promotion(session, code)
+                self._check_minimum(session, self._totals(session, terms, promotion))
+            except StripeError as exc:
+                promotion, error = terms.discount, error or exc.message
+        taxed = session["automatic_tax"]["enabled"]
+        return stripe_pages.CheckoutView(
+            copy.deepcopy(session), self._totals(session, terms, promotion),
+            self._tax_basis_points if taxed else None,
+            all(item.tax_behavior == "inclusive" for item in terms.items), code,
+            url_for(".pay", session_id=session_id), url_for(".checkout_page", session_id=session_id), error)
 
     def pay(self, session_id: str) -> Response:
+        """The customer pays: `outcome` paid, failed or delayed, and an optional `promotion_code`."""
         action = _action_params()
+        via_page, code = action.get("via") == "page", str(action.get("promotion_code") or "").strip()
         try:
             with self._lock:
                 self._expire_overdue_sessions()
-                session = copy.deepcopy(self._pay(session_id, action.get("outcome")))
+                session = copy.deepcopy(self._pay(session_id, action.get("outcome"), code))
         except StripeError as exc:
+            if via_page:
+                with self._lock:
+                    view = self._checkout_view(session_id, code, exc.message)
+                if view is not None:
+                    return Response(stripe_pages.checkout_html(view), exc.status, mimetype="text/html")
             return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
-        if action.get("via") == "page":
-            return _page_redirect(session)
+        if via_page:
+            return _page_redirect(session, code)
         return Response(json.dumps(session), mimetype="application/json")
 
     def settle(self, session_id: str) -> Response:
@@ -913,24 +1185,87 @@ class StripeFake(WebhookEndpoints, FakeProvider):
             return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
         return Response(json.dumps(session), mimetype="application/json")
 
-    def _pay(self, session_id: str, outcome: str | None) -> dict:
+    def _pay(self, session_id: str, outcome: str | None, code: str = "") -> dict:
         session = self._get("checkout.session", session_id)
         if outcome not in ("paid", "failed", "delayed"):
             raise StripeError(400, "outcome must be one of paid, failed, delayed.", param="outcome")
         if session["status"] != "open":
             raise StripeError(400, f"This Checkout Session is no longer open (status: "
                               f"{session['status']}).", param="session")
+        terms = self._terms_of(session)
+        promotion = self._promotion(session, code) if code else terms.discount
+        totals = self._totals(session, terms, promotion)
+        self._check_minimum(session, totals)
         if outcome == "failed":  # a declined card leaves the session open for another try
             return session
-        intent = self._store(build_payment_intent(
-            session, self._intent_metadata.get(session_id, {}), "processing"))
-        if outcome == "paid":
-            self._capture(intent, session)
-        session.update(status="complete", url=None, payment_intent=intent["id"],
-                       payment_status="paid" if outcome == "paid" else "unpaid",
-                       customer_details=customer_details(session))
+        self._apply_totals(session, totals, promotion, by_coupon=promotion is terms.discount and terms.by_coupon)
+        if session["automatic_tax"]["enabled"]:
+            session["automatic_tax"]["status"] = "complete"
+        address = customer_address(session, self._customer_country)
+        session.update(status="complete", url=None, customer_details=customer_details(session, address))
+        if totals.total == 0:  # nothing to charge: no PaymentIntent (Stripe's no-cost orders)
+            session["payment_status"] = "no_payment_required"
+            self._issue_invoice(session)
+        else:
+            intent = self._store(build_payment_intent(
+                session, self._intent_metadata.get(session_id, {}), "processing"))
+            session.update(payment_intent=intent["id"], payment_status="unpaid")
+            if outcome == "paid":
+                self._capture(intent, session)
+                session["payment_status"] = "paid"
+                self._issue_invoice(session)
         self._emit("checkout.session.completed", session)
         return session
+
+    def _terms_of(self, session: dict) -> CheckoutTerms:
+        """A session's terms; one put in place without the API is priced as a single line."""
+        found = self._terms.get(session["id"])
+        return found or CheckoutTerms([LineItem(session["amount_subtotal"], 1, session["currency"])])
+
+    def _promotion(self, session: dict, code: str) -> PromotionCode:
+        """The code a customer entered, if this session takes codes and the sandbox knows it."""
+        if not session["allow_promotion_codes"]:
+            raise StripeError(400, "This Checkout Session does not accept promotion codes (it was created "
+                              "without allow_promotion_codes).", param="promotion_code")
+        found = self._promotion_codes.get(code.upper())
+        if found is None:
+            raise StripeError(400, f"This code is invalid: '{code}' is not a promotion code.", param="promotion_code")
+        if not found.applies_to(session["currency"]):
+            raise StripeError(400, f"This code is invalid for payments in {session['currency'].upper()}.",
+                              param="promotion_code")
+        return found
+
+    def _totals(self, session: dict, terms: CheckoutTerms, promotion: PromotionCode | None,
+                with_tax: bool = True) -> Totals:
+        rate = self._tax_basis_points if with_tax and session["automatic_tax"]["enabled"] else None
+        return stripe_pricing.totals([item.priced() for item in terms.items], session["currency"], promotion, rate)
+
+    @staticmethod
+    def _check_minimum(session: dict, totals: Totals) -> None:
+        """A discount may make the order free, but not a payment below Stripe's minimum charge."""
+        currency = session["currency"]
+        minimum = MINIMUM_AMOUNTS.get(currency, 0)
+        if 0 < totals.total < minimum:
+            raise StripeError(400, f"This code cannot be applied: the total would be "
+                              f"{stripe_pricing.format_amount(totals.total, currency)}, below the minimum charge of "
+                              f"{stripe_pricing.format_amount(minimum, currency)}.", param="promotion_code",
+                              code="amount_too_small")
+
+    @staticmethod
+    def _apply_totals(session: dict, totals: Totals, promotion: PromotionCode | None, by_coupon: bool = False) -> None:
+        discounts = ([{"coupon": promotion.coupon, "promotion_code": None if by_coupon else promotion.id}]
+                     if promotion else [])
+        session.update(amount_subtotal=totals.subtotal, amount_total=totals.total,
+                       total_details=totals.total_details(), discounts=discounts)
+
+    def _issue_invoice(self, session: dict) -> None:
+        """Checkout's invoice for a session paid (or free) with `invoice_creation` enabled."""
+        if not session["invoice_creation"]["enabled"] or session["invoice"]:
+            return
+        self._invoice_count += 1
+        invoice = self._store(build_invoice(session, self._terms_of(session).items,
+                                            f"SANDBOX-{self._invoice_count:04d}", self._public_base()))
+        session["invoice"] = invoice["id"]
 
     def _settle(self, session_id: str, outcome: str | None) -> dict:
         session = self._get("checkout.session", session_id)
@@ -943,6 +1278,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         if outcome == "succeeded":
             self._capture(intent, session)
             session["payment_status"] = "paid"
+            self._issue_invoice(session)
             self._emit("checkout.session.async_payment_succeeded", session)
         else:
             intent.update(status="requires_payment_method", last_payment_error={
@@ -953,8 +1289,27 @@ class StripeFake(WebhookEndpoints, FakeProvider):
 
     def _capture(self, intent: dict, session: dict) -> None:
         prefix = "py_" if getattr(self._config(), "non_card_ids", False) else "ch_"
-        charge = self._store(build_charge(intent, session["customer_email"], prefix))
+        address = (session["customer_details"] or {}).get("address")
+        charge = self._store(build_charge(intent, session["customer_email"], prefix, address, self._public_base()))
         intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
+
+    # documents the customer is sent to (Stripe hosts them)
+
+    def receipt_page(self, charge_id: str) -> Response:
+        with self._lock:
+            charge = copy.deepcopy(self._objects.get(charge_id))
+            if charge is None or charge["object"] != "charge":
+                return Response("<h1>Receipt not found</h1>", 404, mimetype="text/html")
+            session = next((copy.deepcopy(o) for o in self._objects.values() if o["object"] == "checkout.session"
+                            and o["payment_intent"] == charge["payment_intent"]), None)
+        return Response(stripe_pages.receipt_html(charge, session), mimetype="text/html")
+
+    def invoice_page(self, invoice_id: str, printable: bool = False) -> Response:
+        with self._lock:
+            invoice = copy.deepcopy(self._objects.get(invoice_id))
+        if invoice is None or invoice["object"] != "invoice":
+            return Response("<h1>Invoice not found</h1>", 404, mimetype="text/html")
+        return Response(stripe_pages.invoice_html(invoice, printable=printable), mimetype="text/html")
 
     # lists of objects (GET /v1/checkout/sessions, /v1/payment_intents; refunds and disputes are
     # routed with the rest of the API)
@@ -1003,27 +1358,13 @@ def _action_params() -> dict:
     return body if isinstance(body, dict) else request.form.to_dict()
 
 
-def _page_redirect(session: dict) -> Response:
+def _control_refused(message: str) -> Response:
+    return Response(json.dumps({"error": {"type": "invalid_request_error", "message": message}}), 400,
+                    mimetype="application/json")
+
+
+def _page_redirect(session: dict, code: str = "") -> Response:
     if session["status"] == "complete":
         return redirect(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]), 303)
-    return redirect(url_for(".checkout_page", session_id=session["id"], declined="1"), 303)
-
-
-def _checkout_html(session: dict, declined: bool) -> str:
-    esc = html.escape
-    amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
-    pay_url = esc(url_for(".pay", session_id=session["id"]))
-    if session["status"] != "open":
-        body = f"<p>This checkout session is {esc(session['status'])}.</p>"
-    else:
-        buttons = "".join(
-            f'<button name="outcome" value="{value}">{label}</button> '
-            for value, label in (("paid", "Pay"), ("failed", "Fail (card declined)"),
-                                 ("delayed", "Pay later (delayed method)")))
-        notice = "<p><strong>Your card was declined.</strong></p>" if declined else ""
-        cancel = (f'<p><a href="{esc(session["cancel_url"])}">Cancel</a></p>'
-                  if session["cancel_url"] else "")
-        body = (f'{notice}<form method="post" action="{pay_url}">'
-                f'<input type="hidden" name="via" value="page">{buttons}</form>{cancel}')
-    return (f"<!doctype html><title>Sandbox Checkout</title><h1>Sandbox Checkout</h1>"
-            f"<p>Amount due: {esc(amount)}</p>{body}")
+    kept = {"promotion_code": code} if code else {}
+    return redirect(url_for(".checkout_page", session_id=session["id"], declined="1", **kept), 303)
