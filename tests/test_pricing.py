@@ -54,6 +54,7 @@ def test_a_booking_costs_the_price_of_the_currency_it_chose(client, internationa
 
 
 @pytest.mark.parametrize("asked", ["chf", "usdx", "", 840, ["usd"], True])
+@pytest.mark.abuse
 def test_a_currency_the_type_is_not_offered_in_is_refused_naming_those_it_is_and_creates_nothing(client, international, asked):
     response = client.post("/v1/bookings", json={"session_type": "intl-call", "email": "ada@example.com",
                                                  "name": "Ada Lovelace", "currency": asked})
@@ -96,6 +97,7 @@ def test_checkout_charges_the_chosen_currencys_price_and_turns_on_the_types_code
     assert params["adaptive_pricing"] == {"enabled": "false"}
 
 
+@pytest.mark.abuse
 def test_checkout_of_a_type_with_every_switch_off_asks_for_none_of_them(frontend, sandbox):
     view = booked_to_checkout(frontend, "coaching-hour")
     params = checkout_request(sandbox, view["id"])
@@ -161,3 +163,54 @@ def test_a_reschedule_to_a_type_not_priced_in_the_bookings_currency_is_refused_n
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "currency_mismatch" and "offered in usd" in refused.json()["error"]["message"]
     assert Booking.get_by_id(view["id"]).reschedule_session_type_id is None
+
+
+@pytest.fixture
+def pounds(app, sandbox):
+    """Two types priced in dollars by default and in pounds; the dearer takes promotion codes."""
+    make_session_type(sandbox.base, "small-call", price=5000, prices={"gbp": 4000})
+    make_session_type(sandbox.base, "big-call", price=20000, prices={"gbp": 16000}, promotion_codes=True)
+
+
+def reschedule(frontend, booking_id: str, slug: str) -> None:
+    from support.flows import hours_from_now
+
+    answer = frontend.http.post(f"{frontend.base}/v1/bookings/{booking_id}/reschedule", json={"session_type": slug})
+    assert answer.status_code == 202, answer.text
+    frontend.schedule_in_calendly(answer.json()["scheduling_url"], start_time=hours_from_now(120))
+
+
+def test_a_reschedule_to_a_dearer_type_charges_the_difference_of_the_two_prices_in_the_bookings_currency(
+        frontend, sandbox, pounds):
+    view = booked_to_checkout(frontend, "small-call", currency="gbp")
+    frontend.pay(view["checkout_url"])
+    frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+    reschedule(frontend, view["id"], "big-call")
+    owing = frontend.wait_for_state(view["id"], "PAYMENT_PROCESSING")
+    difference = [r["params"] for r in sandbox.api_requests("stripe") if r["method"] == "POST" and r["status"] == 200
+                  and r["path"] == "/v1/checkout/sessions" and view["id"] in (r["idempotency_key"] or "")][-1]
+    price_data = difference["line_items"][0]["price_data"]
+    assert (price_data["unit_amount"], price_data["currency"]) == ("12000", "gbp")  # 160.00 - 40.00 pounds
+    assert difference["allow_promotion_codes"] == "true"  # the new type's checkout
+    frontend.pay(owing["checkout_url"])
+    done = frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+    assert (done["session_type"], done["amount"], done["currency"], done["amount_paid"]) == ("big-call", 16000, "gbp", 16000)
+
+
+@pytest.mark.abuse
+def test_a_downgrade_after_a_discount_gives_back_the_difference_as_it_was_paid_not_at_list_price(frontend, sandbox, pounds):
+    from models.tables import Refund
+    from support.waiting import wait_until
+
+    view = booked_to_checkout(frontend, "big-call", currency="gbp")
+    paid = frontend.http.post(view["checkout_url"] + "/pay", json={"outcome": "paid", "promotion_code": "SAVE20"})
+    assert paid.status_code == 200 and paid.json()["amount_total"] == 12800, paid.text
+    assert frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")["amount_paid"] == 12800
+    reschedule(frontend, view["id"], "small-call")
+    wait_until(lambda: (v := frontend.status(view["id"]))["session_type"] == "small-call" and v["amount_refunded"] and v,
+               message="confirmed as the cheaper type, its difference refunded")
+    (refund,) = Refund.select().where(Refund.booking == view["id"])
+    # 120.00 of the 160.00 list price given up, paid at 80%: 96.00 back, never 120.00.
+    assert (refund.amount, refund.currency, refund.purpose) == (9600, "gbp", "reschedule")
+    booking = Booking.get_by_id(view["id"])
+    assert (booking.amount, booking.amount_paid - booking.amount_refunded) == (4000, 3200)
