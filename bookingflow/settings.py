@@ -293,14 +293,28 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+def missing(settings: Settings, variables: tuple[str, ...]) -> list[str]:
+    """Those of `variables` (names in SERVICE_REQUIREMENTS) that are not set."""
+    attributes = dict(SERVICE_REQUIREMENTS)
+    return [variable for variable in variables if not getattr(settings, attributes[variable])]
+
+
+def require(settings: Settings, variables: tuple[str, ...], needs: str) -> Settings:
+    """Refuse unless every one of `variables` is set, naming all that are not in one line: `needs`
+    says who needs them ("a serving process", "reconcile report")."""
+    unset = missing(settings, variables)
+    if unset:
+        named = ", ".join("BROKER_URL (or REDIS_URL: redis://... or amqp://...)" if v == "BROKER_URL" else v
+                          for v in unset)
+        also = "" if len(unset) == len(variables) else f" (and {', '.join(v for v in variables if v not in unset)})"
+        raise SettingsError(f"{named} {'is' if len(unset) == 1 else 'are'} not set: {needs} needs "
+                            f"{'it' if len(unset) == 1 else 'them'}{also}; see README, Configuration")
+    return settings
+
+
 def require_service(settings: Settings) -> Settings:
     """Refuse to serve without the credentials and URLs a serving process needs."""
-    for variable, attribute in SERVICE_REQUIREMENTS:
-        if not getattr(settings, attribute):
-            if variable == "BROKER_URL":
-                raise SettingsError("BROKER_URL is not set (nor REDIS_URL): set redis://... or amqp://...")
-            raise SettingsError(f"{variable} is not set")
-    return settings
+    return require(settings, tuple(variable for variable, _ in SERVICE_REQUIREMENTS), "a serving process")
 
 
 _lock = threading.Lock()

@@ -8,8 +8,10 @@ import peewee
 from dramatiq.middleware import Middleware
 
 from bookingflow import logs
+from bookingflow import settings as settings_module
 from bookingflow.error_classes import CLIENT_MESSAGES, ErrorClass, classify
 from models.alerts import raise_alert
+from models.bootstrap import require_existing_database
 from models.db import database
 from models.states import record_failure
 
@@ -17,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseConnections(Middleware):
-    """One database connection per message, opened before it and closed (returned to the pool) after."""
+    """One database connection per message, opened before it and closed (returned to the pool) after;
+    and at the worker's start, its database reached and migrated, or a one-line stop."""
+
+    def before_worker_boot(self, broker, worker):
+        require_existing_database(settings_module.get())
 
     def before_process_message(self, broker, message):
         database.connect(reuse_if_open=True)

@@ -50,10 +50,13 @@ def finish(event: ProviderEvent, outcome: str, booking_id: str | None, detail: s
     return updated == 1
 
 
-def reopen_event(event_pk: int, only_if_outcome: str | None = None) -> bool:
+def reopen_event(event_pk: int, only_if_outcome: str | None = None, fresh: bool = False) -> bool:
     """Make a processed event unprocessed again (a replay); with `only_if_outcome`, only if that is
-    still its outcome (a compare-and-set: one reopener wins). True if it was reopened."""
-    query = ProviderEvent.update(processed_at=None, outcome=None, detail=None).where(ProviderEvent.id == event_pk)
+    still its outcome (a compare-and-set: one reopener wins); `fresh` (an operator's replay) also
+    forgets its attempts, so the scheduler's sweep of unprocessed events queues it again even after
+    it gave up on it. True if it was reopened."""
+    changes = {"processed_at": None, "outcome": None, "detail": None, **({"attempts": 0} if fresh else {})}
+    query = ProviderEvent.update(**changes).where(ProviderEvent.id == event_pk)
     if only_if_outcome is not None:
         query = query.where(ProviderEvent.outcome == only_if_outcome)
     return bool(query.execute())

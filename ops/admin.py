@@ -140,13 +140,22 @@ def show_booking(booking_id: str) -> int:
     return 0
 
 
-def retry_booking(booking_id: str) -> int:
-    """Run the booking's current step again now, whatever its flag or backoff says."""
+def _sweep_note() -> str:
+    return (f"no BROKER_URL here: the scheduler's next sweep queues it "
+            f"(within {settings_module.get().sweep_interval_seconds}s of `bookingflow scheduler`, 15s of `bookingflow dev`)")
+
+
+def retry_booking(booking_id: str, queue: bool = True) -> int:
+    """Run the booking's current step again, whatever its flag or backoff says: now when `queue` (a
+    broker is installed), else at the scheduler's next sweep (unflagging makes it due at once)."""
     booking = Booking.get_or_none(Booking.id == booking_id)
     if booking is None:
         print(f"no booking {booking_id}")
         return 1
     unflag(booking_id)
+    if not queue:
+        print(f"due now: the current step of booking {booking_id} ({booking.state}); {_sweep_note()}")
+        return 0
     broker.send(broker.RECONCILE_BOOKING, booking_id)
     print(f"queued: the current step of booking {booking_id} ({booking.state})")
     return 0
@@ -195,17 +204,23 @@ def _events_to_replay(key: str | None, failed: bool, since: dt.datetime | None) 
     return list(query)
 
 
-def replay_events(key: str | None, failed: bool, since: dt.datetime | None) -> int:
-    """Process stored events again. Safe: handlers are idempotent, transitions dedupe on the cause."""
+def replay_events(key: str | None, failed: bool, since: dt.datetime | None, queue: bool = True) -> int:
+    """Process stored events again. Safe: handlers are idempotent, transitions dedupe on the cause.
+    Each is reopened, then queued when `queue` (a broker is installed); a reopened event is also what
+    the scheduler's sweep of unprocessed ones queues again."""
     chosen = _events_to_replay(key, failed, since)
     if not chosen:
         print("no event to replay" if not key else f"no event {key}")
         return 1 if key else 0
     for number, event in enumerate(chosen, 1):
-        reopen_event(event.id)
-        broker.send(broker.PROCESS_EVENT, event.id)
+        reopen_event(event.id, fresh=True)
+        if queue:
+            broker.send(broker.PROCESS_EVENT, event.id)
         if number == len(chosen) or number % 50 == 0:
-            print(f"queued {number}/{len(chosen)}: {event.provider} {event.type} {event.event_id}", flush=True)
+            print(f"{'queued' if queue else 'reopened'} {number}/{len(chosen)}: {event.provider} {event.type} "
+                  f"{event.event_id}", flush=True)
+    if not queue:
+        print(_sweep_note())
     return 0
 
 

@@ -8,17 +8,20 @@ import json
 import logging
 import sys
 
+from bookingflow import settings as settings_module
 from models import bootstrap
 
 
 def _database_only():
+    """A command over the database alone: DATABASE_URL (the same bookingflow.db as `bookingflow dev`
+    when unset), reachable and with its schema, or one line saying what is wrong and what to run."""
     current = bootstrap.plain_settings()
-    bootstrap.open_configured_database(current)
+    bootstrap.open_existing_database(current)
     return current
 
 
 def cmd_db_upgrade(args) -> int:
-    _database_only()
+    bootstrap.open_reachable_database(bootstrap.plain_settings(), create=True)
     from models import migrations
 
     applied = migrations.upgrade(report=print)
@@ -27,7 +30,7 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_db_downgrade(args) -> int:
-    _database_only()
+    bootstrap.open_reachable_database(bootstrap.plain_settings())
     from models import migrations
 
     try:
@@ -107,16 +110,30 @@ def cmd_flags(args) -> int:
     return 0
 
 
-def _sender():
-    """A process that sends work to the workers (the scheduler, retry, replay): the service's
-    settings, the database and the broker, without the workers' code."""
-    current = bootstrap.service_settings()
+def _install_broker(current) -> None:
     bootstrap.prepare_metrics(current)  # before the first metric is made, which importing the broker does
     from bookingflow import broker
 
-    bootstrap.open_configured_database(current)
     broker.install(current.broker_url)
+
+
+def _sender(current=None):
+    """A process that sends work to the workers (the scheduler, a reconcile report): its settings
+    (the service's unless given), the database and the broker, without the workers' code."""
+    current = current or bootstrap.service_settings()
+    bootstrap.open_existing_database(current)
+    _install_broker(current)
     return current
+
+
+def _database_and_broker_if_set() -> bool:
+    """A command whose work the workers do (retry, replay): the database, and the broker when
+    BROKER_URL is set; True if it is. Without one (a shell beside `bookingflow dev`, whose broker lives
+    inside its process) the command leaves the work in the database for the scheduler's next sweep."""
+    current = _database_only()
+    if current.broker_url:
+        _install_broker(current)
+    return bool(current.broker_url)
 
 
 def cmd_scheduler(args) -> int:
@@ -152,8 +169,7 @@ def cmd_bookings(args) -> int:
         return admin.show_booking(args.booking_id)
     if args.action == "force":
         return admin.force_booking(args.booking_id, args.state, args.reason)
-    _sender()  # retry sends to the workers
-    return admin.retry_booking(args.booking_id)
+    return admin.retry_booking(args.booking_id, queue=_database_and_broker_if_set())
 
 
 def _positive(text: str) -> int:
@@ -172,7 +188,7 @@ def cmd_data_rotate_key(args) -> int:
     current = bootstrap.plain_settings()
     if not current.data_encryption_keys:
         bootstrap.fail("DATA_ENCRYPTION_KEY is not set: there is no key to encrypt with (nothing was changed)")
-    bootstrap.open_configured_database(current)
+    bootstrap.open_existing_database(current)
     return admin.rotate_data_key(args.batch_size)
 
 
@@ -188,13 +204,12 @@ def _time_argument(text: str):
 def cmd_events(args) -> int:
     from ops import admin
 
-    _database_only()
-    if args.action == "list":
-        return admin.list_events(args.unprocessed, args.limit)
-    if not (args.event or args.failed or args.since):
+    if args.action == "replay" and not (args.event or args.failed or args.since):
         bootstrap.fail("events replay needs an event, --failed or --since")
-    _sender()  # replay sends to the workers
-    return admin.replay_events(args.event, args.failed, args.since)
+    if args.action == "list":
+        _database_only()
+        return admin.list_events(args.unprocessed, args.limit)
+    return admin.replay_events(args.event, args.failed, args.since, queue=_database_and_broker_if_set())
 
 
 def cmd_stats(args) -> int:
@@ -206,6 +221,9 @@ def cmd_stats(args) -> int:
     return admin.stats(args.since or until - datetime.timedelta(days=30), until)
 
 
+RECONCILE_NEEDS = ("BROKER_URL", "STRIPE_SECRET_KEY", "CALENDLY_API_TOKEN")
+
+
 def cmd_reconcile_report(args) -> int:
     from models.db import utcnow
     from ops import drift
@@ -214,13 +232,17 @@ def cmd_reconcile_report(args) -> int:
         since = drift.parse_since(args.since, utcnow()) if args.since else None
     except ValueError:
         bootstrap.fail(f"--since: not an ISO 8601 date or time, nor a number of days like 7d: {args.since!r}")
-    current = _sender()  # repairs move bookings, whose e-mails go to the workers
+    # It reads both providers, and its repairs move bookings, whose e-mails go to the workers.
+    try:
+        current = settings_module.require(bootstrap.plain_settings(), RECONCILE_NEEDS, "reconcile report")
+    except settings_module.SettingsError as exc:
+        bootstrap.fail(str(exc))
+    current = _sender(current)
     since = since or utcnow() - datetime.timedelta(days=current.drift_report_days)
     return drift.report(since, repair=args.repair, as_json=args.json)
 
 
 def cmd_check(args) -> int:
-    from bookingflow import settings as settings_module
     from ops.check import FAIL, Result, failed, render, run_checks
 
     try:
