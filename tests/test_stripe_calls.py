@@ -6,7 +6,6 @@ the sandbox, whose controls make Stripe refuse, or its clock disagree with ours.
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 import requests
@@ -18,8 +17,8 @@ from models.db import utcnow
 from models.states import State
 from models.tables import Alert, Booking, Refund, SessionType
 from support.catalogue import make_session_type
+from support.cli import catalog_env, import_session_types
 from support.flows import assert_money, confirmed_booking, hours_from_now, sessions_of
-from support.realstack import base_environment, run_cli
 from support.records import booking_in, checkout as recorded, fresh, paid_at_stripe
 from support.waiting import wait_until
 
@@ -206,18 +205,11 @@ def test_a_checkout_below_stripes_minimum_is_not_sent_and_the_client_reads_why(a
 
 @pytest.fixture
 def cli_env(tmp_path):
-    env = {**base_environment(), "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
-    run_cli(env, "db", "upgrade")
-    return env
+    return catalog_env(tmp_path)
 
 
 def import_types(env, tmp_path, *items):
-    path = tmp_path / "types.json"
-    path.write_text(json.dumps([{"name": item["slug"], "duration_minutes": 30,
-                                 "calendly_event_type": f"https://api.calendly.com/event_types/{item['slug']}",
-                                 "scheduling_url": f"https://calendly.com/x/{item['slug']}", **item}
-                                for item in items]))
-    return run_cli(env, "session-types", "import", str(path), check=False)
+    return import_session_types(env, tmp_path, *items)
 
 
 @pytest.mark.parametrize("price, currency, shown", [(30, "usd", "0.30 USD is below Stripe's minimum charge of 0.50 USD"),
