@@ -11,10 +11,12 @@ import peewee
 from bookingflow import broker, crypto
 from bookingflow import settings as settings_module
 from bookingflow.privacy import mask_email
+from bookingflow.providers.stripe_amounts import display
 from models.db import utcnow, write_transaction
 from models.inbox import reopen_event
 from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, timeout_for, unflag
 from models.tables import Booking, Dispute, Outbox, Payment, ProviderEvent, Refund, Transition
+from ops.columns import print_table
 
 # Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
 FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched", "foreign_payment", "wrong_event_type",
@@ -30,10 +32,12 @@ def parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def _print_booking_line(booking: Booking) -> None:
-    flag = f"  FLAGGED: {booking.flag_reason}" if booking.flagged_at else ""
-    print(f"{booking.id}  {booking.state:<26} {booking.amount:>8} {booking.currency}  "
-          f"{_when(booking.state_changed_at)}  {mask_email(booking.email)}{flag}")
+BOOKING_HEADERS = ("ID", "STATE", "AMOUNT", "SINCE", "CLIENT", "FLAGGED")
+
+
+def _booking_row(booking: Booking) -> tuple:
+    return (booking.id, booking.state, display(booking.amount, booking.currency), _when(booking.state_changed_at),
+            mask_email(booking.email), booking.flag_reason if booking.flagged_at else "")
 
 
 def stuck_bookings(now: dt.datetime):
@@ -73,8 +77,7 @@ def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: b
         if email is not None:
             query = query.where(email_matches(email))
         rows = list(query)
-    for booking in rows:
-        _print_booking_line(booking)
+    print_table(BOOKING_HEADERS, (_booking_row(booking) for booking in rows), "no bookings")
     return 0
 
 
@@ -184,9 +187,9 @@ def list_events(unprocessed: bool, limit: int) -> int:
     query = ProviderEvent.select().order_by(ProviderEvent.received_at.desc()).limit(limit)
     if unprocessed:
         query = query.where(ProviderEvent.processed_at.is_null())
-    for event in query:
-        print(f"{event.id:>6}  {_when(event.received_at)}  {event.provider:<8} {event.type:<40} "
-              f"{event.outcome or 'pending':<12} {event.event_id}")
+    print_table(("ID", "RECEIVED", "FROM", "TYPE", "OUTCOME", "EVENT"),
+                ((event.id, _when(event.received_at), event.provider, event.type, event.outcome or "pending",
+                  event.event_id) for event in query), "no unprocessed events" if unprocessed else "no events")
     return 0
 
 

@@ -223,3 +223,49 @@ def import_session_types(items) -> ImportResult:
                 SessionType.update(updated_at=utcnow(), **row).where(SessionType.id == existing.id).execute()
                 updated += 1
     return ImportResult(created, updated)
+
+
+def as_import_item(session_type: SessionType) -> dict:
+    """A session type as `session-types import` takes it: what `session-types list --json` prints."""
+    item = {
+        "slug": session_type.slug, "name": session_type.name, "duration_minutes": session_type.duration_minutes,
+        "price": session_type.price, "currency": session_type.currency,
+        "calendly_event_type": session_type.calendly_event_type, "scheduling_url": session_type.scheduling_url,
+        "refund_policy": session_type.refund_policy, "promotion_codes": session_type.promotion_codes,
+        "automatic_tax": session_type.automatic_tax, "invoice": session_type.invoice,
+    }
+    if session_type.prices:
+        item["prices"] = session_type.prices
+    return item
+
+
+LIST_HEADERS = ("SLUG", "OFFERED", "PAYMENT", "MINUTES", "PRICE", "OTHER PRICES", "PROMOTION CODES", "TAX",
+                "INVOICE", "REFUND POLICY", "NAME")
+
+
+def _policy(policy: dict | None) -> str:
+    import json
+
+    return json.dumps(policy, sort_keys=True) if policy else "none (full refund)"
+
+
+def list_session_types(as_json: bool) -> int:
+    """Every session type, offered or not, with its prices and switches; as JSON, the file
+    `session-types import` takes back."""
+    import json
+
+    from ops.columns import print_table
+
+    rows = list(SessionType.select().order_by(SessionType.slug))
+    if as_json:
+        print(json.dumps([as_import_item(row) for row in rows], indent=2, ensure_ascii=False))
+        return 0
+    on_off = {True: "on", False: "off"}
+    print_table(LIST_HEADERS, ([
+        row.slug, "yes" if row.active else "no", on_off[row.collect_payment], row.duration_minutes,
+        stripe_amounts.display(row.price, row.currency),
+        ", ".join(stripe_amounts.display(amount, currency) for currency, amount in sorted((row.prices or {}).items())),
+        on_off[row.promotion_codes], "automatic" if row.automatic_tax else "off", on_off[row.invoice],
+        _policy(row.refund_policy), row.name] for row in rows), "no session types (add them with "
+                                                                 "`bookingflow session-types import FILE`)")
+    return 0

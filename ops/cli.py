@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import sys
 
 from bookingflow import settings as settings_module
@@ -60,6 +61,22 @@ def cmd_session_types_import(args) -> int:
     return 0
 
 
+def cmd_session_types_list(args) -> int:
+    _database_only()
+    from ops.catalog import list_session_types
+
+    return list_session_types(args.json)
+
+
+def cmd_outbox(args) -> int:
+    _database_only()
+    from ops import outbox
+
+    if args.action == "list":
+        return outbox.list_emails(args.limit, args.booking)
+    return outbox.show_email(args.email_id)
+
+
 def cmd_session_types_sync(args) -> int:
     current = _database_only()
     if not current.calendly_api_token:
@@ -100,8 +117,10 @@ def cmd_flags(args) -> int:
     from models import flags
 
     if args.action == "list":
-        for flag, enabled, note in flags.all_flags():
-            print(f"{flag.name:<20} {'on' if enabled else 'off':<4} {flag.meaning}" + (f"  [{note}]" if note else ""))
+        from ops.columns import print_table
+
+        print_table(("FLAG", "VALUE", "NOTE", "MEANING"), ((flag.name, "on" if enabled else "off", note, flag.meaning)
+                                                           for flag, enabled, note in flags.all_flags()), "no flags")
         return 0
     if args.name not in flags.KNOWN:
         bootstrap.fail(f"no flag {args.name!r}; flags: {', '.join(flags.KNOWN)}")
@@ -297,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(run=cmd_db_downgrade)
 
     types = commands.add_parser("session-types", help="the catalogue").add_subparsers(dest="types_command", required=True)
+    type_list = types.add_parser("list", help="every session type: offered or not, prices per currency, promotion "
+                                              "codes, tax, invoice, refund policy")
+    type_list.add_argument("--json", action="store_true", help="as the JSON list `session-types import` takes")
+    type_list.set_defaults(run=cmd_session_types_list)
     importer = types.add_parser("import", help="upsert session types from a JSON file")
     importer.add_argument("file")
     importer.set_defaults(run=cmd_session_types_import)
@@ -359,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", type=_time_argument, help="every event received since (ISO 8601)")
     events.set_defaults(run=cmd_events)
 
+    outbox = commands.add_parser("outbox", help="the e-mails to clients, sent, waiting or withheld")
+    outbox_actions = outbox.add_subparsers(dest="action", required=True)
+    outbox_list = outbox_actions.add_parser("list", help="e-mails, newest first")
+    outbox_list.add_argument("--booking", default=None, metavar="BOOKING_ID", help="only this booking's")
+    outbox_list.add_argument("--limit", type=_positive, default=50)
+    outbox_actions.add_parser("show", help="one e-mail with its text").add_argument("email_id", type=int)
+    outbox.set_defaults(run=cmd_outbox)
+
     check = commands.add_parser("check", help="verify the set-up end to end (settings, database, broker, Stripe, "
                                               "Calendly); exits 1 on any failure")
     check.add_argument("--stripe-mode", choices=("test", "live"), default=None,
@@ -390,7 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except BrokenPipeError:
+        # The reader went away (`bookingflow bookings list | head`): what it wanted was printed. Output
+        # still buffered goes nowhere, so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

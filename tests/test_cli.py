@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import first_column
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("bookingflow")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "ops.cli"]
@@ -233,12 +235,13 @@ def bookings(cli) -> Cli:
     return cli
 
 
-def test_bookings_list_shows_every_booking_newest_first_with_masked_emails(bookings):
+def test_bookings_list_shows_every_booking_newest_first_under_a_header_with_masked_emails(bookings):
     result = bookings("bookings", "list")
 
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["bk_newer", "bk_older"]
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "AMOUNT", "SINCE", "CLIENT", "FLAGGED"]
+    assert first_column(result.stdout) == ["bk_newer", "bk_older"]
     assert "PAYMENT_PENDING" in lines[0] and "g***@example.org" in lines[0]
     assert "CALENDLY_WEBHOOK_RECEIVED" in lines[1] and "a***@example.com" in lines[1]
     assert "ada@example.com" not in result.stdout
@@ -248,7 +251,14 @@ def test_bookings_list_filters_by_state(bookings):
     result = bookings("bookings", "list", "--state", "payment_pending")
 
     assert result.returncode == 0, result.stderr
-    assert [line.split()[0] for line in result.stdout.splitlines()] == ["bk_newer"]
+    assert first_column(result.stdout) == ["bk_newer"]
+
+
+def test_a_list_with_nothing_to_show_says_so(bookings):
+    assert bookings("bookings", "list", "--state", "IDLE").stdout == "no bookings\n"
+    assert bookings("bookings", "list", "--flagged").stdout == "no bookings\n"
+    assert bookings("events", "list").stdout == "no events\n"
+    assert bookings("outbox", "list").stdout == "no e-mails\n"
 
 
 def test_bookings_list_with_an_unknown_state_says_so(bookings):
@@ -291,3 +301,88 @@ def test_bookings_show_prints_the_refund_policy_frozen_when_the_client_paid(book
     assert f"refund policy {json.dumps(policy, sort_keys=True)}, frozen 2024-05-01 10:05:00Z" in frozen
     unpaid = bookings("bookings", "show", "bk_newer").stdout
     assert "refund policy none (full refund), the session type's current one (not yet paid)" in unpaid
+
+
+# --- lists for a terminal -------------------------------------------------------------------------
+
+def test_bookings_list_prints_money_for_people(bookings):
+    from bookingflow.providers.stripe_amounts import display
+
+    [line] = [line for line in bookings("bookings", "list").stdout.splitlines() if line.startswith("bk_newer")]
+    assert display(12000, "usd") in line and "12000" not in line
+
+
+def test_a_long_list_read_by_head_ends_without_a_broken_pipe(bookings):
+    [type_row] = bookings.rows("SELECT id FROM session_type")
+    with closing(sqlite3.connect(bookings.database)) as connection, connection:
+        for number in range(3000):  # far more than a pipe's buffer holds
+            insert(connection, "booking", id=f"bk_many_{number:05d}", session_type_id=type_row["id"],
+                   state="IDLE", version=1, email="ada@example.com", name="Ada", amount=100, currency="usd",
+                   state_changed_at="2024-05-03 10:00:00", created_at="2024-05-03 10:00:00",
+                   updated_at="2024-05-03 10:00:00")
+    command = " ".join([*COMMAND, "bookings", "list", "--limit", "5000"])
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{bookings.database}")
+
+    result = subprocess.run(["sh", "-c", f"{command} | head -n 2"], env=env, capture_output=True, text=True,
+                            timeout=60)
+
+    assert result.stdout.splitlines()[0].startswith("ID ")
+    assert result.stderr == ""
+
+
+def test_session_types_list_shows_every_type_with_its_prices_and_switches(cli):
+    assert cli.import_types([
+        session_type("coaching-hour", prices={"eur": 11000, "jpy": 18000}, promotion_codes=True, automatic_tax=True,
+                     refund_policy=POLICY),
+        session_type("free-intro", price=0, invoice=True),
+    ]).returncode == 0
+    assert cli("session-types", "disable", "free-intro").returncode == 0
+
+    result = cli("session-types", "list")
+
+    assert result.returncode == 0, result.stderr
+    header, hour, intro = result.stdout.splitlines()
+    assert header.split()[:5] == ["SLUG", "OFFERED", "PAYMENT", "MINUTES", "PRICE"]
+    for heading in ("OTHER PRICES", "PROMOTION CODES", "TAX", "INVOICE", "REFUND POLICY", "NAME"):
+        assert heading in header
+    from bookingflow.providers.stripe_amounts import display
+
+    assert hour.split()[:4] == ["coaching-hour", "yes", "on", "60"]
+    assert display(12000, "usd") in hour and display(18000, "jpy") in hour and "automatic" in hour
+    assert json.dumps(POLICY, sort_keys=True) in hour
+    assert intro.split()[:3] == ["free-intro", "no", "on"]
+
+
+def test_session_types_list_as_json_is_what_import_takes_back(cli):
+    items = [session_type("coaching-hour", prices={"eur": 11000}, promotion_codes=True, refund_policy=POLICY)]
+    assert cli.import_types(items).returncode == 0
+
+    printed = cli("session-types", "list", "--json").stdout
+
+    assert json.loads(printed) == [{**items[0], "automatic_tax": False, "invoice": False}]
+    again = cli("session-types", "import", cli.write("again.json", printed))
+    assert again.returncode == 0 and "0 created, 1 updated" in again.stdout
+
+
+def test_outbox_list_and_show_print_the_emails_with_masked_addresses(bookings):
+    with closing(sqlite3.connect(bookings.database)) as connection, connection:
+        insert(connection, "outbox", booking_id="bk_older", key="confirmation:bk_older", kind="confirmation",
+               recipient="ada@example.com", subject="Your session is booked", body="Dear Ada,\nsee you soon.",
+               created_at="2024-05-01 10:06:00", sent_at="2024-05-01 10:06:01")
+        insert(connection, "outbox", booking_id="bk_newer", key="payment_failed:bk_newer", kind="payment_failed",
+               recipient="grace@example.org", subject="Your payment did not go through", body="Try again.",
+               created_at="2024-05-02 08:10:00")
+
+    listing = bookings("outbox", "list")
+    shown = bookings("outbox", "show", "1")
+
+    header, newer, older = listing.stdout.splitlines()
+    assert header.split() == ["ID", "CREATED", "BOOKING", "KIND", "STATUS", "TO", "SUBJECT"]
+    assert newer.split()[:6] == ["2", "2024-05-02", "08:10:00Z", "bk_newer", "payment_failed", "waiting"]
+    assert "sent 2024-05-01 10:06:01Z" in older and "a***@example.com" in older
+    assert bookings("outbox", "list", "--booking", "bk_older").stdout.count("\n") == 2
+    assert shown.stdout.splitlines()[0] == "e-mail 1 (confirmation) of booking bk_older: sent 2024-05-01 10:06:01Z"
+    assert "To: a***@example.com" in shown.stdout and "Dear Ada,\nsee you soon." in shown.stdout
+    assert "ada@example.com" not in listing.stdout + shown.stdout
+    assert bookings("outbox", "show", "99").stdout == "no e-mail 99\n"

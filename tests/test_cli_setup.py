@@ -9,6 +9,7 @@ one that cannot be reached is one line saying what to do, and creates nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -98,7 +99,9 @@ def test_the_scheduler_names_every_setting_it_misses_in_one_line(tmp_path):
 
 def test_the_worker_stops_at_its_start_with_one_line_when_its_database_is_unreachable(tmp_path):
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
-    env = _environment(**SERVICE, DATABASE_URL=UNREACHABLE, PATH=path, TMPDIR=str(tmp_path))
+    # A broker nobody listens on either: the database is checked first, before the broker is used.
+    env = _environment(**{**SERVICE, "BROKER_URL": "redis://127.0.0.1:1/0"}, DATABASE_URL=UNREACHABLE, PATH=path,
+                       TMPDIR=str(tmp_path))
     result = subprocess.run(["sh", "-c", procfile_command("worker")], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
 
@@ -119,27 +122,33 @@ def test_reconcile_report_names_everything_it_needs_in_one_line(tmp_path):
 
 # --- beside a running `bookingflow dev`: DATABASE_URL alone ----------------------------------------
 
+def _insert(connection: sqlite3.Connection, table: str, **values) -> None:
+    """A row as the models write it; NOT NULL integer columns left out (counters, whose default lives in
+    the model) get 0."""
+    for _, column, kind, not_null, default, primary_key in connection.execute(f'PRAGMA table_info("{table}")'):
+        if not_null and default is None and not primary_key and kind == "INTEGER":
+            values.setdefault(column, 0)
+    connection.execute(f'INSERT INTO "{table}" ({", ".join(values)}) VALUES ({", ".join("?" for _ in values)})',
+                       tuple(values.values()))
+
+
 @pytest.fixture
 def dev_folder(tmp_path) -> Path:
     """A folder whose bookingflow.db holds a flagged booking and a failed delivery, as `dev` leaves them."""
     assert run(tmp_path, "db", "upgrade").returncode == 0
+    (tmp_path / "types.json").write_text(json.dumps([{
+        "slug": "intro", "name": "Intro", "duration_minutes": 30, "price": 5000, "currency": "eur",
+        "calendly_event_type": "https://api.calendly.com/event_types/intro",
+        "scheduling_url": "https://calendly.com/acme/intro"}]))
+    assert run(tmp_path, "session-types", "import", "types.json").returncode == 0
+    at = "2024-05-01 10:00:00"
     with closing(sqlite3.connect(tmp_path / "bookingflow.db")) as connection, connection:
-        connection.execute(
-            "INSERT INTO session_type (slug, name, duration_minutes, price, currency, calendly_event_type, "
-            "scheduling_url, active, collect_payment, promotion_codes, automatic_tax, invoice) VALUES "
-            "('intro', 'Intro', 30, 5000, 'eur', 'https://api.calendly.com/event_types/intro', "
-            "'https://calendly.com/x/intro', 1, 1, 0, 0, 0)")
-        connection.execute(
-            "INSERT INTO booking (id, session_type_id, state, version, email, name, amount, currency, "
-            "amount_paid, amount_refunded, payment_attempt, recovery_attempts, check_attempts, state_changed_at, "
-            "created_at, updated_at, flagged_at, flag_reason, next_check_at) VALUES "
-            "('bk_1', 1, 'ERROR_RECOVERY', 1, 'ada@example.com', 'Ada', 5000, 'eur', 0, 0, 0, 3, 0, "
-            "'2024-05-01 10:00:00', '2024-05-01 10:00:00', '2024-05-01 10:00:00', '2024-05-01 11:00:00', "
-            "'gave up after 3 attempts', NULL)")
-        connection.execute(
-            "INSERT INTO providerevent (provider, event_id, type, received_at, processed_at, outcome, attempts, "
-            "payload) VALUES ('stripe', 'evt_1', 'checkout.session.completed', '2024-05-01 10:00:00', "
-            "'2024-05-01 10:00:05', 'conflict', 20, '{}')")
+        _insert(connection, "booking", id="bk_1", session_type_id=1, state="ERROR_RECOVERY", version=1,
+                email="ada@example.com", name="Ada", amount=5000, currency="eur", recovery_attempts=3,
+                state_changed_at=at, created_at=at, updated_at=at, flagged_at=at,
+                flag_reason="gave up after 3 attempts")
+        _insert(connection, "provider_event", provider="stripe", event_id="evt_1", type="checkout.session.completed",
+                received_at=at, processed_at=at, outcome="conflict", attempts=20, payload="{}")
     return tmp_path
 
 
@@ -163,7 +172,7 @@ def test_replay_without_a_broker_reopens_the_event_for_the_schedulers_next_sweep
     assert result.returncode == 0, result.stderr
     assert "reopened 1/1: stripe checkout.session.completed evt_1" in result.stdout
     # Unprocessed, and its attempts forgotten: the sweep queues it again even after it had given up.
-    assert _row(dev_folder, "SELECT processed_at, outcome, attempts FROM providerevent") == (None, None, 0)
+    assert _row(dev_folder, "SELECT processed_at, outcome, attempts FROM provider_event") == (None, None, 0)
 
 
 def test_every_read_command_runs_on_the_database_alone(dev_folder):

@@ -23,7 +23,7 @@ from models.db import database
 from models.migrations import EMAIL_HASH_INDEX, MIGRATIONS
 from support.realstack import base_environment, run_cli
 from support.cli import cli_on as migration_cli
-from support.cli import suite_cli
+from support.cli import first_column, suite_cli
 from support.mail import drain
 
 KEY_A = Fernet.generate_key().decode()
@@ -55,7 +55,7 @@ def opened(value: str, key: str) -> str:
 
 
 def listed(result) -> list[str]:
-    return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    return first_column(result.stdout)
 
 
 def create(client, email: str, name: str = "Ada Lovelace") -> str:

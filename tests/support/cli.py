@@ -37,3 +37,13 @@ def import_session_types(env: dict, tmp_path, *items: dict, **defaults):
                                  "scheduling_url": f"https://calendly.com/x/{item['slug']}", **defaults, **item}
                                 for item in items]))
     return run_cli(env, "session-types", "import", str(path), check=False)
+
+
+def first_column(stdout: str, headed: str = "ID") -> list[str]:
+    """The first cell of each row a list command printed under its header (whose first column is
+    `headed`); [] when it printed its one "no ..." line instead."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if len(lines) == 1 and lines[0].startswith("no "):
+        return []
+    assert lines and lines[0].split()[0] == headed, stdout
+    return [line.split()[0] for line in lines[1:]]
