@@ -23,6 +23,9 @@ DISPUTE_EVENTS = (DISPUTE_CREATED, DISPUTE_UPDATED, DISPUTE_CLOSED, DISPUTE_FUND
 INVITEE_CREATED, INVITEE_CANCELED = "invitee.created", "invitee.canceled"
 # The client (POST /v1/bookings/<id>/...)
 SCHEDULED, CANCEL, RETRY_PAYMENT = "booking.scheduled", "booking.cancel", "booking.retry_payment"
+# POST /v1/bookings with an Idempotency-Key: stored answered (the booking is made in the request), for
+# a repeat to find; no job acts on it.
+CREATE = "booking.create"
 
 HANDLED: frozenset[tuple[str, str]] = frozenset(
     {(STRIPE, kind) for kind in (CHECKOUT_COMPLETED, ASYNC_PAYMENT_SUCCEEDED, ASYNC_PAYMENT_FAILED, CHECKOUT_EXPIRED,

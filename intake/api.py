@@ -7,6 +7,7 @@ import re
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import peewee
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from bookingflow.addresses import looks_like_a_list_or_name
@@ -30,19 +31,31 @@ EMAIL = re.compile(r'^[^@\s\x00-\x1f\x7f-\x9f,;<>"()\[\]\\]{1,64}@[^@\s\x00-\x1f
 BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
+# A body is read as JSON whatever its Content-Type: `fetch` with a string body sends text/plain unless
+# told otherwise, curl's -d sends a form's type, and either carrying a JSON object is what was meant. A
+# body that is not JSON and was not declared JSON either is refused by its type (415), saying what to send.
+JSON_MIMETYPES = ("", "application/json", "text/plain")
+
+
 def _json_body() -> dict:
     try:
-        body = request.get_json(silent=True)
+        body = request.get_json(force=True, silent=True)
     except RecursionError:  # nested too deep for Python's json; `silent` covers only ValueError
         body = None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    return body
+    if isinstance(body, dict):
+        return body
+    mimetype = request.mimetype
+    if mimetype not in JSON_MIMETYPES and not mimetype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", f"the body must be a JSON object (sent as application/json); "
+                       f"got {mimetype[:100]}")
+    raise ApiError(400, "invalid_json", "the body must be a JSON object")
 
 
 def _text_field(body: dict, name: str, limit: int) -> str:
     value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
+    if value is not None and not isinstance(value, str):
+        raise ApiError(422, "invalid_field", f"{name} must be a string, not {_json_type(value)}", field=name)
+    if value is None or not value.strip():
         raise ApiError(422, "invalid_field", f"{name} is required", field=name)
     if not storable(value):
         raise ApiError(422, "invalid_field", f"{name} holds characters that are not text", field=name)
@@ -50,6 +63,13 @@ def _text_field(body: dict, name: str, limit: int) -> str:
     if len(value) > limit:
         raise ApiError(422, "invalid_field", f"{name} is longer than {limit} characters", field=name)
     return value
+
+
+def _json_type(value) -> str:
+    """What a JSON value is, in JSON's words: a number, an object..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", dict: "an object", list: "an array"}.get(type(value), "text")
 
 
 def _booking_or_404(booking_id: str) -> Booking:
@@ -106,12 +126,19 @@ def _currency_field(body: dict, session_type: SessionType) -> str:
     return value.lower()
 
 
+def _creation_fields(body: dict) -> tuple[str, str, str]:
+    return _text_field(body, "session_type", 100), _text_field(body, "email", 320), _text_field(body, "name", 200)
+
+
 @bp.post("/v1/bookings")
 def create_booking():
     body = _json_body()
-    slug = _text_field(body, "session_type", 100)
-    email = _text_field(body, "email", 320)
-    name = _text_field(body, "name", 200)
+    key = _idempotency_key()
+    if key:
+        found, earlier = bookings.created_with(key)
+        if found:
+            return _repeated_creation(earlier, body)
+    slug, email, name = _creation_fields(body)
     if looks_like_a_list_or_name(email):
         raise ApiError(422, "invalid_field", "email must be one address, without a list (',' or ';'), a display "
                                              "name or a comment", field="email")
@@ -123,15 +150,44 @@ def create_booking():
     if session_type is None:
         raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
     currency = _currency_field(body, session_type)
-    booking = bookings.create(session_type, email, name, utcnow(), currency=currency)
+    try:
+        booking = bookings.create(session_type, email, name, utcnow(), currency=currency, request_key=key or None)
+    except peewee.IntegrityError:
+        found, earlier = bookings.created_with(key) if key else (False, None)
+        if not found:
+            raise
+        return _repeated_creation(earlier, body)  # the same key, sent twice at once: the other one won
+    return _created(booking)
+
+
+def _created(booking: Booking, replayed: bool = False):
     status_url = url_for("api.get_booking", booking_id=booking.id, _external=True)
     response = jsonify({
         "id": booking.id, "state": booking.state,
-        "scheduling_url": scheduling_url(session_type, booking), "status_url": status_url,
+        "scheduling_url": scheduling_url(booking.session_type, booking), "status_url": status_url,
     })
     response.status_code = 201
     response.headers["Location"] = status_url
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _repeated_creation(earlier: Booking | None, body: dict):
+    """A creation sent again under its Idempotency-Key: the same answer for the same request (the
+    booking as it is now: its id, its link), whatever has changed since (a type no longer offered,
+    bookings paused); a 409 when the key made another booking, or one that is gone. The fields are
+    compared as the first request's were stored, so only who typed them gets the booking back."""
+    slug, email, name = _creation_fields(body)
+    if earlier is None:
+        raise ApiError(409, "idempotency_key_reused", "the booking made under this Idempotency-Key is gone; "
+                                                      "send a new key")
+    currency = body.get("currency")
+    currency = currency.lower() if isinstance(currency, str) else earlier.session_type.currency
+    if not bookings.same_request(earlier, slug, email, name, currency):
+        raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was sent with another booking request; "
+                                                      "send a new key for a new booking")
+    return _created(earlier, replayed=True)
 
 
 def booking_view(booking: Booking) -> dict:

@@ -69,10 +69,15 @@ def _unprocessable(fields: list[str], codes: tuple[str, ...] = ("invalid_field",
 # Why Calendly's API does not confirm a client's scheduling report (jobs/calendly_trust.py).
 REPORT_REFUSALS = ("invalid_field", "unknown_invitee", "not_this_booking", "wrong_event_type", "slot_taken",
                    "invitee_canceled")
-BAD_JSON = _error("The body is not a JSON object.", ["invalid_json"])
+# intake.api._json_body
+JSON_BODY = ("A JSON object. It is read as JSON whatever the `Content-Type` (`application/json`, `text/plain` as "
+             "`fetch` sends a string, none, or a form's type as `curl -d` sends it); a body that is not JSON and "
+             "declared as something else is `415`.")
 BAD_ACTION = _error("The body is not a JSON object, or the Idempotency-Key header holds characters that are not "
                     "text.", ["invalid_json", "invalid_header"])
 BAD_IDEMPOTENCY_KEY = _error("The Idempotency-Key header holds characters that are not text.", ["invalid_header"])
+UNSUPPORTED = _error("The body is not JSON, and its Content-Type says it is something else (a form, a file upload): "
+                     "send a JSON object, as `application/json`.", ["unsupported_media_type"])
 TOO_LARGE = _error(f"The body is larger than {MAX_BODY}.", ["payload_too_large"])
 NOT_FOUND = _ref("responses", "NotFound")
 WRONG_STATE = _ref("responses", "WrongState")
@@ -109,9 +114,10 @@ def _action(summary: str, description: str, operation_id: str, body: dict | None
         },
     }
     if body is not None:
-        operation["requestBody"] = body
+        operation["requestBody"] = {"description": JSON_BODY, **body}
         operation["responses"]["400"] = BAD_ACTION
         operation["responses"]["413"] = TOO_LARGE
+        operation["responses"]["415"] = UNSUPPORTED
     if unprocessable is not None:
         operation["responses"]["422"] = unprocessable
     return operation
@@ -189,22 +195,37 @@ DOCUMENT: dict = {
                 "description": (
                     "Creates a booking in `CALENDLY_SCHEDULING` and answers the Calendly link to schedule it "
                     "with: the session type's link with `utm_content=<id>` and the client's name and e-mail "
-                    "prefilled. Surrounding whitespace of each field is ignored."
+                    "prefilled. Surrounding whitespace of each field is ignored.\n\n"
+                    "Send an `Idempotency-Key` (a fresh random one, such as a UUID, per booking the client "
+                    "means to make) to make a repeat the same request: the same key with the same fields "
+                    "answers `201` again with the same booking (as it is now) and `Idempotent-Replayed: true`, "
+                    "even once the session type is no longer offered or bookings are paused; the same key "
+                    "with other fields is `409 idempotency_key_reused` and makes nothing. Without a key, "
+                    "every request makes a booking."
                 ),
+                "parameters": [_ref("parameters", "IdempotencyKey")],
                 "requestBody": {
                     "required": True,
+                    "description": JSON_BODY,
                     "content": {JSON: {
                         "schema": _ref("schemas", "NewBooking"),
                         "example": {"session_type": "coaching-hour", "email": "ada@example.com", "name": "Ada Lovelace"},
                     }},
                 },
                 "responses": {
-                    "201": _json(_ref("schemas", "CreatedBooking"), "Created.", headers={
+                    "201": _json(_ref("schemas", "CreatedBooking"), "Created (or, for a repeat of an "
+                                 "Idempotency-Key, created before).", headers={
                         "Location": {"required": True, "description": "The booking's status URL.",
                                      "schema": {"type": "string", "format": "uri"}},
+                        "Idempotent-Replayed": {"required": False, "description": "`true` on the answer to a "
+                                                "repeat of an Idempotency-Key: the booking was made before.",
+                                                "schema": {"const": "true"}},
                     }),
-                    "400": BAD_JSON,
+                    "400": BAD_ACTION,
+                    "409": _error("The Idempotency-Key was sent before with other fields (or the booking it "
+                                  "made is gone): nothing was made; send a new key.", ["idempotency_key_reused"]),
                     "413": TOO_LARGE,
+                    "415": UNSUPPORTED,
                     "422": _unprocessable(["session_type", "email", "name", "currency"],
                                           ("invalid_field", "unknown_session_type", "currency_not_offered")),
                     "429": RATE_LIMITED,
@@ -668,9 +689,11 @@ DOCUMENT: dict = {
             },
             "IdempotencyKey": {
                 "name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "Makes a repeated request the same request: a repeat of a request already "
-                               "accepted is answered 202 again, whatever state the booking has reached since "
-                               "(the first 100 characters count).",
+                "description": "Makes a repeated request the same request (the first 100 characters count): "
+                               "a repeat of an action already accepted is answered 202 again, whatever state "
+                               "the booking has reached since; a repeat of a creation answers the booking it "
+                               "made. Keys of creations are shared by every client: make each one random "
+                               "(a UUID).",
                 "schema": {"type": "string"},
             },
             "StripeSignature": {

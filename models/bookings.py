@@ -7,15 +7,20 @@ import datetime as dt
 
 from bookingflow import settings as settings_module
 from bookingflow.providers.calendly_claims import SLOT_TAKEN, Refusal, invitee_refusal
+from bookingflow.deliveries import CLIENT, CREATE
 from models.db import write_transaction
+from models.inbox import store_answered, stored
 from models.states import State, first_check_at, record_creation
 from models.tables import Booking, Payment, SessionType
 
 
-def create(session_type: SessionType, email: str, name: str, now: dt.datetime, currency: str | None = None) -> Booking:
+def create(session_type: SessionType, email: str, name: str, now: dt.datetime, currency: str | None = None,
+           request_key: str | None = None) -> Booking:
     """A new booking, scheduling, priced in `currency` (one the type offers; its default if None): the
     first history row is written with it. A session type whose payment collection is off is free:
-    the booking costs nothing."""
+    the booking costs nothing. With `request_key` (the client's Idempotency-Key) the request is stored
+    in the inbox in the same transaction: a second creation under the key raises
+    peewee.IntegrityError and leaves nothing (`created_with` then finds the first)."""
     currency = (currency or session_type.currency).lower()
     price = session_type.price_in(currency)
     if price is None:
@@ -29,7 +34,28 @@ def create(session_type: SessionType, email: str, name: str, now: dt.datetime, c
                                          overrides=settings_module.get().state_timeouts),
         )
         record_creation(booking, cause="client")
+        if request_key:
+            store_answered(CLIENT, creation_request_id(request_key), CREATE, booking.id, "created")
     return booking
+
+
+def creation_request_id(key: str) -> str:
+    return f"{CREATE}:{key}"
+
+
+def created_with(key: str) -> tuple[bool, Booking | None]:
+    """(whether a creation was stored under the Idempotency-Key `key`, the booking it made: None if that
+    booking is gone)."""
+    request = stored(CLIENT, creation_request_id(key))
+    if request is None:
+        return False, None
+    return True, Booking.get_or_none(Booking.id == request.booking_id) if request.booking_id else None
+
+
+def same_request(booking: Booking, slug: str, email: str, name: str, currency: str) -> bool:
+    """Whether a creation request asks for what `booking` was made from: a repeat, not another booking
+    under a reused key."""
+    return (booking.session_type.slug, booking.email, booking.name, booking.currency) == (slug, email, name, currency)
 
 
 def reschedule_request_open(booking: Booking, now: dt.datetime) -> bool:

@@ -28,6 +28,18 @@ def store(provider: str, event_id: str, event_type: str, subject: str | None, pa
         return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255]), False
 
 
+def store_answered(provider: str, event_id: str, event_type: str, booking_id: str, outcome: str) -> ProviderEvent:
+    """Store a request answered in the request itself (a booking's creation): processed at once, with
+    its booking. A second one with the same id raises peewee.IntegrityError, which rolls back the
+    caller's transaction."""
+    return ProviderEvent.create(provider=provider, event_id=event_id[:255], type=event_type[:100], subject=booking_id,
+                                booking=booking_id, processed_at=utcnow(), outcome=outcome, payload=None)
+
+
+def stored(provider: str, event_id: str) -> ProviderEvent | None:
+    return ProviderEvent.get_or_none(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255])
+
+
 def is_stored(provider: str, event_id: str) -> bool:
     return ProviderEvent.select().where(ProviderEvent.provider == provider,
                                         ProviderEvent.event_id == event_id[:255]).exists()
