@@ -201,7 +201,7 @@ def test_a_checkout_below_stripes_minimum_is_not_sent_and_the_client_reads_why(a
     assert status.get_json()["error"] == {"class": "validation", "message": checkout.AMOUNT_TOO_SMALL}
     assert stripe_posts(sandbox, "/v1/checkout/sessions", booking.id) == []
     assert Alert.select().where(Alert.kind == "amount_below_minimum", Alert.booking == booking.id).count() == 1
-    assert "0.30 USD is below Stripe's minimum of 0.50 USD" in after.last_error
+    assert "$0.30 is below Stripe's minimum of $0.50" in after.last_error
 
 
 @pytest.fixture
@@ -220,8 +220,8 @@ def import_types(env, tmp_path, *items):
     return run_cli(env, "session-types", "import", str(path), check=False)
 
 
-@pytest.mark.parametrize("price, currency, shown", [(30, "usd", "0.30 USD is below Stripe's minimum charge of 0.50 USD"),
-                                                     (40, "JPY", "40 JPY is below Stripe's minimum charge of 50 JPY"),
+@pytest.mark.parametrize("price, currency, shown", [(30, "usd", "$0.30 is below Stripe's minimum charge of $0.50"),
+                                                     (40, "JPY", "¥40 is below Stripe's minimum charge of ¥50"),
                                                      (17000, "huf", "170.00 HUF is below Stripe's minimum charge of 175.00 HUF")])
 def test_importing_a_paid_session_type_below_stripes_minimum_is_refused_and_imports_nothing(
         cli_env, tmp_path, price, currency, shown):
