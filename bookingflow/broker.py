@@ -237,6 +237,7 @@ SEND_EMAIL = "send_email"
 SEND_ALERT = "send_alert"
 ADVANCE_BOOKING = "advance_booking"
 REPORT_DRIFT = "report_drift"
+COLLECT_RECEIPTS = "collect_receipts"
 
 _installed: dramatiq.Broker | None = None
 _install_lock = threading.Lock()

@@ -78,10 +78,32 @@ def scheduling_url(session_type: SessionType, booking: Booking, prefill: bool = 
 @bp.get("/v1/session-types")
 def list_session_types():
     rows = SessionType.select().where(SessionType.active == True).order_by(SessionType.price, SessionType.slug)  # noqa: E712
-    return jsonify([
-        {"slug": s.slug, "name": s.name, "duration_minutes": s.duration_minutes, "price": s.price, "currency": s.currency}
-        for s in rows
-    ])
+    return jsonify([session_type_view(s) for s in rows])
+
+
+def session_type_view(session_type: SessionType) -> dict:
+    """A session type as offered: its default price and currency, its price in every currency it is
+    offered in (`POST /v1/bookings` takes any of them), and what its checkout does."""
+    return {
+        "slug": session_type.slug, "name": session_type.name, "duration_minutes": session_type.duration_minutes,
+        "price": session_type.price, "currency": session_type.currency,
+        "prices": {currency: session_type.price_in(currency) for currency in session_type.currencies()},
+        "promotion_codes": session_type.promotion_codes, "automatic_tax": session_type.automatic_tax,
+        "invoice": session_type.invoice,
+    }
+
+
+def _currency_field(body: dict, session_type: SessionType) -> str:
+    """The currency the client chose, one the session type is offered in; its default when not given."""
+    value = body.get("currency")
+    if value is None:
+        return session_type.currency
+    offered = session_type.currencies()
+    if not isinstance(value, str) or value.lower() not in offered:
+        shown = value if isinstance(value, str) and storable(value) else type(value).__name__
+        raise ApiError(422, "currency_not_offered", f"session type {session_type.slug!r} is not offered in "
+                       f"{shown[:10]!r}; offered: {', '.join(offered)}", field="currency")
+    return value.lower()
 
 
 @bp.post("/v1/bookings")
@@ -100,7 +122,8 @@ def create_booking():
     session_type = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
     if session_type is None:
         raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
-    booking = bookings.create(session_type, email, name, utcnow())
+    currency = _currency_field(body, session_type)
+    booking = bookings.create(session_type, email, name, utcnow(), currency=currency)
     status_url = url_for("api.get_booking", booking_id=booking.id, _external=True)
     response = jsonify({
         "id": booking.id, "state": booking.state,
@@ -128,7 +151,9 @@ def booking_view(booking: Booking) -> dict:
         "scheduled_end": _isoformat(booking.scheduled_end),
         "amount": booking.amount,
         "currency": booking.currency,
+        "amount_paid": booking.amount_paid,
         "amount_refunded": booking.amount_refunded,
+        "payments": [payment_view(payment) for payment in bookings.paid_payments(booking.id)],
         "checkout_url": booking.checkout_url if booking.state in CHECKOUT_OPEN else None,
         "updated_at": _isoformat(booking.updated_at),
         "error": {"class": booking.error_class, "message": booking.error_message} if booking.error_class else None,
@@ -145,6 +170,16 @@ def booking_view(booking: Booking) -> dict:
                                Dispute.closed_at)
                 .where(Dispute.booking == booking.id).order_by(Dispute.created_at, Dispute.id).tuples())
         ],
+    }
+
+
+def payment_view(payment) -> dict:
+    """A payment as the client paid it: the price, the discount, the tax and the total, and Stripe's
+    receipt and invoice once Stripe has them (null until then)."""
+    return {
+        "amount_subtotal": payment.amount_subtotal if payment.amount_subtotal is not None else payment.amount,
+        "amount_discount": payment.amount_discount, "amount_tax": payment.amount_tax, "amount_total": payment.amount,
+        "currency": payment.currency, "receipt_url": payment.receipt_url, "invoice_url": payment.invoice_url,
     }
 
 
@@ -307,10 +342,10 @@ def reschedule_booking(booking_id: str):
         target = SessionType.get_or_none((SessionType.slug == slug) & (SessionType.active == True))  # noqa: E712
         if target is None:
             raise ApiError(422, "unknown_session_type", f"no session type {slug!r} is on offer", field="session_type")
-        if target.currency != booking.currency:
+        if target.price_in(booking.currency) is None:
             # A difference is charged or refunded in the booking's currency: never across currencies.
-            raise ApiError(422, "currency_mismatch", f"session type {slug!r} is not priced in {booking.currency}",
-                           field="session_type")
+            raise ApiError(422, "currency_mismatch", f"session type {slug!r} is not priced in {booking.currency}; "
+                           f"it is offered in {', '.join(target.currencies())}", field="session_type")
         # Remembered, for a while, so that a new invitee of `target`'s event type is taken for this
         # reschedule. The price follows the event type actually booked, checked when it is matched.
         update_fields(booking.id, reschedule_session_type=target.id, reschedule_requested_at=utcnow())

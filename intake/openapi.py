@@ -205,7 +205,8 @@ DOCUMENT: dict = {
                     }),
                     "400": BAD_JSON,
                     "413": TOO_LARGE,
-                    "422": _unprocessable(["session_type", "email", "name"], ("invalid_field", "unknown_session_type")),
+                    "422": _unprocessable(["session_type", "email", "name", "currency"],
+                                          ("invalid_field", "unknown_session_type", "currency_not_offered")),
                     "429": RATE_LIMITED,
                     "503": UNAVAILABLE,
                 },
@@ -315,7 +316,7 @@ DOCUMENT: dict = {
                                            "description": "Where the client picks the new slot."},
                     },
                 }, "Accepted."),
-                _unprocessable(["session_type"], ("invalid_field", "unknown_session_type")),
+                _unprocessable(["session_type"], ("invalid_field", "unknown_session_type", "currency_mismatch")),
                 conflict="The booking is not confirmed; `error.state` is its state.",
             ),
         },
@@ -426,14 +427,28 @@ DOCUMENT: dict = {
             },
             "SessionType": {
                 "type": "object",
-                "required": ["slug", "name", "duration_minutes", "price", "currency"],
+                "required": ["slug", "name", "duration_minutes", "price", "currency", "prices", "promotion_codes",
+                             "automatic_tax", "invoice"],
                 "additionalProperties": False,
                 "properties": {
                     "slug": {"type": "string", "pattern": SLUG_PATTERN},
                     "name": {"type": "string", "minLength": 1, "maxLength": 200},
                     "duration_minutes": {"type": "integer", "minimum": 1},
-                    "price": _ref("schemas", "Money"),
-                    "currency": _ref("schemas", "Currency"),
+                    "price": {**_ref("schemas", "Money"), "description": "In the default `currency`."},
+                    "currency": {**_ref("schemas", "Currency"), "description": "The default currency."},
+                    "prices": {
+                        "type": "object", "minProperties": 1,
+                        "propertyNames": {"pattern": CURRENCY_PATTERN},
+                        "additionalProperties": _ref("schemas", "Money"),
+                        "description": "The price in every currency the type is offered in, the default "
+                                       "included: `POST /v1/bookings` takes any of them as `currency`.",
+                        "examples": [{"eur": 12000, "usd": 13000, "gbp": 10500}],
+                    },
+                    "promotion_codes": {"type": "boolean",
+                                        "description": "Checkout takes Stripe promotion codes."},
+                    "automatic_tax": {"type": "boolean",
+                                      "description": "Stripe Tax adds tax at Checkout, on top of the price."},
+                    "invoice": {"type": "boolean", "description": "Stripe issues an invoice for the payment."},
                 },
             },
             "NewBooking": {
@@ -452,6 +467,11 @@ DOCUMENT: dict = {
                     "name": {
                         "type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_PATTERN,
                         "description": "Not blank.",
+                    },
+                    "currency": {
+                        "type": ["string", "null"], "pattern": "^[A-Za-z]{3}$",
+                        "description": "One of the session type's `prices` (else 422 `currency_not_offered`, "
+                                       "naming those offered); its default `currency` when left out or null.",
                     },
                 },
             },
@@ -481,8 +501,8 @@ DOCUMENT: dict = {
             "Booking": {
                 "type": "object",
                 "required": ["id", "state", "session_type", "email", "scheduled_start", "scheduled_end", "amount",
-                             "currency", "amount_refunded", "checkout_url", "updated_at", "error", "history",
-                             "disputes"],
+                             "currency", "amount_paid", "amount_refunded", "payments", "checkout_url", "updated_at",
+                             "error", "history", "disputes"],
                 "additionalProperties": False,
                 "properties": {
                     "id": _ref("schemas", "BookingId"),
@@ -495,7 +515,33 @@ DOCUMENT: dict = {
                     "scheduled_end": {"type": ["string", "null"], "format": "date-time"},
                     "amount": {**_ref("schemas", "Money"), "description": "What the booking costs."},
                     "currency": _ref("schemas", "Currency"),
+                    "amount_paid": {**_ref("schemas", "Money"),
+                                    "description": "Paid so far: the totals charged, after discounts, with tax."},
                     "amount_refunded": {**_ref("schemas", "Money"), "description": "Refunded so far."},
+                    "payments": {
+                        "type": "array",
+                        "description": "The booking's payments, oldest first (a reschedule's difference is a payment "
+                                       "of its own), with Stripe's receipt and invoice once Stripe has them.",
+                        "items": {
+                            "type": "object",
+                            "required": ["amount_subtotal", "amount_discount", "amount_tax", "amount_total", "currency",
+                                         "receipt_url", "invoice_url"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "amount_subtotal": {**_ref("schemas", "Money"), "description": "The price."},
+                                "amount_discount": {**_ref("schemas", "Money"),
+                                                    "description": "What a promotion code took off."},
+                                "amount_tax": {**_ref("schemas", "Money"), "description": "Tax added by Stripe Tax."},
+                                "amount_total": {**_ref("schemas", "Money"), "description": "What was charged."},
+                                "currency": _ref("schemas", "Currency"),
+                                "receipt_url": {"type": ["string", "null"], "format": "uri",
+                                                "description": "Stripe's receipt of the charge; null until Stripe has it."},
+                                "invoice_url": {"type": ["string", "null"], "format": "uri",
+                                                "description": "Stripe's hosted invoice, for a session type with "
+                                                               "`invoice`; else null."},
+                            },
+                        },
+                    },
                     "checkout_url": {"type": ["string", "null"], "format": "uri",
                                      "description": "Stripe Checkout, while a payment is open "
                                                     "(`PAYMENT_PROCESSING`); else null."},

@@ -17,8 +17,8 @@ from bookingflow import broker as broker_module  # noqa: E402
 open_configured_database(settings)
 broker = broker_module.install(settings.broker_url)
 
-from jobs import alerts, client_requests, drift, events, flow, middleware, outbox, reconcile  # noqa: E402  (actors need the broker first)
+from jobs import alerts, client_requests, drift, events, flow, middleware, outbox, receipts, reconcile  # noqa: E402  (actors need the broker first)
 
 broker_module.install(settings.broker_url, [middleware.DatabaseConnections(), middleware.ErrorClassification()])
 
-__all__ = ["alerts", "broker", "client_requests", "drift", "events", "flow", "outbox", "reconcile"]
+__all__ = ["alerts", "broker", "client_requests", "drift", "events", "flow", "outbox", "receipts", "reconcile"]

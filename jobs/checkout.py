@@ -39,7 +39,7 @@ from jobs import outbox
 from models.alerts import raise_alert
 from models.db import utcnow
 from models.states import TransitionRefused, Trigger, apply, update_fields
-from models.tables import Booking
+from models.tables import Booking, SessionType
 
 STRIPE_MIN_LIFETIME = dt.timedelta(minutes=30)
 STRIPE_MAX_LIFETIME = dt.timedelta(hours=24)
@@ -91,22 +91,24 @@ def idempotency_key(booking: Booking) -> str:
     return f"bookingflow-checkout-{booking.id}-{booking.payment_attempt}"
 
 
+def priced_type(booking: Booking) -> SessionType:
+    """The session type the attempt pays for: a reschedule's new type, whose difference it is, or the
+    booking's own."""
+    return booking.reschedule_session_type if booking.reschedule_session_type_id else booking.session_type
+
+
 def session_params(booking: Booking) -> dict:
     public_url = settings_module.get().public_url
-    session_type = booking.session_type
+    session_type = priced_type(booking)
     metadata = {"booking_id": booking.id, "payment_attempt": str(booking.payment_attempt)}
-    return {
+    price_data = {
+        "currency": booking.currency,
+        "unit_amount": booking.amount_due,
+        "product_data": {"name": session_type.name[:250]},
+    }
+    params = {
         "mode": "payment",
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": booking.currency,
-                    "unit_amount": booking.amount_due,
-                    "product_data": {"name": session_type.name[:250]},
-                },
-            }
-        ],
+        "line_items": [{"quantity": 1, "price_data": price_data}],
         "client_reference_id": booking.id,
         "metadata": metadata,
         "payment_intent_data": {"metadata": metadata},
@@ -114,7 +116,21 @@ def session_params(booking: Booking) -> dict:
         "expires_at": int(booking.checkout_expires_at.timestamp()),
         "success_url": f"{public_url}/bookings/{booking.id}?checkout=success",
         "cancel_url": f"{public_url}/bookings/{booking.id}?checkout=cancel",
+        # The client pays in the currency they chose, the amount asked: Adaptive Pricing (Stripe
+        # converting to the customer's local currency) would charge another.
+        "adaptive_pricing": {"enabled": False},
     }
+    if session_type.promotion_codes:
+        params["allow_promotion_codes"] = True
+    if session_type.automatic_tax:
+        # Tax on top of the price (Checkout collects the address it needs): the price is what the
+        # session type says, before tax, whatever the account's default tax behavior.
+        params["automatic_tax"] = {"enabled": True}
+        price_data["tax_behavior"] = "exclusive"
+    if session_type.invoice:
+        params["invoice_creation"] = {"enabled": True, "invoice_data": {
+            "description": session_type.name[:250], "metadata": {"booking_id": booking.id}}}
+    return params
 
 
 def create_session(booking: Booking):
@@ -124,6 +140,12 @@ def create_session(booking: Booking):
                                 f"minimum of {stripe_amounts.display(minimum, booking.currency)}")
     try:
         return stripe_client.create_checkout_session(session_params(booking), idempotency_key(booking))
+    except stripe.IdempotencyError as exc:
+        # The key was first used with other parameters (the session type's name or switches changed
+        # between a lost answer and this retry): Stripe will refuse it for good. A session the first
+        # request may have made was never recorded, so never offered: a new attempt is safe.
+        _next_attempt(booking, exc)
+        raise
     except stripe.StripeError as exc:
         if not stripe_client.is_definitive(exc):
             raise

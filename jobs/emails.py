@@ -11,6 +11,7 @@ import unicodedata
 
 from bookingflow import settings as settings_module
 from bookingflow.providers import stripe_amounts
+from models.bookings import paid_payments
 from models.states import State, Trigger
 from models.tables import Booking, Refund
 
@@ -74,6 +75,18 @@ def refund_text(booking: Booking) -> str:
     return text
 
 
+def _documents(booking: Booking) -> str:
+    """The receipts and invoices Stripe has for the booking's payments, as links (the status page
+    shows them too, and any that Stripe issues later)."""
+    lines = []
+    for payment in paid_payments(booking.id):
+        if payment.receipt_url:
+            lines.append(f"Receipt: {payment.receipt_url}")
+        if payment.invoice_url:
+            lines.append(f"Invoice: {payment.invoice_url}")
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
 def kind_for(booking: Booking, from_state: State, trigger: Trigger) -> str | None:
     if trigger == Trigger.confirmBooking:
         # From PAYMENT_SUCCEEDED after a reschedule, the payment was the price difference.
@@ -94,7 +107,7 @@ def render(kind: str, booking: Booking) -> tuple[str, str]:
     if kind == "confirmation":
         paid = f" and paid ({stripe_amounts.display(booking.amount_paid, booking.currency)})" if booking.amount_paid else ""
         return (f"Booked: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is confirmed{paid}."
-                f"\n\nSee, cancel or reschedule it here: {link}\n")
+                f"{_documents(booking)}\n\nSee, cancel or reschedule it here: {link}\n")
     if kind == "rescheduled":
         return (f"Rescheduled: {session}", f"Hello {name},\n\nyour {session} is now on {_when(booking)}.\n\n"
                 f"Your booking: {link}\n")

@@ -20,7 +20,7 @@ import stripe
 
 from bookingflow import broker, logs, metrics, refund_policy
 from bookingflow.error_classes import ErrorClass, failure
-from bookingflow.providers import calendly_client
+from bookingflow.providers import calendly_client, stripe_amounts
 from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
 from jobs import calendly_lasting, checkout, ledger, outbox
@@ -133,7 +133,7 @@ def _confirm(booking: Booking) -> None:
     if booking.reschedule_session_type_id:
         # A reschedule to another session type, its difference now paid: the booking becomes that type.
         new_type = booking.reschedule_session_type
-        changes = dict(session_type=new_type.id, amount=new_type.price, reschedule_session_type=None,
+        changes = dict(session_type=new_type.id, amount=reschedule_price(booking), reschedule_session_type=None,
                        reschedule_requested_at=None)
     move(booking.id, Trigger.confirmBooking, cause=f"confirm-{booking.payment_attempt}-{booking.calendly_invitee_uri}",
          checkout_url=None, **changes)
@@ -191,8 +191,11 @@ def _refund_cancellation(booking: Booking) -> None:
         held + ledger.refunded_outside(booking), refund_policy.terms_of(booking), booking.scheduled_start,
         cancelled_at=booking.state_changed_at, cancelled_by=booking.cancelled_by, cap_percent=booking.refund_percent_cap,
     )
-    amount, reason = min(decision.amount, held), decision.reason
-    if amount < decision.amount:
+    # A share is rounded down to an amount Stripe accepts in the currency; all that is held, as held.
+    amount, reason = min(stripe_amounts.round_down(decision.amount, booking.currency), held), decision.reason
+    if decision.percent == 100 and decision.amount >= held:
+        amount = held
+    if held < decision.amount:
         reason = _with(reason, f"capped at the {max(held, 0)} left after refunds made outside bookingflow")
     if ledger.has_disputed_payment(booking):
         # Stripe refuses to refund a charge under dispute, and the card network decides that money:
@@ -298,13 +301,18 @@ def _settle_reschedule(booking: Booking) -> None:
                       calendly_cancel_url=invitee.get("cancel_url"), calendly_reschedule_url=invitee.get("reschedule_url"),
                       **invitee_identity(invitee.get("email"), invitee.get("name")))
         booking = Booking.get_by_id(booking.id)
-    # Priced by the type of the event actually booked (set when its invitee was matched).
-    new_price = booking.reschedule_session_type.price if booking.reschedule_session_type_id else booking.amount
+    # Priced by the type of the event actually booked (set when its invitee was matched), in the
+    # booking's currency.
+    new_price = reschedule_price(booking)
+    if new_price is None:
+        _flag(booking, f"rescheduled to {booking.reschedule_session_type.slug}, which is no longer priced in "
+                       f"{booking.currency}")
+        return
     difference = new_price - booking.amount
     # Giving up a slot is a partial cancellation: what cancelling then would have refunded caps every
     # later refund, and a downgrade's difference comes back under the policy at that moment.
     decision = refund_policy.decide(
-        max(-difference, 0), refund_policy.terms_of(booking), booking.rescheduled_from_start,
+        paid_share(booking, max(-difference, 0)), refund_policy.terms_of(booking), booking.rescheduled_from_start,
         cancelled_at=booking.state_changed_at, cancelled_by="client", cap_percent=booking.refund_percent_cap)
     if booking.refund_percent_cap is None or decision.percent < booking.refund_percent_cap:
         update_fields(booking.id, refund_percent_cap=decision.percent)
@@ -318,6 +326,26 @@ def _settle_reschedule(booking: Booking) -> None:
         for row in rows:
             ledger.issue(row)
     _confirm(booking)
+
+
+def reschedule_price(booking: Booking) -> int | None:
+    """What the booking costs after its reschedule, in its currency: the new type's price there (None
+    when the type is not priced in it), or the same amount when the type stays."""
+    if not booking.reschedule_session_type_id:
+        return booking.amount
+    new_type = booking.reschedule_session_type
+    price = new_type.price_in(booking.currency)
+    return None if price is None else (price if new_type.collect_payment else 0)
+
+
+def paid_share(booking: Booking, list_amount: int) -> int:
+    """`list_amount` of the booking's price, as the client actually paid it: after the discount they
+    were given, with the tax they paid (a downgrade by half the price gives back half of what was paid,
+    never half the list price). Rounded down to what Stripe accepts in the currency."""
+    if booking.amount <= 0:
+        return 0
+    share = min(list_amount, booking.amount) * booking.amount_paid // booking.amount
+    return stripe_amounts.round_down(share, booking.currency)
 
 
 def _flag(booking: Booking, reason: str) -> None:

@@ -67,14 +67,32 @@ def _refresh_totals(booking_id: str) -> None:
     update_fields(booking_id, amount_paid=int(paid), amount_refunded=int(refunded))
 
 
+def _whole(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def breakdown(session: dict, asked: int) -> dict:
+    """What a paid session charged, as Stripe reports it: the subtotal (the price, before discounts
+    and tax), the discount a promotion code gave, the tax Stripe Tax added, and the total."""
+    details = session.get("total_details") if isinstance(session.get("total_details"), dict) else {}
+    subtotal = _whole(session.get("amount_subtotal"))
+    total = _whole(session.get("amount_total"))
+    return {
+        "amount_subtotal": subtotal if subtotal is not None else asked,
+        "amount_discount": _whole(details.get("amount_discount")) or 0,
+        "amount_tax": _whole(details.get("amount_tax")) or 0,
+        "amount": total if total is not None else asked,
+    }
+
+
 def mark_paid(payment: Payment, session: dict) -> bool:
-    """Record the money of a paid session of ours, as Stripe charged it; True the first time."""
-    amount = session.get("amount_total")
+    """Record the money of a paid session of ours, as Stripe charged it (the total: after any discount,
+    with any tax), with its breakdown and its invoice; True the first time."""
     with write_transaction():
         updated = Payment.update(
-            status="paid", updated_at=utcnow(),
-            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else payment.amount,
+            status="paid", updated_at=utcnow(), **breakdown(session, payment.amount),
             payment_intent_id=expandable_id(session.get("payment_intent")),
+            invoice_id=expandable_id(session.get("invoice")),
         ).where(Payment.id == payment.id, Payment.status != "paid").execute()
         if updated:
             _refresh_totals(payment.booking_id)

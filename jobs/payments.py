@@ -12,7 +12,7 @@ import logging
 
 from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.payload_schemas import expandable_id
-from jobs import disputes, flow, ledger
+from jobs import disputes, flow, ledger, receipts
 from jobs.outcomes import Outcome, Result
 from models.alerts import raise_alert
 from models.db import utcnow
@@ -71,6 +71,8 @@ def payment_received(payment: Payment, session: dict) -> Outcome:
     first_time = ledger.mark_paid(payment, session)
     if first_time:
         disputes.claim_early(Payment.get_by_id(payment.id))
+        # Before the confirmation, so that its e-mail links them.
+        receipts.collect_now(payment.id)
     # A superseded attempt's session is still ours: it settles the booking if it pays what is due now.
     settles = session["id"] == booking.checkout_session_id or payment.amount == booking.amount_due
     for _ in range(PAYMENT_DECISIONS):

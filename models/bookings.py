@@ -9,16 +9,21 @@ from bookingflow import settings as settings_module
 from bookingflow.providers.calendly_claims import SLOT_TAKEN, Refusal, invitee_refusal
 from models.db import write_transaction
 from models.states import State, first_check_at, record_creation
-from models.tables import Booking, SessionType
+from models.tables import Booking, Payment, SessionType
 
 
-def create(session_type: SessionType, email: str, name: str, now: dt.datetime) -> Booking:
-    """A new booking, scheduling: the first history row is written with it. A session type whose
-    payment collection is off is free: the booking costs nothing."""
+def create(session_type: SessionType, email: str, name: str, now: dt.datetime, currency: str | None = None) -> Booking:
+    """A new booking, scheduling, priced in `currency` (one the type offers; its default if None): the
+    first history row is written with it. A session type whose payment collection is off is free:
+    the booking costs nothing."""
+    currency = (currency or session_type.currency).lower()
+    price = session_type.price_in(currency)
+    if price is None:
+        raise ValueError(f"session type {session_type.slug!r} is not offered in {currency}")
     with write_transaction():
         booking = Booking.create(
             session_type=session_type, state=State.CALENDLY_SCHEDULING.value, email=email, name=name,
-            amount=session_type.price if session_type.collect_payment else 0, currency=session_type.currency,
+            amount=price if session_type.collect_payment else 0, currency=currency,
             state_changed_at=now, created_at=now, updated_at=now,
             next_check_at=first_check_at(State.CALENDLY_SCHEDULING, now,
                                          overrides=settings_module.get().state_timeouts),
@@ -51,3 +56,8 @@ def report_refusal(booking: Booking, event_uri: str, invitee_uri: str) -> Refusa
     if held_by_another(booking, event_uri, invitee_uri) is not None:
         return SLOT_TAKEN
     return invitee_refusal(booking.id, booking.session_type, event_uri, invitee_uri)
+
+
+def paid_payments(booking_id: str) -> list[Payment]:
+    """The booking's paid payments, oldest first: what the client paid, and its receipts and invoices."""
+    return list(Payment.select().where(Payment.booking == booking_id, Payment.status == "paid").order_by(Payment.id))

@@ -242,8 +242,19 @@ class Payment(BaseModel):
     receipt_url = peewee.TextField(null=True)
     invoice_id = peewee.CharField(max_length=255, null=True)
     invoice_url = peewee.TextField(null=True)
+    # When the receipt and invoice were last asked of Stripe: a sweep asks again, now and then, for
+    # those Stripe did not have yet.
+    documents_checked_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
+
+
+def documents_missing() -> peewee.Expression:
+    """A paid payment whose receipt (it has a charge) or invoice (one was issued) is not on record yet.
+    Migration 10's partial index serves exactly this condition."""
+    return ((Payment.status == "paid")
+            & ((Payment.receipt_url.is_null() & Payment.payment_intent_id.is_null(False))
+               | (Payment.invoice_url.is_null() & Payment.invoice_id.is_null(False))))
 
 
 class Refund(BaseModel):

@@ -68,6 +68,32 @@ def _switches(item: dict, where: str) -> dict:
     return switches
 
 
+PRICING_SWITCHES = ("promotion_codes", "automatic_tax", "invoice")
+
+
+def _pricing(item: dict, where: str) -> dict:
+    """The optional pricing keys, all off by default: Stripe Checkout's promotion codes, Stripe Tax
+    and invoice creation, and prices in other currencies than the default one. The file says the
+    whole of them: a key left out is off (there is no other way to set them)."""
+    pricing = {}
+    for key in PRICING_SWITCHES:
+        value = item.get(key, False)
+        if not isinstance(value, bool):
+            raise CatalogInvalid(f"{where}: {key} must be true or false")
+        pricing[key] = value
+    prices = item.get("prices")
+    if prices is not None and not isinstance(prices, dict):
+        raise CatalogInvalid(f"{where}: prices must be an object of currency to price, e.g. {{\"usd\": 13000}}")
+    pricing["prices"] = {}
+    for currency, amount in (prices or {}).items():
+        if not isinstance(currency, str) or not CURRENCY.match(currency):
+            raise CatalogInvalid(f"{where}: prices: {currency!r} is not a 3-letter ISO currency code")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise CatalogInvalid(f"{where}: prices.{currency} must be a whole number >= 0 (minor units)")
+        pricing["prices"][currency.lower()] = amount
+    return pricing
+
+
 def _chargeable(row: dict, where: str) -> None:
     """A paid session type must cost at least what Stripe charges in its currency (a free one, its
     payment collection off or its price 0, is never sent to Stripe). Without `collect_payment` in the
@@ -76,12 +102,21 @@ def _chargeable(row: dict, where: str) -> None:
     if collect is None:
         existing = SessionType.get_or_none(SessionType.slug == row["slug"])
         collect = existing.collect_payment if existing is not None else True
-    minimum = stripe_amounts.below_minimum(row["price"], row["currency"])
-    if collect and row["price"] > 0 and minimum is not None:
-        raise CatalogInvalid(
-            f"{where}: price {stripe_amounts.display(row['price'], row['currency'])} is below Stripe's minimum "
-            f"charge of {stripe_amounts.display(minimum, row['currency'])}; raise the price, or set "
-            "collect_payment to false for a free session")
+    if not collect:
+        return
+    for currency, price in [(row["currency"], row["price"]), *row["prices"].items()]:
+        key = "price" if currency == row["currency"] else f"prices.{currency}"
+        if price == 0 and key == "price":
+            continue  # a free session, never sent to Stripe
+        minimum = stripe_amounts.below_minimum(price, currency)
+        if minimum is not None or price == 0:
+            raise CatalogInvalid(
+                f"{where}: {key} {stripe_amounts.display(price, currency)} is below Stripe's minimum charge of "
+                f"{stripe_amounts.display(minimum or 1, currency)}; raise the price, or set collect_payment to "
+                "false for a free session")
+        problem = stripe_amounts.valid_amount(price, currency)
+        if problem is not None:
+            raise CatalogInvalid(f"{where}: {key}: {problem}")
 
 
 def set_switch(slug: str, **switch: bool) -> bool:
@@ -122,7 +157,12 @@ def validate(items) -> list[dict]:
             "scheduling_url": _url(item, "scheduling_url", where),
             "refund_policy": _refund_policy(item, where),
             **_switches(item, where),
+            **_pricing(item, where),
         })
+        default_currency, default_price = rows[-1]["currency"], rows[-1]["price"]
+        if rows[-1]["prices"].get(default_currency, default_price) != default_price:
+            raise CatalogInvalid(f"{where}: prices.{default_currency} differs from price, the price in {default_currency}")
+        rows[-1]["prices"].pop(default_currency, None)
         _chargeable(rows[-1], where)
     return rows
 

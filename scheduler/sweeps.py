@@ -16,7 +16,7 @@ from bookingflow import broker
 from bookingflow import settings as settings_module
 from models.alerts import raise_alert
 from models.states import claim_check
-from models.tables import Alert, Booking, Outbox, ProviderEvent, ScheduledRun
+from models.tables import Alert, Booking, Outbox, Payment, ProviderEvent, ScheduledRun, documents_missing
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,32 @@ def report_drift_daily(now: dt.datetime) -> int:
     return 1
 
 
-SWEEPS = (claim_due_bookings, requeue_unprocessed_events, resend_unsent_emails, resend_unsent_alerts, prune_old_payloads)
+# How long, and how often, a paid payment's receipt or invoice is asked of Stripe again.
+DOCUMENTS_WINDOW = dt.timedelta(days=3)
+DOCUMENTS_RECHECK = dt.timedelta(minutes=10)
+
+
+def collect_missing_receipts(now: dt.datetime) -> int:
+    """Paid payments of the last few days whose receipt or invoice Stripe had not yet: claimed (their
+    last check pushed to now, a compare-and-set), then asked again by a job."""
+    due = (
+        Payment.select(Payment.id, Payment.documents_checked_at)
+        .where(documents_missing(), Payment.created_at > now - DOCUMENTS_WINDOW,
+               Payment.documents_checked_at.is_null() | (Payment.documents_checked_at < now - DOCUMENTS_RECHECK))
+        .order_by(Payment.created_at)
+        .limit(BATCH)
+    )
+    claimed = 0
+    for row in due:
+        previous = (Payment.documents_checked_at.is_null() if row.documents_checked_at is None
+                    else Payment.documents_checked_at == row.documents_checked_at)
+        if Payment.update(documents_checked_at=now).where(Payment.id == row.id, previous).execute():
+            broker.send(broker.COLLECT_RECEIPTS, row.id)
+            claimed += 1
+    return claimed
+
+
+SWEEPS = (claim_due_bookings, requeue_unprocessed_events, resend_unsent_emails, resend_unsent_alerts, prune_old_payloads,
+          collect_missing_receipts)
 # Run by a job of their own (scheduler/__init__.py), at the same interval: once a day, not every sweep.
 DAILY = (report_drift_daily,)

@@ -41,7 +41,8 @@ def test_session_types_on_offer_are_listed_with_their_price_in_minor_units(clien
     response = client.get("/v1/session-types")
     assert response.status_code == 200
     assert response.get_json() == [
-        {"slug": "coaching-hour", "name": "Coaching Hour", "duration_minutes": 60, "price": 12000, "currency": "usd"}
+        {"slug": "coaching-hour", "name": "Coaching Hour", "duration_minutes": 60, "price": 12000, "currency": "usd",
+         "prices": {"usd": 12000}, "promotion_codes": False, "automatic_tax": False, "invoice": False}
     ]
 
 

@@ -5,7 +5,7 @@ document and checks every answer against it (documented status, headers, content
 
 Generated requests that the document calls valid are steered to where they can succeed, since a
 schema cannot know the catalog or the bookings that exist: a valid booking id is often swapped for a
-real booking (one in each interesting state, made per test), a valid `session_type` for one on offer,
+real booking (one in each interesting state, made per test), a valid `session_type` for one on offer (and a `currency` for one it is offered in),
 a valid `invitee_uri` for one under the generated `event_uri`, and a valid webhook delivery is signed
 with the suite's secret. Invalid requests are sent as generated (webhooks unsigned): they must be
 refused with a documented 4xx.
@@ -179,6 +179,8 @@ def steer(case, bookings: dict[str, str], sandbox) -> None:
         return
     if path == "/v1/bookings":
         body["session_type"] = OFFERED[0]
+        if isinstance(body.get("currency"), str):
+            body["currency"] = ("usd", "USD")[_pick(case, 2)]  # the ones coaching-hour is offered in
     elif path.endswith("/reschedule") and isinstance(body.get("session_type"), str):
         body["session_type"] = OFFERED[_pick(case, len(OFFERED))]
     elif path.endswith("/scheduled") and path_parameters["booking_id"] in bookings:

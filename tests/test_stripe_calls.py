@@ -238,9 +238,11 @@ def test_free_session_types_and_amounts_at_the_minimum_import(cli_env, tmp_path)
                           {"slug": "zero", "price": 0, "currency": "usd"},
                           {"slug": "yen", "price": 50, "currency": "jpy"},
                           {"slug": "pounds", "price": 30, "currency": "gbp"},
-                          {"slug": "unlisted", "price": 1, "currency": "isk"})
+                          {"slug": "unlisted", "price": 100, "currency": "isk"})  # 1 ISK: sent as 100
     assert result.returncode == 0, result.stderr
     assert "5 created" in result.stdout
+    fraction = import_types(cli_env, tmp_path, {"slug": "unlisted", "price": 150, "currency": "isk"})
+    assert fraction.returncode != 0 and "1.50 ISK: Stripe charges ISK in whole units only" in fraction.stderr
     paid_again = import_types(cli_env, tmp_path, {"slug": "free-chat", "price": 30, "currency": "usd"})
     assert paid_again.returncode == 0, "an existing free type stays free when the file does not say"
     charged = import_types(cli_env, tmp_path, {"slug": "free-chat", "price": 30, "currency": "usd", "collect_payment": True})

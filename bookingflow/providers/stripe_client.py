@@ -166,3 +166,14 @@ def list_refunds(payment_intent_id: str | None = None, *, created_since: int | N
 
 def list_disputes(created_since: int):
     return _every(client().v1.disputes.list, {"created": {"gte": created_since}})
+
+
+# --- a payment's documents, for the client (jobs/receipts.py) ----------------------------------
+
+def retrieve_payment_intent(payment_intent_id: str, expand: list[str] | None = None) -> stripe.PaymentIntent:
+    params = {"expand": expand} if expand else None
+    return _within_rate_limit(lambda: client().v1.payment_intents.retrieve(payment_intent_id, params=params))
+
+
+def retrieve_invoice(invoice_id: str) -> stripe.Invoice:
+    return _within_rate_limit(lambda: client().v1.invoices.retrieve(invoice_id))
