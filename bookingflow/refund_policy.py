@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from bookingflow.providers import stripe_amounts
-
 
 @dataclass(frozen=True)
 class RefundDecision:
@@ -41,19 +39,16 @@ def refund_percent(policy: dict | None, hours_before_start: float | None, cancel
 
 
 def decide(refundable: int, policy: dict | None, scheduled_start: dt.datetime | None,
-           cancelled_at: dt.datetime, cancelled_by: str | None, cap_percent: int | None = None,
-           currency: str | None = None) -> RefundDecision:
+           cancelled_at: dt.datetime, cancelled_by: str | None, cap_percent: int | None = None) -> RefundDecision:
     """The refund for a cancellation at `cancelled_at` (fixed, so a retried job decides the same).
     `cap_percent`: the most an earlier reschedule left refundable (a host's or bookingflow's own
-    cancellation is not the client's doing and ignores it). With `currency`, the share is rounded
-    down to an amount Stripe takes in it (a three-decimal one ends in 0, ISK and UGX are whole)."""
+    cancellation is not the client's doing and ignores it)."""
     hours = None if scheduled_start is None else (scheduled_start - cancelled_at).total_seconds() / 3600
     percent, reason = refund_percent(policy, hours, cancelled_by)
     if cap_percent is not None and cap_percent < percent and cancelled_by not in ("host", "system"):
         percent, reason = cap_percent, f"{cap_percent}% refund: the most left when an earlier slot was given up"
     # Integer minor units, rounded down: never more than the policy grants.
-    amount = max(0, refundable) * percent // 100
-    return RefundDecision(stripe_amounts.round_down(amount, currency) if currency else amount, percent, reason)
+    return RefundDecision(max(0, refundable) * percent // 100, percent, reason)
 
 
 def terms_of(booking) -> dict | None:

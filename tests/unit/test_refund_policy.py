@@ -53,19 +53,6 @@ def test_the_amount_is_rounded_down_and_never_negative():
     assert decide(-500, None, START, hours_before(100), "client").amount == 0
 
 
-@pytest.mark.parametrize(("paid", "currency", "refund"), [
-    (12_350, "kwd", 6_170),   # half is 6.175 KWD: Stripe takes three-decimal amounts ending in 0
-    (12_300, "isk", 6_100),   # half is 61.50 ISK: Stripe takes whole krónur only
-    (505_000, "ugx", 252_500),
-    (12_345, "usd", 6_172),   # a cent is a cent
-    (12_345, "jpy", 6_172),
-])
-def test_with_its_currency_a_share_is_rounded_down_to_an_amount_stripe_takes(paid, currency, refund):
-    decision = decide(paid, POLICY, START, hours_before(30), "client", currency=currency)
-    assert decision.percent == 50 and decision.amount == refund
-    assert decide(paid, POLICY, START, hours_before(100), "client", currency=currency).amount == paid
-
-
 def test_cap_percent_limits_a_clients_refund_after_an_earlier_reschedule():
     decision = decide(10_000, POLICY, START, hours_before(100), "client", cap_percent=50)
     assert (decision.percent, decision.amount) == (50, 5_000)
