@@ -100,7 +100,7 @@ def _chargeable(row: dict, where: str) -> None:
     file, an existing type keeps its own switch."""
     collect = row.get("collect_payment")
     if collect is None:
-        existing = SessionType.get_or_none(SessionType.slug == row["slug"])
+        existing = SessionType.select(SessionType.collect_payment).where(SessionType.slug == row["slug"]).first()
         collect = existing.collect_payment if existing is not None else True
     if not collect:
         return

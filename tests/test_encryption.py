@@ -278,15 +278,16 @@ def raw_booking(url: str, booking_id: str) -> tuple:
 
 
 def insert_booking(url: str, tmp_path, booking_id: str, email: str, name: str) -> None:
-    """A booking as the previous release wrote it: plaintext, no hash (the columns every version has)."""
-    catalogue = tmp_path / "types.json"
-    catalogue.write_text(json.dumps([{
-        "slug": "old-type", "name": "Old type", "duration_minutes": 30, "price": 4200, "currency": "eur",
-        "calendly_event_type": "https://api.calendly.com/event_types/OLD", "scheduling_url": "https://calendly.com/old"}]))
-    migration_cli(url, "session-types", "import", str(catalogue))
+    """A booking as the previous release wrote it: plaintext, no hash (the columns every version has),
+    of a session type written the same way (today's import writes columns that version lacks)."""
     db = connect(url)
     mark = db.param
     try:
+        db.execute_sql(
+            "INSERT INTO session_type (slug, name, duration_minutes, price, currency, calendly_event_type, scheduling_url,"
+            f" active, collect_payment, created_at, updated_at) VALUES ('old-type', 'Old type', 30, 4200, 'eur',"
+            f" 'https://api.calendly.com/event_types/OLD', 'https://calendly.com/old', {mark}, {mark}, {mark}, {mark})",
+            (True, True, "2026-11-01 12:00:00", "2026-11-01 12:00:00"))
         type_id = db.execute_sql("SELECT id FROM session_type WHERE slug = 'old-type'").fetchone()[0]
         db.execute_sql(
             "INSERT INTO booking (id, session_type_id, state, version, email, name, amount, currency, amount_due,"
