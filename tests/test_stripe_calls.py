@@ -200,7 +200,7 @@ def test_a_checkout_below_stripes_minimum_is_not_sent_and_the_client_reads_why(a
     assert status.get_json()["error"] == {"class": "validation", "message": checkout.AMOUNT_TOO_SMALL}
     assert stripe_posts(sandbox, "/v1/checkout/sessions", booking.id) == []
     assert Alert.select().where(Alert.kind == "amount_below_minimum", Alert.booking == booking.id).count() == 1
-    assert "0.30 USD is below Stripe's minimum of 0.50 USD" in after.last_error
+    assert "$0.30 is below Stripe's minimum of $0.50" in after.last_error
 
 
 @pytest.fixture
@@ -212,8 +212,8 @@ def import_types(env, tmp_path, *items):
     return import_session_types(env, tmp_path, *items)
 
 
-@pytest.mark.parametrize("price, currency, shown", [(30, "usd", "0.30 USD is below Stripe's minimum charge of 0.50 USD"),
-                                                     (40, "JPY", "40 JPY is below Stripe's minimum charge of 50 JPY"),
+@pytest.mark.parametrize("price, currency, shown", [(30, "usd", "$0.30 is below Stripe's minimum charge of $0.50"),
+                                                     (40, "JPY", "¥40 is below Stripe's minimum charge of ¥50"),
                                                      (17000, "huf", "170.00 HUF is below Stripe's minimum charge of 175.00 HUF")])
 def test_importing_a_paid_session_type_below_stripes_minimum_is_refused_and_imports_nothing(
         cli_env, tmp_path, price, currency, shown):
@@ -230,9 +230,11 @@ def test_free_session_types_and_amounts_at_the_minimum_import(cli_env, tmp_path)
                           {"slug": "zero", "price": 0, "currency": "usd"},
                           {"slug": "yen", "price": 50, "currency": "jpy"},
                           {"slug": "pounds", "price": 30, "currency": "gbp"},
-                          {"slug": "unlisted", "price": 1, "currency": "isk"})
+                          {"slug": "unlisted", "price": 100, "currency": "isk"})  # 1 ISK: sent as 100
     assert result.returncode == 0, result.stderr
     assert "5 created" in result.stdout
+    fraction = import_types(cli_env, tmp_path, {"slug": "unlisted", "price": 150, "currency": "isk"})
+    assert fraction.returncode != 0 and "1.50 ISK: Stripe charges ISK in whole units only" in fraction.stderr
     paid_again = import_types(cli_env, tmp_path, {"slug": "free-chat", "price": 30, "currency": "usd"})
     assert paid_again.returncode == 0, "an existing free type stays free when the file does not say"
     charged = import_types(cli_env, tmp_path, {"slug": "free-chat", "price": 30, "currency": "usd", "collect_payment": True})
