@@ -99,7 +99,7 @@ def run_dev(port: int | None = None) -> int:
     bootstrap.configure_logging(json_lines=False)
     current, secret = dev_settings(port)
     settings_module.configure(current)
-    bootstrap.open_configured_database(current)
+    bootstrap.open_reachable_database(current, create=True)
 
     from ops.catalog import import_session_types
     from sandbox import Sandbox, SandboxConfig

@@ -73,7 +73,7 @@ def test_a_database_file_without_the_schema_is_named_with_what_to_run(tmp_path):
     assert "has no schema" in line and "bookingflow db upgrade" in line
 
 
-@pytest.mark.parametrize("command", [*DATABASE_COMMANDS, ("db", "upgrade"), ("db", "downgrade", "--to", "0")],
+@pytest.mark.parametrize("command", [*DATABASE_COMMANDS, ("db", "upgrade"), ("db", "downgrade", "--to", "0"), ("dev",)],
                          ids=" ".join)
 def test_an_unreachable_database_is_one_line_without_its_password(tmp_path, command):
     line = one_line(run(tmp_path, *command, DATABASE_URL=UNREACHABLE))
