@@ -158,8 +158,11 @@ def show_booking(booking_id: str) -> int:
 
 
 def _sweep_note() -> str:
-    return (f"no BROKER_URL here: the scheduler's next sweep queues it "
-            f"(within {settings_module.get().sweep_interval_seconds}s of `bookingflow scheduler`, 15s of `bookingflow dev`)")
+    from ops.dev import DEV_SWEEP_SECONDS
+
+    return (f"no BROKER_URL here: the scheduler's next sweep queues it (within "
+            f"{settings_module.get().sweep_interval_seconds}s of `bookingflow scheduler`, {DEV_SWEEP_SECONDS}s of "
+            f"`bookingflow dev`)")
 
 
 def retry_booking(booking_id: str, queue: bool = True) -> int:

@@ -422,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        status = args.run(args) or 0
+        sys.stdout.flush()  # here, where a reader gone away is caught, not at exit
+        return status
     except BrokenPipeError:
         # The reader went away (`bookingflow bookings list | head`): what it wanted was printed. Output
         # still buffered goes nowhere, so that Python's flush at exit does not fail again.
