@@ -12,12 +12,9 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from flask import Response, request
-
-if TYPE_CHECKING:
-    from .app import Sandbox
 
 FORMAT = 1
 READ_ONLY_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -27,7 +24,7 @@ class SavedSandbox:
     """The state of `sandbox` in the file at `path`: loaded once, saved after every request that may
     change it and when the sandbox closes."""
 
-    def __init__(self, sandbox: "Sandbox", path: Path):
+    def __init__(self, sandbox: Any, path: Path):  # a sandbox.Sandbox (not imported: it imports this module)
         self.sandbox, self.path = sandbox, Path(path)
         self._lock = threading.Lock()
 
