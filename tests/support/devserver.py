@@ -56,9 +56,9 @@ class Dev:
 
 
 @contextmanager
-def running_dev(folder: Path, name: str = "bookingflow.db"):
-    """`bookingflow dev` with its database at folder/name, until the block ends."""
-    port = free_port()
+def running_dev(folder: Path, name: str = "bookingflow.db", port: int | None = None):
+    """`bookingflow dev` with its database at folder/name (on `port`, else a free one), until the block ends."""
+    port = port or free_port()
     database = folder / name
     log = folder / f"dev-{port}.log"
     env = {**base_environment(), "DATABASE_URL": f"sqlite:///{database}", "PORT": str(port)}
