@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from bookingflow.providers.stripe_amounts import display
+
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;max-width:62rem;margin:1.5rem auto;padding:0 1rem;color:#1d2330}
 nav a{margin-right:1rem} table{border-collapse:collapse;margin:.5rem 0} th,td{text-align:left;padding:.2rem .6rem;
@@ -32,15 +34,10 @@ def when(moment) -> str:
 
 
 def money(amount: int | None, currency: str) -> str:
-    """Minor units as a reader reads them ("50.00 USD"), with the currency's own decimals."""
-    from bookingflow.providers.stripe_amounts import THREE_DECIMAL, ZERO_DECIMAL
-
+    """Minor units as people read them ("$50.00", "¥22,000"), escaped."""
     if amount is None:
         return ""
-    places = 0 if currency.lower() in ZERO_DECIMAL else 3 if currency.lower() in THREE_DECIMAL else 2
-    sign, amount = ("-" if amount < 0 else ""), abs(amount)
-    whole, part = divmod(amount, 10 ** places)
-    return escape(f"{sign}{whole:,}" + (f".{part:0{places}d}" if places else "") + f" {currency.upper()}")
+    return escape(display(amount, currency))
 
 
 def _titled(title: str) -> str:
