@@ -155,12 +155,10 @@ def run_dev(port: int | None = None) -> int:
 
     import jobs
     from intake import create_app
+    from models.tables import Booking
     from ops.devsite import DevSite, attach
     from scheduler import start_in_background
 
-    worker = dramatiq.Worker(jobs.broker, worker_threads=WORKER_THREADS)
-    worker.start()
-    sweeper = start_in_background(current.sweep_interval_seconds)
     sandbox = Sandbox(SandboxConfig(
         stripe_secret_key=secret["stripe_key"], stripe_webhook_secret=secret["stripe_whsec"],
         calendly_api_token=secret["calendly_token"], calendly_signing_key=secret["calendly_key"],
@@ -169,8 +167,18 @@ def run_dev(port: int | None = None) -> int:
         calendly_webhook_url=current.public_url + "/webhooks/calendly",
     ))
     kept_in = sandbox_file(current.database_url)
-    restored = sandbox.persist_to(kept_in)
+    try:
+        restored = sandbox.persist_to(kept_in)
+    except (OSError, ValueError) as exc:
+        bootstrap.fail(f"bookingflow dev cannot read the sandbox's state in {kept_in} ({exc}); delete it, "
+                       "with the database, to start afresh")
+    if not restored and Booking.select().exists():
+        logging.warning("the database has bookings, but %s did not exist: the sandbox does not know their "
+                        "payments and events, and work on them will fail; delete the database to start afresh", kept_in)
     register_sandbox_setup(sandbox, current)
+    worker = dramatiq.Worker(jobs.broker, worker_threads=WORKER_THREADS)
+    worker.start()
+    sweeper = start_in_background(current.sweep_interval_seconds)
     web = create_app()
     mounts = {SANDBOX_PREFIX: sandbox.app}
     console = console_app(current)

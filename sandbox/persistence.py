@@ -36,8 +36,8 @@ class SavedSandbox:
         if state.get("format") != FORMAT:
             raise ValueError(f"{self.path} was written by another version of the sandbox (format "
                              f"{state.get('format')!r}); delete it to start the sandbox afresh")
-        self.sandbox.stripe.import_state(state["stripe"])
-        self.sandbox.calendly.import_state(state["calendly"])
+        self.sandbox.stripe.import_state(state.get("stripe", {}))
+        self.sandbox.calendly.import_state(state.get("calendly", {}))
         self.sandbox.resend_deliveries(state.get("deliveries", []))
         return True
 

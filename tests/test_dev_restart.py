@@ -43,3 +43,21 @@ def test_a_checkout_left_open_before_a_restart_can_be_paid_after_it(tmp_path):
         paid = requests.post(view["checkout_url"] + "/pay", json={"outcome": "paid"}, timeout=10)
         assert paid.status_code == 200, paid.text
         second.wait_for_state(booking["id"], "BOOKING_CONFIRMED")
+
+
+def test_an_unreadable_sandbox_file_stops_dev_with_one_line_saying_what_to_do(tmp_path):
+    import subprocess
+    import sys
+
+    from support.realstack import ROOT, base_environment
+
+    (tmp_path / "bookingflow.sandbox.json").write_text("{not json")
+    env = {**base_environment(), "DATABASE_URL": f"sqlite:///{tmp_path}/bookingflow.db", "PORT": str(free_port())}
+
+    result = subprocess.run([sys.executable, "-m", "ops.cli", "dev"], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the schema's log lines
+    assert "bookingflow.sandbox.json" in last and "delete it" in last
