@@ -169,7 +169,7 @@ def test_an_unknown_booking_or_button_is_refused(dev):
 def test_decline_then_expire_then_retry_then_pay(dev):
     view = scheduled_and_open(dev)
 
-    assert "answered 200" in said(dev.control(view["id"], "decline"))
+    assert "Stripe sends no event" in said(dev.control(view["id"], "decline"))
     assert dev.booking(view["id"])["state"] == "PAYMENT_PROCESSING"  # Stripe sends nothing for a decline
     assert "answered 200" in said(dev.control(view["id"], "expire"))
     dev.wait_for_state(view["id"], "PAYMENT_FAILED")

@@ -23,6 +23,7 @@ class Action:
     # The sandbox path and JSON body for this booking, or None when the booking lacks what it needs.
     request: Callable[[Booking, dict], tuple[str, dict] | None]
     takes_start: bool = False
+    done: str = ""  # what to say once the sandbox took it, when its answer alone would mislead
 
 
 def _slot_link(booking: Booking) -> str:
@@ -71,7 +72,8 @@ STRIPE_ACTIONS = {
     "decline": Action("Decline the card", "as Stripe Checkout does: the session stays open for another card and "
                       "Stripe sends no event, so the booking stays in PAYMENT_PROCESSING. Expire the session (or pay "
                       "later, then settle as failed) to see the payment fail and retry it",
-                      _checkout("pay", outcome="failed")),
+                      _checkout("pay", outcome="failed"),
+                      done="the card was declined; the session stays open for another card, and Stripe sends no event"),
     "pay_later": Action("Pay later", "a delayed method (e.g. a bank debit): completed, unpaid, until it settles",
                         _checkout("pay", outcome="delayed")),
     "settle": Action("Settle: succeeded", "the delayed payment arrives: async_payment_succeeded",
@@ -110,6 +112,8 @@ def act(booking_id: str):
         answer = current_app.config["DEVSITE"].sandbox.app.test_client().post(path, json=body)
         ok = answer.status_code < 400
         said = f"{action.label}: the sandbox answered {answer.status_code}"
+        if ok and action.done:
+            said += f": {action.done}"
         if not ok:
             said += f" ({_refusal(answer.get_json(silent=True))})"
     return redirect(f"/dev/bookings/{booking.id}?" + urlencode({"said": said, "ok": int(ok)}), 303)
