@@ -1,5 +1,6 @@
 """What operators do to bookings and stored deliveries, shared by the command line (ops/) and the
-console (console/): finding bookings (stuck, by e-mail), retrying one, replaying deliveries.
+console (console/): finding bookings (stuck, by e-mail), retrying one, replaying deliveries, and asking
+the workers to cancel one.
 
 Forcing a state is models.states.force; these are the rest. Work for the workers goes by name through
 the broker, so neither caller loads the workers' code.
@@ -8,12 +9,15 @@ the broker, so neither caller loads the workers' code.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import secrets
 
 import peewee
 
 from bookingflow import broker, crypto
 from bookingflow import settings as settings_module
-from models.inbox import reopen_event
+from bookingflow.deliveries import CANCEL, OPERATOR
+from models.inbox import reopen_event, store
 from models.states import RESTING, BookingNotFound, State, timeout_for, unflag
 from models.tables import Booking, ProviderEvent
 
@@ -62,3 +66,15 @@ def replay(event: ProviderEvent) -> None:
     """Process a stored delivery again. Safe: handlers are idempotent, transitions dedupe on the cause."""
     reopen_event(event.id)
     broker.send(broker.PROCESS_EVENT, event.id)
+
+
+def cancel(booking_id: str, in_full: bool, operator: str) -> ProviderEvent:
+    """Ask the workers to cancel the booking, refunding by its policy or, `in_full`, all that was paid:
+    stored in the inbox first (a lost message is found again by the scheduler's sweep), then queued.
+    The operator's reason belongs to the caller's audit, never to the client's e-mail."""
+    if Booking.get_or_none(Booking.id == booking_id) is None:
+        raise BookingNotFound(booking_id)
+    body = {"refund": "full" if in_full else "policy", "operator": operator}
+    event, _ = store(OPERATOR, f"{CANCEL}:{booking_id}:{secrets.token_hex(8)}", CANCEL, booking_id, json.dumps(body))
+    broker.send(broker.PROCESS_EVENT, event.id)
+    return event

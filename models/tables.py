@@ -138,7 +138,7 @@ class Booking(HashesItsAddress, BaseModel):
     # fit for the client; cleared by the next transition that is not itself an error.
     error_class = peewee.CharField(max_length=20, null=True)
     error_message = peewee.CharField(max_length=300, null=True)
-    cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host or system
+    cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host, system, operator(_in_full)
     cancel_reason = peewee.CharField(max_length=500, null=True)
     # A reschedule in progress: the session type chosen (when it changes), the invitee Calendly
     # created, and the event it replaces (cancelled by us when the client moved to another type).
