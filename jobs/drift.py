@@ -28,7 +28,7 @@ import dramatiq
 from bookingflow import broker
 from bookingflow import deliveries as d
 from bookingflow import settings as settings_module
-from bookingflow.providers import calendly_client, stripe_client
+from bookingflow.providers import calendly_client, stripe_amounts, stripe_client
 from bookingflow.providers.calendly_claims import event_details
 from bookingflow.providers.calendly_payloads import parse_invitee_notice
 from jobs import dispatch, disputes, events, flow, ledger, payments, slots
@@ -106,6 +106,9 @@ def _unix(moment: dt.datetime) -> int:
 
 
 def _money(amount, currency) -> str:
+    """An amount for the operator; as Stripe sent it when it is not one (the drift may be just that)."""
+    if isinstance(amount, int) and not isinstance(amount, bool) and isinstance(currency, str) and len(currency) == 3:
+        return stripe_amounts.display(amount, currency)
     return f"{amount} {currency}"
 
 

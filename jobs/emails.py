@@ -13,7 +13,7 @@ from bookingflow import settings as settings_module
 from bookingflow.providers import stripe_amounts
 from models.bookings import paid_payments
 from models.states import State, Trigger
-from models.tables import Booking
+from models.tables import Booking, Refund
 
 
 # How much client-written text an e-mail carries.
@@ -23,6 +23,9 @@ REASON_LIMIT = 200
 # as browsers read them), or a host starting with www.
 LINK = re.compile(r"(?i)(?<![a-z0-9])(?:[a-z][a-z0-9+.-]*:[/\\]+|(?:https?|ftp|file|mailto|javascript|data|tel|sms):|www\.)\S*")
 LINK_REMOVED = "[link removed]"
+# The refunds that close a cancelled booking (jobs/flow.py's CLOSING_REFUNDS): what the refund e-mail,
+# sent when they have all succeeded, reports as refunded now.
+CLOSING_PURPOSES = ("cancellation", "abandoned")
 
 
 def client_text(text: str | None, limit: int) -> str:
@@ -50,6 +53,26 @@ def _when(booking: Booking) -> str:
 def status_link(booking: Booking) -> str:
     # The status link is also the recovery link: the id is the only key to the booking.
     return f"{settings_module.get().public_url}/bookings/{booking.id}"
+
+
+def _refunded_now(booking: Booking) -> int:
+    """What the refunds closing the booking sent back, in the booking's currency."""
+    rows = Refund.select().where(Refund.booking == booking.id, Refund.purpose.in_(CLOSING_PURPOSES),
+                                 Refund.status == "succeeded", Refund.currency == booking.currency)
+    return sum(row.amount for row in rows)
+
+
+def refund_text(booking: Booking) -> str:
+    """The refund e-mail's amounts: what came back now, of what the client paid (the total charged, after
+    any discount, with any tax), and in all when earlier refunds (a cheaper reschedule's) came first."""
+    def money(amount: int) -> str:
+        return stripe_amounts.display(amount, booking.currency)
+
+    now = _refunded_now(booking) or booking.amount_refunded
+    text = f"we have refunded {money(now)} of the {money(booking.amount_paid)} you paid"
+    if booking.amount_refunded > now:
+        text += f" ({money(booking.amount_refunded)} in all, with {money(booking.amount_refunded - now)} refunded before)"
+    return text
 
 
 def _documents(booking: Booking) -> str:
@@ -96,6 +119,6 @@ def render(kind: str, booking: Booking) -> tuple[str, str]:
         return (f"Cancelled: {session}", f"Hello {name},\n\nyour {session} on {_when(booking)} is cancelled"
                 f"{' (' + reason + ')' if reason else ''}.\n\nDetails: {link}\n")
     if kind == "refunded":
-        return (f"Refunded: {session}", f"Hello {name},\n\nwe have refunded {stripe_amounts.display(booking.amount_refunded, booking.currency)} "
-                f"for your {session}. It reaches your account in 5 to 10 business days.\n\nDetails: {link}\n")
+        return (f"Refunded: {session}", f"Hello {name},\n\n{refund_text(booking)} for your {session}. It reaches "
+                f"your account in 5 to 10 business days.\n\nDetails: {link}\n")
     raise ValueError(f"unknown e-mail kind {kind!r}")

@@ -279,7 +279,7 @@ def settle_refund_state(booking_id: str) -> None:
              failure=failure(ErrorClass.PAYMENT, "Your refund could not be sent back to your card; "
                                                                "we will contact you to pay you back another way."))
         raise_alert(f"refund_failed:{refund.id}", "refund_failed",
-                           f"refund {refund.stripe_refund_id or refund.id} of {refund.amount} {refund.currency} "
+                           f"refund {refund.stripe_refund_id or refund.id} of {stripe_amounts.display(refund.amount, refund.currency)} "
                            f"for booking {booking_id} {refund.status}: the client has not been paid back", booking_id)
     elif planned and all(row.status in ledger.SETTLED_REFUND for row in rows):
         note = {}

@@ -94,14 +94,19 @@ def _add_error_classes(db: peewee.Database) -> None:
                    "WHERE payload IS NOT NULL")
 
 
-def _drop_error_classes(db: peewee.Database) -> None:
-    db.execute_sql(f"DROP INDEX IF EXISTS {PAYLOAD_KEPT_INDEX}")
+def _drop_columns(db: peewee.Database, columns_by_table: dict) -> None:
+    """Drop each table's listed columns (`(name, ...)` pairs) that exist, newest first."""
     migrator = SchemaMigrator.from_database(db)
-    for table, columns in ERROR_COLUMNS.items():
+    for table, columns in columns_by_table.items():
         existing = _columns(db, table)
-        for name, _ in columns:
+        for name, _ in reversed(columns):
             if name in existing:
                 migrate(migrator.drop_column(table, name))
+
+
+def _drop_error_classes(db: peewee.Database) -> None:
+    db.execute_sql(f"DROP INDEX IF EXISTS {PAYLOAD_KEPT_INDEX}")
+    _drop_columns(db, ERROR_COLUMNS)
 
 
 # The personal-data columns of booking and their widths before migration 4.
@@ -332,12 +337,7 @@ def _add_pricing(db: peewee.Database) -> None:
 
 def _drop_pricing(db: peewee.Database) -> None:
     db.execute_sql(f"DROP INDEX IF EXISTS {DOCUMENTS_MISSING_INDEX}")
-    migrator = SchemaMigrator.from_database(db)
-    for table, columns in PRICING_COLUMNS.items():
-        existing = _columns(db, table)
-        for name, _ in reversed(columns):
-            if name in existing:
-                migrate(migrator.drop_column(table, name))
+    _drop_columns(db, PRICING_COLUMNS)
 
 
 def _add_console(db: peewee.Database) -> None:

@@ -10,6 +10,7 @@ import peewee
 
 from bookingflow import crypto
 from bookingflow.privacy import mask_email
+from bookingflow.providers.stripe_amounts import display
 from models import operations
 from models.db import utcnow, write_transaction
 from models.operations import email_matches, stuck_bookings
@@ -28,7 +29,7 @@ def parse_time(text: str) -> dt.datetime:
 
 def _print_booking_line(booking: Booking) -> None:
     flag = f"  FLAGGED: {booking.flag_reason}" if booking.flagged_at else ""
-    print(f"{booking.id}  {booking.state:<26} {booking.amount:>8} {booking.currency}  "
+    print(f"{booking.id}  {booking.state:<26} {display(booking.amount, booking.currency):>14}  "
           f"{_when(booking.state_changed_at)}  {mask_email(booking.email)}{flag}")
 
 
@@ -65,6 +66,18 @@ def _policy_line(booking: Booking) -> str:
     return f"{terms}, {when}{cap}"
 
 
+def _payment_parts(payment: Payment) -> str:
+    """What a paid total is made of, when a promotion code or tax made it differ from the price."""
+    if payment.amount_subtotal is None or not (payment.amount_discount or payment.amount_tax):
+        return ""
+    parts = [f"price {display(payment.amount_subtotal, payment.currency)}"]
+    if payment.amount_discount:
+        parts.append(f"discount {display(-payment.amount_discount, payment.currency)}")
+    if payment.amount_tax:
+        parts.append(f"tax {display(payment.amount_tax, payment.currency)}")
+    return f" ({', '.join(parts)})"
+
+
 def show_booking(booking_id: str) -> int:
     booking = Booking.get_or_none(Booking.id == booking_id)
     if booking is None:
@@ -73,8 +86,9 @@ def show_booking(booking_id: str) -> int:
     print(f"booking {booking.id}: {booking.state} (since {_when(booking.state_changed_at)})")
     if booking.flagged_at:
         print(f"  FLAGGED {_when(booking.flagged_at)}: {booking.flag_reason}")
-    print(f"  session type {booking.session_type.slug}, {booking.amount} {booking.currency}, "
-          f"paid {booking.amount_paid}, refunded {booking.amount_refunded}")
+    print(f"  session type {booking.session_type.slug}, {display(booking.amount, booking.currency)}, "
+          f"paid {display(booking.amount_paid, booking.currency)}, "
+          f"refunded {display(booking.amount_refunded, booking.currency)}")
     print(f"  client {mask_email(booking.email)}, invitee in Calendly {mask_email(booking.invitee_email) or '-'}; "
           f"slot {_when(booking.scheduled_start)} - {_when(booking.scheduled_end)}")
     print(f"  calendly event {booking.calendly_event_uri or '-'}")
@@ -90,15 +104,16 @@ def show_booking(booking_id: str) -> int:
         print(f"  {_when(row.at)}  {row.from_state or '-':<26} -> {row.state:<26} {row.trigger} ({row.cause or '-'})")
     print("payments:")
     for payment in Payment.select().where(Payment.booking == booking.id).order_by(Payment.created_at):
-        print(f"  {payment.checkout_session_id} attempt {payment.attempt}: {payment.amount} {payment.currency} {payment.status}")
+        print(f"  {payment.checkout_session_id} attempt {payment.attempt}: {display(payment.amount, payment.currency)} "
+              f"{payment.status}{_payment_parts(payment)}")
     print("refunds:")
     for refund in Refund.select().where(Refund.booking == booking.id).order_by(Refund.created_at):
-        print(f"  {refund.stripe_refund_id or '(not yet asked)'} {refund.purpose}: {refund.amount} {refund.currency} "
+        print(f"  {refund.stripe_refund_id or '(not yet asked)'} {refund.purpose}: {display(refund.amount, refund.currency)} "
               f"{refund.status}" + (f" ({refund.reason})" if refund.purpose == "outside" or refund.status == "withdrawn" else ""))
     print("disputes:")
     for dispute in Dispute.select().where(Dispute.booking == booking.id).order_by(Dispute.created_at, Dispute.id):
         closed = f", closed {_when(dispute.closed_at)}" if dispute.closed_at else ", open"
-        print(f"  {dispute.stripe_dispute_id} of {dispute.payment_intent_id}: {dispute.amount} {dispute.currency} "
+        print(f"  {dispute.stripe_dispute_id} of {dispute.payment_intent_id}: {display(dispute.amount, dispute.currency)} "
               f"{dispute.status} ({dispute.reason or 'no reason'}){closed}")
     print("e-mails:")
     for mail in Outbox.select().where(Outbox.booking == booking.id).order_by(Outbox.created_at, Outbox.id):
@@ -186,16 +201,50 @@ def _rate(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def _money(rows) -> str:
-    """Amounts summed per currency, never across: "5000 usd + 1200 eur", or "0"."""
+def _per_currency(rows) -> dict[str, int]:
     totals: dict[str, int] = {}
     for row in rows:
-        totals[row.currency] = totals.get(row.currency, 0) + row.amount
-    return " + ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items())) or "0"
+        totals[row.currency.lower()] = totals.get(row.currency.lower(), 0) + row.amount
+    return totals
+
+
+def _money(rows) -> str:
+    """Amounts summed per currency, never across: "$50.00 + €12.00", or "0"."""
+    return " + ".join(display(amount, currency) for currency, amount in sorted(_per_currency(rows).items())) or "0"
+
+
+def money_by_currency(booking_ids, refunds, lost_disputes) -> dict[str, dict[str, int]]:
+    """The money of bookings `booking_ids` (a query of their ids), one entry per currency and never a
+    sum across currencies: what their paid checkouts charged (`charged`, the totals) made of the
+    prices (`subtotal`), less the discounts promotion codes gave, plus the tax Stripe Tax added;
+    `refunded` (succeeded `refunds`), `disputes_lost` (`lost_disputes`), and `net`, what stays:
+    charged less both (tax included)."""
+    paid = (Payment.select(Payment.currency, peewee.fn.COUNT(Payment.id).alias("payments"),
+                           peewee.fn.SUM(Payment.amount).alias("charged"),
+                           # A payment recorded without its parts (before they were kept) was its price.
+                           peewee.fn.SUM(peewee.fn.COALESCE(Payment.amount_subtotal,
+                                                            Payment.amount + Payment.amount_discount - Payment.amount_tax)
+                                         ).alias("subtotal"),
+                           peewee.fn.SUM(Payment.amount_discount).alias("discount"),
+                           peewee.fn.SUM(Payment.amount_tax).alias("tax"))
+            .where(Payment.booking.in_(booking_ids), Payment.status == "paid").group_by(Payment.currency))
+    zero = dict.fromkeys(("payments", "subtotal", "discount", "tax", "charged", "refunded", "disputes_lost", "net"), 0)
+    money: dict[str, dict[str, int]] = {}
+    for row in paid:
+        entry = money.setdefault(row.currency.lower(), dict(zero))
+        for key in ("payments", "subtotal", "discount", "tax", "charged"):
+            entry[key] += int(getattr(row, key) or 0)
+    for key, rows in (("refunded", refunds), ("disputes_lost", lost_disputes)):
+        for currency, amount in _per_currency(rows).items():
+            money.setdefault(currency, dict(zero))[key] += amount
+    for entry in money.values():
+        entry["net"] = entry["charged"] - entry["refunded"] - entry["disputes_lost"]
+    return dict(sorted(money.items()))
 
 
 def stats(since: dt.datetime, until: dt.datetime) -> int:
-    """Conversion, payment success, cancellation and refund rates, average booking value."""
+    """Conversion, payment success, cancellation and refund rates; per currency, what was charged (prices,
+    discounts, tax), refunded and kept; average booking value."""
     created = Booking.select().where(Booking.created_at >= since, Booking.created_at < until)
     ids = [b.id for b in created.select(Booking.id)]
     total = len(ids)
@@ -233,8 +282,16 @@ def stats(since: dt.datetime, until: dt.datetime) -> int:
           f"{len(by_status['won'])} won ({_money(by_status['won'])}), "
           f"{len(by_status['lost'])} lost ({_money(by_status['lost'])}); "
           f"{unmatched} of payments not bookingflow's")
+    money = money_by_currency(created.select(Booking.id), refunds, by_status["lost"])
+    print("  money, per currency (never added up across currencies):" + ("" if money else " none"))
+    for currency, m in money.items():
+        shown = {key: display(value, currency) for key, value in m.items()}
+        print(f"    {currency.upper()}: charged {shown['charged']} in {m['payments']} payment(s): prices {shown['subtotal']}, "
+              f"discounts given {shown['discount']}, tax collected {shown['tax']}; refunded {shown['refunded']}, "
+              f"lost in disputes {shown['disputes_lost']}; net {shown['net']}")
     for row in values:
-        print(f"  average booking value, net of refunds: {int(row.net) // row.n} {row.currency} over {row.n} paid bookings")
+        print(f"  average booking value, net of refunds: {display(int(row.net) // row.n, row.currency)} "
+              f"over {row.n} paid bookings")
     return 0
 
 

@@ -264,7 +264,7 @@ def test_bookings_show_prints_the_booking_and_its_history_in_order(bookings):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.splitlines()[0].startswith("booking bk_older: CALENDLY_WEBHOOK_RECEIVED")
-    assert "coaching-hour" in out and "12000 usd" in out
+    assert "coaching-hour" in out and "$120.00" in out
     assert "a***@example.com" in out and "ada@example.com" not in out
     assert "https://api.calendly.com/scheduled_events/ev_1" in out
     after_heading = out.split("\nhistory:\n", 1)[1].splitlines()
@@ -291,3 +291,104 @@ def test_bookings_show_prints_the_refund_policy_frozen_when_the_client_paid(book
     assert f"refund policy {json.dumps(policy, sort_keys=True)}, frozen 2024-05-01 10:05:00Z" in frozen
     unpaid = bookings("bookings", "show", "bk_newer").stdout
     assert "refund policy none (full refund), the session type's current one (not yet paid)" in unpaid
+
+
+# --- money in bookings list/show and stats ----------------------------------------------------------
+
+AT = "2024-05-03 09:00:00"
+
+
+def paid_booking(cli: Cli, booking_id: str, slug: str, currency: str, price: int, *, discount: int = 0, tax: int = 0,
+                 refunded: int = 0, lost_dispute: int = 0) -> None:
+    """A confirmed booking whose one checkout Stripe charged `price - discount + tax` in `currency`,
+    with a succeeded refund of `refunded` and a lost dispute of `lost_dispute`, as the ledger records them."""
+    charged = price - discount + tax
+    [type_row] = cli.rows("SELECT id FROM session_type WHERE slug = ?", slug)
+    with closing(sqlite3.connect(cli.database)) as connection, connection:
+        insert(connection, "booking", id=booking_id, session_type_id=type_row["id"], state="BOOKING_CONFIRMED",
+               version=1, email=f"{booking_id}@example.com", name="Ada", amount=price, currency=currency,
+               amount_paid=charged, amount_refunded=refunded, state_changed_at=AT, created_at=AT, updated_at=AT)
+        insert(connection, "transition", booking_id=booking_id, from_state="PAYMENT_SUCCEEDED", state="BOOKING_CONFIRMED",
+               trigger="confirmBooking", cause=f"cs_{booking_id}", at=AT)
+        insert(connection, "payment", booking_id=booking_id, attempt=1, checkout_session_id=f"cs_{booking_id}",
+               amount=charged, currency=currency, status="paid", payment_intent_id=f"pi_{booking_id}",
+               amount_subtotal=price, amount_discount=discount, amount_tax=tax, created_at=AT, updated_at=AT)
+        # A second checkout never paid: it counts for nothing.
+        insert(connection, "payment", booking_id=booking_id, attempt=2, checkout_session_id=f"cs_{booking_id}_open",
+               amount=price, currency=currency, status="expired", created_at=AT, updated_at=AT)
+        if refunded:
+            insert(connection, "refund", booking_id=booking_id, key=f"cancel-{booking_id}", purpose="cancellation",
+                   payment_intent_id=f"pi_{booking_id}", amount=refunded, currency=currency, status="succeeded",
+                   stripe_refund_id=f"re_{booking_id}", created_at=AT, updated_at=AT)
+        if lost_dispute:
+            insert(connection, "dispute", booking_id=booking_id, stripe_dispute_id=f"dp_{booking_id}",
+                   payment_intent_id=f"pi_{booking_id}", amount=lost_dispute, currency=currency, status="lost",
+                   reason="fraudulent", closed_at=AT, created_at=AT, updated_at=AT)
+
+
+@pytest.fixture
+def money(cli) -> Cli:
+    assert cli.import_types([session_type("coaching-hour", price=15000), session_type("tea", price=5000, currency="jpy"),
+                             session_type("majlis", price=5000, currency="bhd")]).returncode == 0
+    paid_booking(cli, "bk_usd_1", "coaching-hour", "usd", 15000, discount=3000, tax=2400, refunded=7200)
+    paid_booking(cli, "bk_usd_2", "coaching-hour", "usd", 15000)
+    paid_booking(cli, "bk_jpy", "tea", "jpy", 5000, lost_dispute=5000)
+    paid_booking(cli, "bk_bhd", "majlis", "bhd", 5000, tax=250, refunded=2620)
+    return cli
+
+
+def money_lines(stats: str) -> dict[str, str]:
+    section = stats.split("money, per currency (never added up across currencies):\n", 1)[1]
+    lines = itertools.takewhile(lambda line: line.startswith("    "), section.splitlines())
+    return {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines}
+
+
+def test_stats_reports_the_money_of_each_currency_on_its_own_line_and_never_adds_currencies(money):
+    result = money("stats", "--since", "2024-05-01T00:00:00Z", "--until", "2024-06-01T00:00:00Z")
+
+    assert result.returncode == 0, result.stderr
+    assert money_lines(result.stdout) == {
+        "BHD": "charged 5.250 BHD in 1 payment(s): prices 5.000 BHD, discounts given 0.000 BHD, tax collected "
+               "0.250 BHD; refunded 2.620 BHD, lost in disputes 0.000 BHD; net 2.630 BHD",
+        "JPY": "charged ¥5,000 in 1 payment(s): prices ¥5,000, discounts given ¥0, tax collected ¥0; refunded ¥0, "
+               "lost in disputes ¥5,000; net ¥0",
+        "USD": "charged $294.00 in 2 payment(s): prices $300.00, discounts given $30.00, tax collected $24.00; "
+               "refunded $72.00, lost in disputes $0.00; net $222.00",
+    }
+    out = result.stdout
+    assert "refunds: 2 bookings (50.0%), 2.620 BHD + $72.00\n" in out  # listed side by side, never summed
+    assert "1 lost (¥5,000)" in out
+    # One average per currency, in that currency: (14400 - 7200 + 15000) / 2, and 5.250 - 2.620 BHD.
+    assert "average booking value, net of refunds: $111.00 over 2 paid bookings" in out
+    assert "average booking value, net of refunds: 2.630 BHD over 1 paid bookings" in out
+    assert "average booking value, net of refunds: ¥5,000 over 1 paid bookings" in out
+
+
+def test_stats_of_a_period_without_bookings_has_no_money(money):
+    result = money("stats", "--since", "2023-01-01T00:00:00Z", "--until", "2023-02-01T00:00:00Z")
+
+    assert result.returncode == 0, result.stderr
+    assert "money, per currency (never added up across currencies): none" in result.stdout
+    assert "average booking value" not in result.stdout
+
+
+def test_bookings_list_and_show_print_money_as_people_read_it(money):
+    listed = money("bookings", "list").stdout
+    lines = {line.split()[0]: line for line in listed.splitlines()}
+    assert "$150.00" in lines["bk_usd_1"] and "¥5,000" in lines["bk_jpy"] and "5.000 BHD" in lines["bk_bhd"]
+    assert "15000" not in listed and " usd" not in listed and " jpy" not in listed
+
+    shown = money("bookings", "show", "bk_usd_1").stdout
+    assert "session type coaching-hour, $150.00, paid $144.00, refunded $72.00" in shown
+    assert "cs_bk_usd_1 attempt 1: $144.00 paid (price $150.00, discount -$30.00, tax $24.00)" in shown
+    assert "cs_bk_usd_1_open attempt 2: $150.00 expired\n" in shown
+    assert "re_bk_usd_1 cancellation: $72.00 succeeded" in shown
+
+    shown = money("bookings", "show", "bk_jpy").stdout
+    assert "session type tea, ¥5,000, paid ¥5,000, refunded ¥0" in shown
+    assert "cs_bk_jpy attempt 1: ¥5,000 paid\n" in shown  # no discount, no tax: nothing to break down
+    assert "dp_bk_jpy of pi_bk_jpy: ¥5,000 lost (fraudulent)" in shown
+
+    shown = money("bookings", "show", "bk_bhd").stdout
+    assert "cs_bk_bhd attempt 1: 5.250 BHD paid (price 5.000 BHD, tax 0.250 BHD)" in shown
+    assert "re_bk_bhd cancellation: 2.620 BHD succeeded" in shown

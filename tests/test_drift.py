@@ -219,7 +219,7 @@ def test_a_refund_made_outside_bookingflow_is_replayed_as_a_stored_delivery_once
     code, drifts, _ = drifts_of()
     found = kinds(drifts, view["id"])["outside_refund"]
     assert code == 1 and found["subject"] == outside.id and found["repair"] == "replay refund.created"
-    assert found["ours"] == "no refund on our ledger" and "1000 usd" in found["theirs"]
+    assert found["ours"] == "no refund on our ledger" and "$10.00" in found["theirs"]
 
     code, _, repaired = drifts_of("--repair")
     (done,) = [r for r in repaired if r["booking_id"] == view["id"]]
@@ -247,7 +247,7 @@ def test_an_amount_that_differs_from_stripe_is_for_an_operator_and_never_repaire
     found = kinds(drifts, view["id"])
     assert code == 1 and repaired == []
     assert found["amount_differs"]["repair"] == "operator"
-    assert "4000 usd" in found["amount_differs"]["ours"] and "5000 usd" in found["amount_differs"]["theirs"]
+    assert "$40.00" in found["amount_differs"]["ours"] and "$50.00" in found["amount_differs"]["theirs"]
     assert Payment.get(Payment.booking == view["id"]).amount == 4000
     assert Booking.get_by_id(view["id"]).state == State.BOOKING_CONFIRMED.value
 
@@ -297,7 +297,7 @@ def test_a_dispute_at_stripe_missing_from_our_ledger_then_closed_there_is_replay
     code, drifts, _ = drifts_of()
     found = kinds(drifts, view["id"])["dispute"]
     assert code == 1 and found["subject"] == dispute["id"] and found["repair"] == "replay charge.dispute.created"
-    assert found["ours"] == "no dispute on our ledger" and found["theirs"] == "dispute needs_response, 5000 usd"
+    assert found["ours"] == "no dispute on our ledger" and found["theirs"] == "dispute needs_response, $50.00"
     assert stripe_list_pages(sandbox, "/v1/disputes")
 
     code, _, repaired = drifts_of("--repair")
@@ -318,7 +318,7 @@ def test_a_dispute_at_stripe_missing_from_our_ledger_then_closed_there_is_replay
     code, drifts, repaired = drifts_of("--repair")
     found = kinds(drifts, view["id"])["dispute"]
     assert code == 1 and found["repair"] == "replay charge.dispute.closed"
-    assert found["ours"] == "dispute needs_response, 5000 usd" and found["theirs"] == "dispute lost, 5000 usd"
+    assert found["ours"] == "dispute needs_response, $50.00" and found["theirs"] == "dispute lost, $50.00"
     (done,) = [r for r in repaired if r["booking_id"] == view["id"]]
     assert done["result"].endswith(": dispute_recorded")
     row = Dispute.get(Dispute.stripe_dispute_id == dispute["id"])

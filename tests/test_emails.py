@@ -13,6 +13,7 @@ from bookingflow import settings as settings_module
 from support.suite import CALENDLY_KEY, CALENDLY_TOKEN, STRIPE_KEY, STRIPE_WEBHOOK_SECRET
 from support.waiting import wait_until
 from support.flows import confirmed_booking, hours_from_now
+from support.catalogue import POLICY, make_session_type
 from support.mail import Mail, Mailbox, act, drain
 from models.db import utcnow
 from models.tables import Booking, Outbox
@@ -50,7 +51,7 @@ def test_a_confirmed_booking_sends_its_client_one_confirmation_carrying_the_stat
     assert mail.kind == "confirmation"
     assert mail.recipients == (address,) and mail.message["To"] == address
     assert status_link(view["id"]) in mail.body
-    assert "50.00 USD" in mail.body
+    assert "$50.00" in mail.body
     assert mailbox.greetings >= 1 and mailbox.logins == 1  # it talked to us, with the credentials of SMTP_URL
     assert Outbox.get(Outbox.booking == view["id"]).sent_at is not None
 
@@ -104,9 +105,34 @@ def test_a_cancellation_and_its_completed_refund_each_send_one_email(mailbox, fr
     assert [m.kind for m in mails] == ["confirmation", "cancelled", "refunded"]
     cancelled, refunded = only(mails, "cancelled"), only(mails, "refunded")
     assert "plans changed" in cancelled.body and status_link(view["id"]) in cancelled.body
-    assert "25.00 USD" in refunded.body and status_link(view["id"]) in refunded.body  # half, 30 h before
+    assert "$25.00" in refunded.body and status_link(view["id"]) in refunded.body  # half, 30 h before
     address = Booking.get_by_id(view["id"]).email
     assert all(m.recipients == (address,) for m in mails)
+
+
+@pytest.mark.parametrize(("currency", "price", "paid", "refunded"), [
+    ("jpy", 5001, "¥5,001", "¥2,500"),           # zero-decimal: 5001 is ¥5,001, and half rounds down
+    ("krw", 120000, "₩120,000", "₩60,000"),
+    ("bhd", 5000, "5.000 BHD", "2.500 BHD"),     # three-decimal: thousandths
+    ("usd", 123450, "$1,234.50", "$617.25"),
+    ("chf", 9990, "99.90 CHF", "49.95 CHF"),     # no symbol of its own: the code after the number
+], ids=["jpy", "krw", "bhd", "usd", "chf"])
+def test_emails_write_each_currencys_amounts_in_its_own_form_and_the_refund_says_what_came_back(
+        mailbox, frontend, sandbox, broker, currency, price, paid, refunded):
+    make_session_type(sandbox.base, f"call-{currency}", price=price, currency=currency, refund_policy=POLICY)
+    view = confirmed_booking(frontend, f"call-{currency}", start_time=hours_from_now(30))
+    assert act(frontend, view["id"], "cancel", {"reason": "plans changed"}).status_code == 202
+    frontend.wait_for_state(view["id"], "REFUND_COMPLETED")
+    mailbox.wait_for(3)
+    drain(broker)
+    mails = mailbox.mails
+    confirmation, refund = only(mails, "confirmation"), only(mails, "refunded")
+    assert f"is confirmed and paid ({paid})." in confirmation.body
+    assert f"we have refunded {refunded} of the {paid} you paid for your Call {currency.title()}." in refund.body
+    # What the e-mail says is what Stripe sent back.
+    intent = Booking.get_by_id(view["id"]).payment_intent_id
+    refunds = [r for r in sandbox.objects("refund") if r["payment_intent"] == intent]
+    assert [(r["amount"], r["currency"]) for r in refunds] == [(price // 2, currency)]
 
 
 def test_an_email_is_sent_once_even_when_its_job_runs_again(mailbox, frontend, broker):

@@ -68,7 +68,7 @@ def test_upgrade_from_the_previous_schema_keeps_its_data(database_url):
         db.close()
     assert "applying 2" in cli(database_url, "db", "upgrade").stdout
     shown = cli(database_url, "bookings", "show", "previousreleasebooking0000000001").stdout
-    assert "BOOKING_CONFIRMED" in shown and "4200 eur" in shown and "confirmBooking" in shown
+    assert "BOOKING_CONFIRMED" in shown and "€42.00" in shown and "confirmBooking" in shown
     db = connect(database_url)
     try:
         assert db.execute_sql("SELECT collect_payment FROM session_type WHERE slug = 'old-type'").fetchone()[0] in (True, 1)

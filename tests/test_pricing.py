@@ -4,13 +4,11 @@ the Stripe sandbox (what bookingflow asks Stripe for, as Stripe received it)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from models.tables import Booking
 from support.catalogue import make_session_type
-from support.realstack import base_environment, run_cli
+from support.cli import catalog_env, import_session_types
 
 PRICES = {"usd": 13000, "gbp": 10500, "jpy": 20000}
 
@@ -110,18 +108,11 @@ def test_checkout_of_a_type_with_every_switch_off_asks_for_none_of_them(frontend
 
 @pytest.fixture
 def cli_env(tmp_path):
-    env = {**base_environment(), "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
-    run_cli(env, "db", "upgrade")
-    return env
+    return catalog_env(tmp_path)
 
 
 def import_types(env, tmp_path, *items):
-    path = tmp_path / "types.json"
-    path.write_text(json.dumps([{"name": item["slug"], "duration_minutes": 30, "price": 5000, "currency": "eur",
-                                 "calendly_event_type": f"https://api.calendly.com/event_types/{item['slug']}",
-                                 "scheduling_url": f"https://calendly.com/x/{item['slug']}", **item}
-                                for item in items]))
-    return run_cli(env, "session-types", "import", str(path), check=False)
+    return import_session_types(env, tmp_path, *items, price=5000, currency="eur")
 
 
 @pytest.mark.parametrize("pricing, shown", [

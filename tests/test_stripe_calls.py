@@ -6,7 +6,6 @@ the sandbox, whose controls make Stripe refuse, or its clock disagree with ours.
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 import requests
@@ -18,8 +17,8 @@ from models.db import utcnow
 from models.states import State
 from models.tables import Alert, Booking, Refund, SessionType
 from support.catalogue import make_session_type
+from support.cli import catalog_env, import_session_types
 from support.flows import assert_money, confirmed_booking, hours_from_now, sessions_of
-from support.realstack import base_environment, run_cli
 from support.records import booking_in, checkout as recorded, fresh, paid_at_stripe
 from support.waiting import wait_until
 
@@ -201,27 +200,20 @@ def test_a_checkout_below_stripes_minimum_is_not_sent_and_the_client_reads_why(a
     assert status.get_json()["error"] == {"class": "validation", "message": checkout.AMOUNT_TOO_SMALL}
     assert stripe_posts(sandbox, "/v1/checkout/sessions", booking.id) == []
     assert Alert.select().where(Alert.kind == "amount_below_minimum", Alert.booking == booking.id).count() == 1
-    assert "0.30 USD is below Stripe's minimum of 0.50 USD" in after.last_error
+    assert "$0.30 is below Stripe's minimum of $0.50" in after.last_error
 
 
 @pytest.fixture
 def cli_env(tmp_path):
-    env = {**base_environment(), "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
-    run_cli(env, "db", "upgrade")
-    return env
+    return catalog_env(tmp_path)
 
 
 def import_types(env, tmp_path, *items):
-    path = tmp_path / "types.json"
-    path.write_text(json.dumps([{"name": item["slug"], "duration_minutes": 30,
-                                 "calendly_event_type": f"https://api.calendly.com/event_types/{item['slug']}",
-                                 "scheduling_url": f"https://calendly.com/x/{item['slug']}", **item}
-                                for item in items]))
-    return run_cli(env, "session-types", "import", str(path), check=False)
+    return import_session_types(env, tmp_path, *items)
 
 
-@pytest.mark.parametrize("price, currency, shown", [(30, "usd", "0.30 USD is below Stripe's minimum charge of 0.50 USD"),
-                                                     (40, "JPY", "40 JPY is below Stripe's minimum charge of 50 JPY"),
+@pytest.mark.parametrize("price, currency, shown", [(30, "usd", "$0.30 is below Stripe's minimum charge of $0.50"),
+                                                     (40, "JPY", "¥40 is below Stripe's minimum charge of ¥50"),
                                                      (17000, "huf", "170.00 HUF is below Stripe's minimum charge of 175.00 HUF")])
 def test_importing_a_paid_session_type_below_stripes_minimum_is_refused_and_imports_nothing(
         cli_env, tmp_path, price, currency, shown):
@@ -238,9 +230,11 @@ def test_free_session_types_and_amounts_at_the_minimum_import(cli_env, tmp_path)
                           {"slug": "zero", "price": 0, "currency": "usd"},
                           {"slug": "yen", "price": 50, "currency": "jpy"},
                           {"slug": "pounds", "price": 30, "currency": "gbp"},
-                          {"slug": "unlisted", "price": 1, "currency": "isk"})
+                          {"slug": "unlisted", "price": 100, "currency": "isk"})  # 1 ISK: sent as 100
     assert result.returncode == 0, result.stderr
     assert "5 created" in result.stdout
+    fraction = import_types(cli_env, tmp_path, {"slug": "unlisted", "price": 150, "currency": "isk"})
+    assert fraction.returncode != 0 and "1.50 ISK: Stripe charges ISK in whole units only" in fraction.stderr
     paid_again = import_types(cli_env, tmp_path, {"slug": "free-chat", "price": 30, "currency": "usd"})
     assert paid_again.returncode == 0, "an existing free type stays free when the file does not say"
     charged = import_types(cli_env, tmp_path, {"slug": "free-chat", "price": 30, "currency": "usd", "collect_payment": True})

@@ -137,9 +137,9 @@ def test_a_disputed_booking_is_flagged_shown_and_cancelling_it_releases_the_slot
     idle(frontend)
     assert refunds_at_stripe(sandbox, intent) == []
     shown = suite_cli("bookings", "show", view["id"]).stdout
-    assert f"{dispute['id']} of {intent}: 5000 usd lost (fraudulent)" in shown
+    assert f"{dispute['id']} of {intent}: $50.00 lost (fraudulent)" in shown
     stats = suite_cli("stats").stdout
-    assert "disputes: 1" in stats and "1 lost (5000 usd)" in stats
+    assert "disputes: 1" in stats and "1 lost ($50.00)" in stats
 
 
 def test_a_won_dispute_is_recorded_with_its_amount_and_the_booking_can_be_refunded_again(frontend, sandbox):

@@ -17,3 +17,23 @@ def suite_cli(*args: str, keys: tuple[str, ...] = (), check: bool = True):
     if keys:
         env["DATA_ENCRYPTION_KEY"] = ",".join(keys)
     return run_cli(env, *args, check=check)
+
+
+def catalog_env(tmp_path) -> dict:
+    """The CLI's environment on a fresh SQLite database of the test's own, its schema upgraded."""
+    env = {**base_environment(), "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
+    run_cli(env, "db", "upgrade")
+    return env
+
+
+def import_session_types(env: dict, tmp_path, *items: dict, **defaults):
+    """`bookingflow session-types import` of `items` (each completed with a name, a duration, Calendly
+    links and `defaults`), not failing the test when the import is refused."""
+    import json
+
+    path = tmp_path / "types.json"
+    path.write_text(json.dumps([{"name": item["slug"], "duration_minutes": 30,
+                                 "calendly_event_type": f"https://api.calendly.com/event_types/{item['slug']}",
+                                 "scheduling_url": f"https://calendly.com/x/{item['slug']}", **defaults, **item}
+                                for item in items]))
+    return run_cli(env, "session-types", "import", str(path), check=False)
