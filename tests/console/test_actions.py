@@ -39,7 +39,7 @@ def test_forcing_asks_first_and_warns_of_money_the_booking_never_received(operat
                          page=f"/bookings/{unpaid.id}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="force-warnings"' in html
-    assert "has received 0.00 USD" in html and "never paid for" in html
+    assert "has received $0.00" in html and "never paid for" in html
     assert state_of(unpaid.id) == State.ERROR_PAYMENT.value and not audit_of(unpaid.id)  # nothing yet
 
     operator.post(f"/bookings/{unpaid.id}/force", {"state": "BOOKING_CONFIRMED", "reason": "client says paid",

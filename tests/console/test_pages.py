@@ -62,8 +62,8 @@ def test_a_bookings_page_shows_its_timeline_money_e_mails_deliveries_and_audit(o
                       outcome="queued")
     html = operator.page(f"/bookings/{booking.id}")
     for shown in ("BOOKING_CONFIRMED → <strong>BOOKING_CANCELLED</strong>", "cancelBooking", "cs_test_shown",
-                  "120.00 USD", "24.00 USD", "22.80 USD", "118.80 USD", "https://pay.stripe.com/receipts/r_1",
-                  "https://invoice.stripe.com/i/inv_1", "re_shown", "59.40 USD", "dp_shown", "needs_response",
+                  "$120.00", "$24.00", "$22.80", "$118.80", "https://pay.stripe.com/receipts/r_1",
+                  "https://invoice.stripe.com/i/inv_1", "re_shown", "$59.40", "dp_shown", "needs_response",
                   "Your booking is cancelled", "sent ", "withheld: not one plain address", "evt_shown", "refund.created",
                   "stuck since Monday", "grace"):
         assert shown in html, shown
@@ -90,7 +90,7 @@ def test_the_session_types_page_shows_prices_per_currency_and_the_checkout_switc
     make_session_type(sandbox.base, "strategy-hour", price=12000, currency="eur", prices={"usd": 13000, "jpy": 19000},
                       promotion_codes=True, automatic_tax=True, invoice=False)
     html = operator.page("/session-types")
-    assert "120.00 EUR (default)" in html and "130.00 USD" in html and "19000 JPY" in html
+    assert "€120.00 (default)" in html and "$130.00" in html and "¥19,000" in html
     row = html[html.index("strategy-hour"):]
     assert re.search(r"<td>yes</td><td>yes</td><td>no</td>", row)
 
