@@ -37,6 +37,7 @@ class SignIn:
     user: ConsoleUser | None
     token: str | None = None  # the new session's token, for the cookie
     refusal: str | None = None  # what to tell the person at the form
+    limited: bool = False  # refused for the limits, whatever the password
 
 
 def _failures(condition, since: dt.datetime) -> int:
@@ -59,7 +60,7 @@ def sign_in(name: str, password: str, address: str) -> SignIn:
         SignInAttempt.create(user_name=name[:100], address=address[:64], outcome=REFUSED, at=now)
         minutes = int(WINDOW.total_seconds() // 60)
         return SignIn(None, refusal=f"Too many failed sign-ins for this name or from this address. "
-                                    f"Try again in {minutes} minutes.")
+                                    f"Try again in {minutes} minutes.", limited=True)
     user = authenticate(name, password)
     SignInAttempt.create(user_name=name[:100], address=address[:64], outcome=SUCCEEDED if user else WRONG_PASSWORD,
                          at=now)

@@ -29,7 +29,7 @@ def submit():
         # The name only: never the password, right or wrong.
         log.info("console sign-in refused for %r from %s: %s", name, request.remote_addr, result.refusal)
         return render_template("sign_in.html", next=request.form.get("next", ""), error=result.refusal,
-                               insecure=False), 401 if "Wrong" in result.refusal else 429
+                               insecure=False), 429 if result.limited else 401
     # A new session from nothing: whatever the browser held before (a planted cookie) is dropped.
     session.clear()
     session["token"] = result.token
