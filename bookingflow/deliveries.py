@@ -2,12 +2,12 @@
 
 The web stores every accepted delivery; those named here are queued for a job (jobs/dispatch.py maps
 each to its handler), any other is kept and marked ignored at once. The client's requests travel the
-same way, under the provider name "client".
+same way, under the provider name "client", and an operator's (the console's cancellation) under "operator".
 """
 
 from __future__ import annotations
 
-STRIPE, CALENDLY, CLIENT = "stripe", "calendly", "client"
+STRIPE, CALENDLY, CLIENT, OPERATOR = "stripe", "calendly", "client", "operator"
 
 # Stripe
 CHECKOUT_COMPLETED = "checkout.session.completed"
@@ -32,6 +32,7 @@ HANDLED: frozenset[tuple[str, str]] = frozenset(
                                  REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED, CHARGE_REFUNDED, *DISPUTE_EVENTS)}
     | {(CALENDLY, kind) for kind in (INVITEE_CREATED, INVITEE_CANCELED)}
     | {(CLIENT, kind) for kind in (SCHEDULED, CANCEL, RETRY_PAYMENT)}
+    | {(OPERATOR, CANCEL)}
 )
 
 

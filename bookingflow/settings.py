@@ -40,6 +40,9 @@ DEFAULT_WORKER_METRICS_HOST = "127.0.0.1"
 DEFAULT_WORKER_METRICS_PORT = 9191
 # A scraper's token is compared in constant time, but a short one can still be guessed.
 MIN_METRICS_TOKEN_LENGTH = 16
+DEFAULT_CONSOLE_PORT = 5050
+# The console's session cookie is signed with it: as long as a strong random token.
+MIN_CONSOLE_SECRET_KEY_LENGTH = 32
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -105,6 +108,9 @@ class Settings:
     # bookings (by creation) it compares with the providers.
     drift_report_hour: int = 4
     drift_report_days: int = 30
+    # The operator console (`bookingflow console`): its port, and the key its session cookie is signed with.
+    console_port: int = DEFAULT_CONSOLE_PORT
+    console_secret_key: str = field(default="", repr=False)
 
     @property
     def webhook_base(self) -> str:
@@ -218,6 +224,25 @@ def _metrics_token(env: Mapping[str, str], name: str) -> str:
     return token
 
 
+def _console_secret_key(env: Mapping[str, str], name: str) -> str:
+    key = _text(env, name)
+    if key and len(key) < MIN_CONSOLE_SECRET_KEY_LENGTH:
+        raise SettingsError(f"{name} must be at least {MIN_CONSOLE_SECRET_KEY_LENGTH} characters "
+                            f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return key
+
+
+def require_console(settings: Settings) -> Settings:
+    """Refuse to serve the console without what it needs: the key that signs its cookie, and the broker
+    its actions send work to."""
+    if not settings.console_secret_key:
+        raise SettingsError("CONSOLE_SECRET_KEY is not set (e.g. python -c 'import secrets; "
+                            "print(secrets.token_urlsafe(32))')")
+    if not settings.broker_url:
+        raise SettingsError("BROKER_URL is not set (nor REDIS_URL): the console's actions send work to the workers")
+    return settings
+
+
 def _host(env: Mapping[str, str], name: str, default: str) -> str:
     value = _text(env, name, default)
     try:
@@ -290,6 +315,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_port=_int(env, "WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT, 1, 65535),
         drift_report_hour=_int(env, "DRIFT_REPORT_HOUR", 4, 0, 23),
         drift_report_days=_int(env, "DRIFT_REPORT_DAYS", 30, 1, 366),
+        console_port=_int(env, "CONSOLE_PORT", DEFAULT_CONSOLE_PORT, 1, 65535),
+        console_secret_key=_console_secret_key(env, "CONSOLE_SECRET_KEY"),
     )
 
 

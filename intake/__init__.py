@@ -14,6 +14,7 @@ from models import bootstrap
 
 MAX_BODY_BYTES = 256 * 1024
 log = logging.getLogger("intake")
+access_log = logging.getLogger("intake.access")  # `bookingflow dev` writes its own access line instead
 
 
 def create_app(test_config: Settings | None = None) -> Flask:
@@ -61,7 +62,7 @@ def create_app(test_config: Settings | None = None) -> Flask:
         metrics.request(route, request.method, response.status_code, time.perf_counter() - g.get("started", time.perf_counter()))
         response.headers["X-Request-ID"] = logs.request_id.get() or ""
         if request.method != "GET" or response.status_code >= 500:
-            log.info("%s %s %s", request.method, route, response.status_code)
+            access_log.info("%s %s %s", request.method, route, response.status_code)
         return response
 
     @app.teardown_request

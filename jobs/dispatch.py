@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bookingflow import deliveries as d
-from jobs import calendly_events, client_requests, stripe_events
+from jobs import calendly_events, client_requests, operator_requests, stripe_events
 from jobs.outcomes import Outcome
 
 Handler = Callable[..., Outcome]
@@ -30,6 +30,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     (d.CLIENT, d.SCHEDULED): client_requests.scheduled,
     (d.CLIENT, d.CANCEL): client_requests.cancel,
     (d.CLIENT, d.RETRY_PAYMENT): client_requests.retry_payment,
+    (d.OPERATOR, d.CANCEL): operator_requests.cancel,
 }
 
 

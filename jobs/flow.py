@@ -173,13 +173,17 @@ def _settle(booking: Booking, **changes) -> None:
         log.info("booking %s: paid while its closing work was being decided; left unsettled", booking.id)
 
 
+# Cancellations made here, not in Calendly: the slots are still held there, and ours to release.
+CANCELLED_ON_OUR_SIDE = ("client", "system", refund_policy.OPERATOR, refund_policy.OPERATOR_IN_FULL)
+
+
 def _refund_cancellation(booking: Booking) -> None:
     """Cancelled after payment: close an open checkout, free the slots unless Calendly cancelled them,
     then refund by policy."""
     if booking.released_at is None:
         ledger.expire_open_sessions(booking)
         released = True
-        if booking.cancelled_by in ("client", "system"):
+        if booking.cancelled_by in CANCELLED_ON_OUR_SIDE:
             for event_uri in {booking.calendly_event_uri, booking.replaced_event_uri} - {None}:
                 released &= calendly_lasting.release_slot(booking.id, event_uri, booking.cancel_reason or "Booking cancelled")
         if released:  # else flagged: the refund goes on, the slot is still held

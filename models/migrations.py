@@ -21,7 +21,8 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 from models.db import database, is_postgres, is_sqlite, utcnow, write_transaction
 from models.tables import (
-    ALL_TABLES, OFF, ZERO, Booking, Dispute, FeatureFlag, ScheduledRun, SessionType, UTCDateTimeField,
+    ALL_TABLES, CONSOLE_TABLES, OFF, ZERO, Booking, Dispute, FeatureFlag, ScheduledRun, SessionType,
+    UTCDateTimeField,
 )
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock held while migrating.
@@ -339,6 +340,15 @@ def _drop_pricing(db: peewee.Database) -> None:
     _drop_columns(db, PRICING_COLUMNS)
 
 
+def _add_console(db: peewee.Database) -> None:
+    """New tables only: nothing the previous release reads or writes changes."""
+    db.create_tables(CONSOLE_TABLES, safe=True)
+
+
+def _drop_console(db: peewee.Database) -> None:
+    db.drop_tables(CONSOLE_TABLES, safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -363,6 +373,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "pricing: prices per currency, promotion codes, tax and invoices per session type; each "
                   "payment's subtotal, discount and tax, its receipt and invoice",
               _add_pricing, _drop_pricing),
+    Migration(11, "the operator console: its users, their sessions, sign-in attempts, and the audit of their actions",
+              _add_console, _drop_console),
 )
 
 

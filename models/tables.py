@@ -138,7 +138,7 @@ class Booking(HashesItsAddress, BaseModel):
     # fit for the client; cleared by the next transition that is not itself an error.
     error_class = peewee.CharField(max_length=20, null=True)
     error_message = peewee.CharField(max_length=300, null=True)
-    cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host or system
+    cancelled_by = peewee.CharField(max_length=20, null=True)  # client, invitee, host, system, operator(_in_full)
     cancel_reason = peewee.CharField(max_length=500, null=True)
     # A reschedule in progress: the session type chosen (when it changes), the invitee Calendly
     # created, and the event it replaces (cancelled by us when the client moved to another type).
@@ -388,5 +388,55 @@ class ScheduledRun(BaseModel):
         return True
 
 
+class ConsoleUser(BaseModel):
+    """An operator who signs in to the console (`bookingflow console add-user NAME`). The password is
+    kept only as its salted hash (console/passwords.py)."""
+
+    name = peewee.CharField(max_length=100, unique=True)
+    password_hash = peewee.CharField(max_length=255)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+class ConsoleSession(BaseModel):
+    """A signed-in operator. The session cookie carries a random token; only its SHA-256 is stored, so
+    reading this table gives no way in. Ended on sign-out, and after the idle or absolute timeout."""
+
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    user = peewee.ForeignKeyField(ConsoleUser, backref="sessions", on_delete="CASCADE")
+    created_at = UTCDateTimeField(default=utcnow)
+    last_seen_at = UTCDateTimeField(default=utcnow)
+    ended_at = UTCDateTimeField(null=True)
+
+
+class SignInAttempt(BaseModel):
+    """Every sign-in tried at the console, kept in the database so that the limits per user name and
+    per client address hold across console processes. Never the password, right or wrong."""
+
+    user_name = peewee.CharField(max_length=100)
+    address = peewee.CharField(max_length=64)
+    outcome = peewee.CharField(max_length=20)  # succeeded, wrong_password, refused (over a limit)
+    at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user_name", "at"), False), (("address", "at"), False))
+
+
+class AuditEntry(BaseModel):
+    """What an operator did in the console: who, when, what, why, and what came of it. A booking's
+    entries are shown on its page; kept when the booking is not (no foreign key)."""
+
+    operator = peewee.CharField(max_length=100)
+    action = peewee.CharField(max_length=40)  # retry, force, replay, cancel, flag
+    booking_id = peewee.CharField(max_length=64, null=True, index=True)
+    # What the action was about besides the booking: the target state, the delivery, the flag.
+    subject = peewee.CharField(max_length=255, null=True)
+    reason = peewee.CharField(max_length=500)
+    outcome = peewee.CharField(max_length=300)
+    at = UTCDateTimeField(default=utcnow, index=True)
+
+
+CONSOLE_TABLES = (ConsoleUser, ConsoleSession, SignInAttempt, AuditEntry)
+
 ALL_TABLES = (SessionType, Booking, Transition, ProviderEvent, Payment, Refund, Outbox, Alert, FeatureFlag, Dispute,
-              ScheduledRun)
+              ScheduledRun, *CONSOLE_TABLES)

@@ -8,19 +8,16 @@ import json
 
 import peewee
 
-from bookingflow import broker, crypto
+from bookingflow import crypto
 from bookingflow import settings as settings_module
 from bookingflow.privacy import mask_email
 from bookingflow.providers.stripe_amounts import display
+from models import operations
 from models.db import utcnow, write_transaction
-from models.inbox import reopen_event
-from models.states import RESTING, BookingNotFound, State, TransitionRefused, force, timeout_for, unflag
+from models.operations import email_matches, stuck_bookings
+from models.states import BookingNotFound, State, TransitionRefused, force
 from models.tables import Booking, Dispute, Outbox, Payment, ProviderEvent, Refund, Transition
 from ops.columns import print_table
-
-# Outcomes of a processed event that mean it did nothing useful and may deserve a replay.
-FAILED_OUTCOMES = ("invalid", "stale", "unhandled", "conflict", "unmatched", "foreign_payment", "wrong_event_type",
-                   "unrequested_slot")
 
 
 def _when(value) -> str:
@@ -38,26 +35,6 @@ BOOKING_HEADERS = ("ID", "STATE", "AMOUNT", "SINCE", "CLIENT", "FLAGGED")
 def _booking_row(booking: Booking) -> tuple:
     return (booking.id, booking.state, display(booking.amount, booking.currency), _when(booking.state_changed_at),
             mask_email(booking.email), booking.flag_reason if booking.flagged_at else "")
-
-
-def stuck_bookings(now: dt.datetime):
-    """Bookings in a non-resting state for longer than its timeout."""
-    current = settings_module.get()
-    for state in State:
-        if state in RESTING:
-            continue
-        timeout = timeout_for(state, current.state_timeouts, current.payment_hold_minutes)
-        yield from Booking.select().where(Booking.state == state.value, Booking.state_changed_at < now - timeout)
-
-
-def email_matches(address: str):
-    """Bookings of `address`: by its keyed hash (under every listed key, so a rotation under way still
-    finds them), or by the plaintext column for rows written before a key was set, which have no hash."""
-    normalized = crypto.normalize_email(address)
-    plain = Booking.email_hash.is_null() & peewee.fn.LOWER(peewee.fn.TRIM(Booking.email)).in_(
-        (normalized, crypto.ESCAPED + normalized))
-    hashes = crypto.email_hashes(address)
-    return (Booking.email_hash.in_(hashes) | plain) if hashes else plain
 
 
 def list_bookings(state: str | None, limit: int, stuck: bool = False, flagged: bool = False,
@@ -172,11 +149,10 @@ def retry_booking(booking_id: str, queue: bool = True) -> int:
     if booking is None:
         print(f"no booking {booking_id}")
         return 1
-    unflag(booking_id)
+    operations.retry(booking_id, queue)
     if not queue:
         print(f"due now: the current step of booking {booking_id} ({booking.state}); {_sweep_note()}")
         return 0
-    broker.send(broker.RECONCILE_BOOKING, booking_id)
     print(f"queued: the current step of booking {booking_id} ({booking.state})")
     return 0
 
@@ -217,8 +193,7 @@ def _events_to_replay(key: str | None, failed: bool, since: dt.datetime | None) 
         return [event] if event else []
     query = ProviderEvent.select().where(ProviderEvent.payload.is_null(False)).order_by(ProviderEvent.received_at)
     if failed:
-        query = query.where(ProviderEvent.outcome.in_(FAILED_OUTCOMES) |
-                            (ProviderEvent.processed_at.is_null() & (ProviderEvent.attempts > 0)))
+        query = query.where(operations.failed_events())
     if since:
         query = query.where(ProviderEvent.received_at >= since)
     return list(query)
@@ -233,9 +208,7 @@ def replay_events(key: str | None, failed: bool, since: dt.datetime | None, queu
         print("no event to replay" if not key else f"no event {key}")
         return 1 if key else 0
     for number, event in enumerate(chosen, 1):
-        reopen_event(event.id, fresh=True)
-        if queue:
-            broker.send(broker.PROCESS_EVENT, event.id)
+        operations.replay(event, queue)
         if number == len(chosen) or number % 50 == 0:
             print(f"{'queued' if queue else 'reopened'} {number}/{len(chosen)}: {event.provider} {event.type} "
                   f"{event.event_id}", flush=True)

@@ -297,6 +297,14 @@ def cmd_calendly_subscribe(args) -> int:
     return 0
 
 
+def cmd_console(args) -> int:
+    from console import commands
+
+    if args.console_command == "add-user":
+        return commands.add_user(args.name, args.password_stdin, args.replace)
+    return commands.serve()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bookingflow", description="Paid sessions: Calendly + Stripe.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -416,6 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     drift_report.add_argument("--repair", action="store_true", help="apply the safe repairs and say what was done")
     drift_report.add_argument("--json", action="store_true", help="the drifts (and repairs) as JSON")
     drift_report.set_defaults(run=cmd_reconcile_report)
+
+    console = commands.add_parser("console", help="the operator console (serves on CONSOLE_PORT; add-user makes "
+                                                   "an account)")
+    console_commands = console.add_subparsers(dest="console_command")
+    adding = console_commands.add_parser("add-user", help="make an operator account (asks for its password)")
+    adding.add_argument("name")
+    adding.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    adding.add_argument("--replace", action="store_true", help="set a new password for an existing account")
+    console.set_defaults(run=cmd_console)
     return parser
 
 

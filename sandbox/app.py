@@ -14,6 +14,7 @@ from . import calendly_fake, stripe_fake
 from .calendly_fake import CalendlyFake
 from .chaos import Chaos
 from .deliveries import PROVIDER_ENDPOINTS, WebhookSender
+from .persistence import SavedSandbox
 from .stripe_fake import StripeFake
 
 CALENDLY_KINDS = ("scheduled_event", "invitee")
@@ -60,6 +61,7 @@ class Sandbox:
         self.limits = RateLimits()
         self.app.before_request(self.limits.refuse_if_throttled)
         self.app.after_request(self.limits.report)
+        self._saved: SavedSandbox | None = None
 
     def _public_base(self) -> str:
         """Base for URLs we hand out; only called while serving a request."""
@@ -93,8 +95,26 @@ class Sandbox:
     def wait_deliveries_idle(self, timeout: float = 10) -> bool:
         return self._sender.wait_idle(timeout)
 
+    def unfinished_deliveries(self) -> list[dict]:
+        return self._sender.unfinished()
+
+    def resend_deliveries(self, saved: list[dict]) -> None:
+        self._sender.resend(saved)
+
+    def persist_to(self, path) -> bool:
+        """Keep this sandbox in the JSON file at `path` (sandbox/persistence.py): what it holds is
+        loaded now (True if there was one), and saved after every request that may change it and on
+        close. Call before serving."""
+        self._saved = SavedSandbox(self, path)
+        loaded = self._saved.load()
+        self.app.after_request(self._saved.save_after)
+        self._saved.save()
+        return loaded
+
     def close(self) -> None:
         self._sender.close()
+        if self._saved is not None:
+            self._saved.save()
 
 
 class RateLimits:

@@ -134,7 +134,8 @@ def build_scheduled_event(slug: str, start: datetime, minutes: int, host_uri: st
 
 
 def build_invitee(event_uri: str, name: str, email: str, tracking: dict,
-                  old_invitee: str | None = None) -> dict:
+                  old_invitee: str | None = None, pages: str = "https://calendly.com") -> dict:
+    """`pages`: where the invitee's cancel and reschedule pages are (Calendly's site, or the sandbox's)."""
     invitee_uuid = uuid.uuid4()
     now = iso(utcnow())
     return {
@@ -142,8 +143,8 @@ def build_invitee(event_uri: str, name: str, email: str, tracking: dict,
         "first_name": None, "last_name": None, "status": "active", "timezone": "UTC",
         "event": event_uri, "created_at": now, "updated_at": now, "tracking": dict(tracking),
         "text_reminder_number": None, "rescheduled": False, "old_invitee": old_invitee,
-        "new_invitee": None, "cancel_url": f"https://calendly.com/cancellations/{invitee_uuid}",
-        "reschedule_url": f"https://calendly.com/reschedulings/{invitee_uuid}",
+        "new_invitee": None, "cancel_url": f"{pages}/cancellations/{invitee_uuid}",
+        "reschedule_url": f"{pages}/reschedulings/{invitee_uuid}",
         "routing_form_submission": None, "questions_and_answers": [], "payment": None,
         "no_show": None, "reconfirmation": None, "scheduling_method": None,
         "invitee_scheduled_by": None,
@@ -418,6 +419,22 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
         with self._lock:
             self.novelties = dict(values)
 
+    # what `bookingflow dev` keeps across restarts (sandbox/persistence.py)
+
+    def export_state(self) -> dict:
+        """The host, its organization, the scheduled events and their invitees, as JSON-ready data.
+        Event types and webhook subscriptions are left out: they are set up again at each start."""
+        with self._lock:
+            return copy.deepcopy({"host_uri": self.host_uri, "organization_uri": self.organization_uri,
+                                  "events": list(self._events.values()), "invitees": list(self._invitees.values())})
+
+    def import_state(self, state: dict) -> None:
+        with self._lock:
+            self.host_uri = state.get("host_uri", self.host_uri)
+            self.organization_uri = state.get("organization_uri", self.organization_uri)
+            self._events = {event["uri"]: event for event in copy.deepcopy(state.get("events", []))}
+            self._invitees = {invitee["uri"]: invitee for invitee in copy.deepcopy(state.get("invitees", []))}
+
     # routing
 
     def blueprint(self) -> Blueprint:
@@ -437,6 +454,8 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
             name = f"{method.lower()}_{rule}".replace("/", "_").replace("<", "").replace(">", "")
             bp.add_url_rule(rule, name, self._api_view(handler), methods=[method])
         bp.add_url_rule("/book/<slug>", "booking_page", self.booking_page, methods=["GET"])
+        bp.add_url_rule("/reschedulings/<invitee_uuid>", "rescheduling_page", self.rescheduling_page, methods=["GET"])
+        bp.add_url_rule("/cancellations/<invitee_uuid>", "cancellation_page", self.cancellation_page, methods=["GET"])
         for action in ("schedule", "cancel", "reschedule"):
             bp.add_url_rule(f"/_sandbox/{action}", action, self._action_view(action), methods=["POST"])
         bp.add_url_rule("/_sandbox/move", "move", self._action_view("move"), methods=["POST"])
@@ -472,8 +491,10 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
                     status, payload = handler(params)
             except CalendlyError as exc:
                 return _json(exc.body(), exc.status)
-            if action == "schedule" and params.get("via") == "page":
+            if action in ("schedule", "reschedule") and params.get("via") == "page":
                 return Response(_scheduled_html(payload, self._event_for(payload)), mimetype="text/html")
+            if action == "cancel" and params.get("via") == "page":
+                return Response(_canceled_html(), mimetype="text/html")
             return _json(payload, status)
         return view
 
@@ -634,7 +655,7 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
             raise _invalid("duration_minutes", "must be a positive integer")
         event = build_scheduled_event(booking["slug"], start, minutes, self.host_uri)
         invitee = build_invitee(event["uri"], params.get("name") or booking["name"],
-                                params.get("email") or booking["email"], booking["tracking"])
+                                params.get("email") or booking["email"], booking["tracking"], pages=self._pages())
         self._events[event["uri"]] = event
         self._invitees[invitee["uri"]] = invitee
         self._deliver("invitee.created", invitee, shape)
@@ -665,7 +686,7 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
         minutes = (parse_time(old_event["end_time"], "end_time") - old_start) // timedelta(minutes=1)
         slug = old_event["event_type"].rsplit("/", 1)[-1]
         event = build_scheduled_event(slug, start, minutes, self.host_uri)
-        new = build_invitee(event["uri"], old["name"], old["email"], old["tracking"], old["uri"])
+        new = build_invitee(event["uri"], old["name"], old["email"], old["tracking"], old["uri"], pages=self._pages())
         self._events[event["uri"]] = event
         self._invitees[new["uri"]] = new
         cancellation = build_cancellation(old["name"], params.get("reason"), "invitee")
@@ -740,7 +761,46 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
                 "payload": payload}
         self._sender.enqueue("calendly", name, invitee["uri"], body)
 
-    # invitee-facing page
+    # invitee-facing pages
+
+    def _pages(self) -> str:
+        """Where this sandbox serves the invitee's pages (only called while serving a request)."""
+        return self._public_base() + URL_PREFIX
+
+    def _invitee_by_uuid(self, invitee_uuid: str) -> dict | None:
+        with self._lock:
+            found = next((i for uri, i in self._invitees.items() if uri.endswith(f"/invitees/{invitee_uuid}")), None)
+            return copy.deepcopy(found)
+
+    def rescheduling_page(self, invitee_uuid: str) -> Response:
+        """The invitee's reschedule link (the invitee's `reschedule_url`): a new time for the same event
+        type; Calendly then cancels the old invitee and creates a new one, and tells both."""
+        invitee = self._invitee_by_uuid(invitee_uuid)
+        if invitee is None or invitee["status"] != "active":
+            return Response(_page("Sandbox Calendly", "<p>This booking cannot be rescheduled: it is canceled "
+                                  "or unknown.</p>"), 404, mimetype="text/html")
+        with self._lock:
+            event = copy.deepcopy(self._events[invitee["event"]])
+        start = parse_time(event["start_time"], "start_time") + timedelta(days=1)
+        body = (f"<p>Now: {html.escape(event['name'])} at {html.escape(event['start_time'])}.</p>"
+                f'<form method="post" action="{html.escape(url_for(".reschedule"))}">'
+                '<input type="hidden" name="via" value="page">'
+                f'<input type="hidden" name="invitee_uri" value="{html.escape(invitee["uri"])}">'
+                f'<label>New start (UTC) <input name="start_time" value="{html.escape(iso(start))}"></label> '
+                '<label>Reason <input name="reason"></label> <button>Reschedule</button></form>')
+        return Response(_page("Sandbox Calendly: reschedule", body), mimetype="text/html")
+
+    def cancellation_page(self, invitee_uuid: str) -> Response:
+        """The invitee's cancel link (the invitee's `cancel_url`)."""
+        invitee = self._invitee_by_uuid(invitee_uuid)
+        if invitee is None or invitee["status"] != "active":
+            return Response(_page("Sandbox Calendly", "<p>This booking is already canceled, or unknown.</p>"), 404,
+                            mimetype="text/html")
+        body = (f'<form method="post" action="{html.escape(url_for(".cancel"))}">'
+                '<input type="hidden" name="via" value="page">'
+                f'<input type="hidden" name="invitee_uri" value="{html.escape(invitee["uri"])}">'
+                '<label>Reason <input name="reason"></label> <button>Cancel event</button></form>')
+        return Response(_page("Sandbox Calendly: cancel", body), mimetype="text/html")
 
     def booking_page(self, slug: str) -> Response:
         booking = booking_from_url(request.url)
@@ -752,12 +812,21 @@ class CalendlyFake(WebhookSubscriptions, FakeProvider):
             f'<input type="hidden" name="scheduling_url" value="{esc(request.url)}">'
             f'<label>Name <input name="name" value="{esc(booking["name"])}"></label> '
             f'<label>Email <input name="email" value="{esc(booking["email"])}"></label> '
+            f'<label>Start (UTC) <input name="start_time" value="{esc(iso(default_start()))}"></label> '
             f"<button>Schedule</button></form>")
         return Response(page, mimetype="text/html")
 
 
 def _json(payload: dict, status: int) -> Response:
     return Response(json.dumps(payload), status, mimetype="application/json")
+
+
+def _page(title: str, body: str) -> str:
+    return f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>{body}"
+
+
+def _canceled_html() -> str:
+    return _page("Canceled", "<p>The event is canceled; the host has been told.</p>")
 
 
 def _scheduled_html(result: dict, event: dict) -> str:

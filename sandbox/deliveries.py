@@ -135,6 +135,20 @@ class WebhookSender:
             chosen = [d for d in self._all if provider is None or d.provider == provider]
             return [d.snapshot() for d in chosen]
 
+    def unfinished(self) -> list[dict]:
+        """Deliveries not yet accepted nor given up on, to be sent again by a sandbox restarted later
+        (a receiver takes a repeat as the same delivery)."""
+        with self._cond:
+            return [{"provider": d.provider, "type": d.type, "event_id": d.event_id, "body": d.body.decode("utf-8")}
+                    for d in self._all if not d.finished]
+
+    def resend(self, saved: list[dict]) -> None:
+        """Queue again what unfinished() returned, bodies unchanged."""
+        with self._cond:
+            for item in saved:
+                self._all.append(Delivery(item["provider"], item["type"], item["event_id"], item["body"].encode("utf-8")))
+            self._cond.notify_all()
+
     def hold(self, provider: str, hold: bool) -> None:
         if provider not in PROVIDER_ENDPOINTS:
             raise ValueError(f"unknown provider {provider!r}")

@@ -13,7 +13,7 @@ import json
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
@@ -718,6 +718,39 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         with self._lock:
             return [copy.deepcopy(o) for o in self._objects.values() if o["object"] == kind]
 
+    # what `bookingflow dev` keeps across restarts (sandbox/persistence.py)
+
+    def export_state(self) -> dict:
+        """The objects and what prices them, as JSON-ready data. Webhook endpoints are left out: they
+        are set up again at each start, as an operator's Dashboard would still have them."""
+        with self._lock:
+            return copy.deepcopy({
+                "objects": list(self._objects.values()), "intent_metadata": self._intent_metadata,
+                "terms": {sid: asdict(terms) for sid, terms in self._terms.items()},
+                "promotion_codes": [asdict(code) for code in self._promotion_codes.values()],
+                "tax_basis_points": self._tax_basis_points, "customer_country": self._customer_country,
+                "invoice_count": self._invoice_count, "clock_offset": self._clock_offset,
+                "idempotent": {key: list(answer) for key, answer in self._idempotent.items()},
+            })
+
+    def import_state(self, state: dict) -> None:
+        """The reverse of export_state, over whatever this fake held."""
+        def terms(raw: dict) -> CheckoutTerms:
+            discount = PromotionCode(**raw["discount"]) if raw.get("discount") else None
+            return CheckoutTerms([LineItem(**item) for item in raw["items"]], discount, raw.get("by_coupon", False))
+
+        with self._lock:
+            self._objects = {obj["id"]: obj for obj in copy.deepcopy(state.get("objects", []))}
+            self._intent_metadata = copy.deepcopy(state.get("intent_metadata", {}))
+            self._terms = {sid: terms(raw) for sid, raw in state.get("terms", {}).items()}
+            codes = [PromotionCode(**raw) for raw in state.get("promotion_codes", [])]
+            self._promotion_codes = {c.code.upper(): c for c in codes} or stripe_pricing.default_promotion_codes()
+            self._tax_basis_points = int(state.get("tax_basis_points", 0))
+            self._customer_country = state.get("customer_country", DEFAULT_CUSTOMER_COUNTRY)
+            self._invoice_count = int(state.get("invoice_count", 0))
+            self._clock_offset = int(state.get("clock_offset", 0))
+            self._idempotent = {key: tuple(answer) for key, answer in state.get("idempotent", {}).items()}
+
     # routing
 
     def blueprint(self) -> Blueprint:
@@ -744,6 +777,7 @@ class StripeFake(WebhookEndpoints, FakeProvider):
         bp.add_url_rule("/checkout/<session_id>", "checkout_page", self.checkout_page, methods=["GET"])
         bp.add_url_rule("/checkout/<session_id>/pay", "pay", self.pay, methods=["POST"])
         bp.add_url_rule("/checkout/<session_id>/settle", "settle", self.settle, methods=["POST"])
+        bp.add_url_rule("/checkout/<session_id>/expire", "expire", self.expire, methods=["POST"])
         bp.add_url_rule("/refunds/<refund_id>/settle", "settle_refund", self.settle_refund, methods=["POST"])
         self._add_list_routes(bp)
         bp.add_url_rule("/_sandbox/clock", "clock", self.clock_action, methods=["POST"])
@@ -1155,7 +1189,8 @@ class StripeFake(WebhookEndpoints, FakeProvider):
             copy.deepcopy(session), self._totals(session, terms, promotion),
             self._tax_basis_points if taxed else None,
             all(item.tax_behavior == "inclusive" for item in terms.items), code,
-            url_for(".pay", session_id=session_id), url_for(".checkout_page", session_id=session_id), error)
+            url_for(".pay", session_id=session_id), url_for(".checkout_page", session_id=session_id),
+            url_for(".expire", session_id=session_id), error)
 
     def pay(self, session_id: str) -> Response:
         """The customer pays: `outcome` paid, failed or delayed, and an optional `promotion_code`."""
@@ -1183,6 +1218,19 @@ class StripeFake(WebhookEndpoints, FakeProvider):
                 session = copy.deepcopy(self._settle(session_id, outcome))
         except StripeError as exc:
             return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
+        return Response(json.dumps(session), mimetype="application/json")
+
+    def expire(self, session_id: str) -> Response:
+        """Time passes until the session's `expires_at`: what Stripe then does on its own (no API key,
+        unlike POST /v1/checkout/sessions/<id>/expire, which the merchant calls)."""
+        via_page = _action_params().get("via") == "page"
+        try:
+            with self._lock:
+                session = copy.deepcopy(self.expire_checkout_session({}, session_id))
+        except StripeError as exc:
+            return Response(json.dumps(exc.body()), exc.status, mimetype="application/json")
+        if via_page:
+            return redirect(url_for(".checkout_page", session_id=session_id), 303)
         return Response(json.dumps(session), mimetype="application/json")
 
     def _pay(self, session_id: str, outcome: str | None, code: str = "") -> dict:

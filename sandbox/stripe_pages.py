@@ -10,6 +10,11 @@ from dataclasses import dataclass
 
 from .stripe_pricing import BASIS_POINTS, Totals, format_amount
 
+# What Stripe Checkout does with a declined card: the customer stays on the page to try another card;
+# the session stays open and no event is sent, until it is paid or expires.
+DECLINED = ('<p role="alert"><strong>Your card was declined.</strong> Try again with another card. '
+            "Stripe Checkout keeps this session open and sends no event for a decline: the shop hears "
+            "nothing until the session is paid or expires.</p>")
 OUTCOMES = (("paid", "Pay"), ("failed", "Fail (card declined)"), ("delayed", "Pay later (delayed method)"))
 
 
@@ -49,6 +54,7 @@ class CheckoutView:
     code: str  # the promotion code entered ("" when none)
     pay_url: str
     page_url: str
+    expire_url: str = ""
     error: str | None = None  # a refused code or action, shown on the page
     declined: bool = False
 
@@ -56,10 +62,11 @@ class CheckoutView:
 def checkout_html(view: CheckoutView) -> str:
     esc, session = html.escape, view.session
     if session["status"] != "open":
-        return _page("Sandbox Checkout", f"<p>This checkout session is {esc(session['status'])}.</p>")
+        back = f'<p><a href="{esc(session["cancel_url"])}">Back to the shop</a></p>' if session["cancel_url"] else ""
+        return _page("Sandbox Checkout", f"<p>This checkout session is {esc(session['status'])}.</p>{back}")
     figures = breakdown(view.totals, session["currency"], tax_basis_points=view.tax_basis_points,
                         inclusive=view.inclusive, code=view.code or None)
-    notice = "<p><strong>Your card was declined.</strong></p>" if view.declined else ""
+    notice = DECLINED if view.declined else ""
     if view.error:
         notice += f'<p class="error" role="alert"><strong>{esc(view.error)}</strong></p>'
     code_field = ""
@@ -70,7 +77,10 @@ def checkout_html(view: CheckoutView) -> str:
     cancel = f'<p><a href="{esc(session["cancel_url"])}">Cancel</a></p>' if session["cancel_url"] else ""
     form = (f'<form method="post" action="{esc(view.pay_url)}"><input type="hidden" name="via" value="page">'
             f"{code_field}<p>{buttons}</p></form>")
-    return _page("Sandbox Checkout", f"{notice}{figures}{form}{cancel}")
+    expire = (f'<form method="post" action="{esc(view.expire_url)}"><input type="hidden" name="via" value="page">'
+              "<p><button>Let it expire now</button> (the sandbox's shortcut for waiting until "
+              "<code>expires_at</code>: Stripe then sends <code>checkout.session.expired</code>)</p></form>")
+    return _page("Sandbox Checkout", f"{notice}{figures}{form}{expire}{cancel}")
 
 
 def receipt_html(charge: dict, session: dict | None) -> str:

@@ -34,7 +34,7 @@ DATABASE_COMMANDS = [
     ("bookings", "list"), ("bookings", "show", "bk_1"), ("bookings", "retry", "bk_1"),
     ("bookings", "force", "bk_1", "IDLE", "--reason", "test"), ("events", "list"), ("events", "replay", "--failed"),
     ("stats",), ("flags", "list"), ("session-types", "enable", "intro"), ("session-types", "list"),
-    ("outbox", "list"), ("outbox", "show", "1"),
+    ("outbox", "list"), ("outbox", "show", "1"), ("console", "add-user", "ada", "--password-stdin"),
 ]
 
 

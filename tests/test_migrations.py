@@ -187,3 +187,18 @@ def test_migration_10_adds_pricing_that_the_previous_release_can_still_write_bes
     assert "rolling back 10" in out
     assert "prices" not in {name for name, _ in schema(database_url)["session_type"]}
     assert "receipt_url" not in {name for name, _ in schema(database_url)["payment"]}
+
+
+CONSOLE_TABLES = {"console_user", "console_session", "sign_in_attempt", "audit_entry"}
+
+
+def test_migration_11_adds_the_consoles_tables_and_rolls_back_to_the_previous_schema_untouched(database_url):
+    cli(database_url, "db", "upgrade")
+    upgraded = schema(database_url)
+    assert CONSOLE_TABLES <= set(upgraded)
+    assert "rolling back 11" in cli(database_url, "db", "downgrade", "--to", "10").stdout
+    previous = schema(database_url)
+    assert not CONSOLE_TABLES & set(previous)
+    assert previous == {table: columns for table, columns in upgraded.items() if table not in CONSOLE_TABLES}
+    cli(database_url, "db", "upgrade")
+    assert schema(database_url) == upgraded

@@ -166,6 +166,28 @@ def test_a_malformed_secret_is_not_echoed_back(variable):
     assert "hunter2" not in str(error.value)
 
 
+def test_the_console_listens_on_5050_unless_told_and_its_key_is_read():
+    assert (settings.load({}).console_port, settings.load({}).console_secret_key) == (5050, "")
+    loaded = settings.load({"CONSOLE_PORT": "6060", "CONSOLE_SECRET_KEY": "k" * 32})
+    assert (loaded.console_port, loaded.console_secret_key) == (6060, "k" * 32)
+
+
+def test_a_short_console_key_is_refused_without_being_echoed_back():
+    with pytest.raises(SettingsError) as error:
+        settings.load({"CONSOLE_SECRET_KEY": "hunter2hunter2"})
+
+    assert "CONSOLE_SECRET_KEY" in str(error.value) and "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize(("env", "missing"), [
+    ({"BROKER_URL": "redis://127.0.0.1:6379/0"}, "CONSOLE_SECRET_KEY"),
+    ({"CONSOLE_SECRET_KEY": "k" * 32}, "BROKER_URL"),
+])
+def test_the_console_needs_its_key_and_the_broker(env, missing):
+    with pytest.raises(SettingsError, match=missing):
+        settings.require_console(settings.load(env))
+
+
 def test_the_client_rate_limit_is_on_by_default_and_the_rest_is_open():
     loaded = settings.load({})
 
@@ -248,6 +270,7 @@ def test_secrets_never_appear_in_the_repr():
         "ALERT_WEBHOOK_URL": "https://hooks.example/alerts/hook_do_not_print_7",
         "RATE_LIMIT_STORAGE_URL": "redis://:redis_do_not_print_8@limits:6379/0",
         "METRICS_TOKEN": "metrics_do_not_print_9",
+        "CONSOLE_SECRET_KEY": "console_do_not_print_10_" + "x" * 32,
     }
 
     shown = repr(settings.load(env))

@@ -158,3 +158,17 @@ def test_each_offered_currency_books_and_charges_its_own_price(stack, frontend, 
     confirmed = reached(frontend, view["id"], "BOOKING_CONFIRMED", stack)
     assert (confirmed["amount_paid"], confirmed["currency"]) == (price[0], price[1])
     assert confirmed["payments"][0]["receipt_url"]
+
+
+def test_a_100_percent_code_confirms_with_nothing_charged_and_a_cancellation_refunds_nothing(stack, frontend):
+    view = booked_to_checkout(frontend, stack, "discounted", hours=72)
+    session = pay(frontend, view["checkout_url"], promotion_code="FREE")
+    assert (session["payment_status"], session["amount_total"], session["payment_intent"]) == ("no_payment_required", 0, None)
+    confirmed = reached(frontend, view["id"], "BOOKING_CONFIRMED", stack)
+    (payment,) = confirmed["payments"]
+    assert (payment["amount_subtotal"], payment["amount_discount"], payment["amount_total"]) == (10000, 10000, 0)
+    assert (confirmed["amount_paid"], payment["receipt_url"]) == (0, None)  # no charge: no receipt
+    cancel(frontend, view["id"])
+    cancelled = reached(frontend, view["id"], "BOOKING_CANCELLED", stack)
+    assert cancelled["amount_refunded"] == 0 and refunded_at_stripe(stack, view["id"]) == 0
+    assert not [r for r in stack.sandbox.api_requests("stripe") if r["path"] == "/v1/refunds" and view["id"] in str(r["params"])]

@@ -34,8 +34,8 @@ def base_environment() -> dict[str, str]:
     return {key: os.environ[key] for key in keep if key in os.environ}
 
 
-def run_cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, cwd=ROOT,
+def run_cli(env: dict, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, cwd=ROOT, input=stdin,
                             capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"bookingflow {' '.join(args)} failed: {result.stdout}{result.stderr}")

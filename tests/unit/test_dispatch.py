@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bookingflow import deliveries
-from jobs import calendly_events, client_requests, dispatch, stripe_events
+from jobs import calendly_events, client_requests, dispatch, operator_requests, stripe_events
 
 
 def test_the_table_names_exactly_the_deliveries_bookingflow_acts_on():
@@ -27,7 +27,8 @@ def test_any_other_delivery_has_no_handler(provider, event_type):
 
 
 def test_each_provider_is_handled_by_its_own_module():
-    homes = {deliveries.STRIPE: stripe_events, deliveries.CALENDLY: calendly_events, deliveries.CLIENT: client_requests}
+    homes = {deliveries.STRIPE: stripe_events, deliveries.CALENDLY: calendly_events, deliveries.CLIENT: client_requests,
+             deliveries.OPERATOR: operator_requests}
     for (provider, event_type), handler in dispatch.HANDLERS.items():
         assert handler.__module__ == homes[provider].__name__, (provider, event_type)
 

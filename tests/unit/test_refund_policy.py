@@ -34,10 +34,16 @@ def test_a_tier_the_policy_does_not_name_does_not_exist():
     assert decide(10_000, only_partial, START, hours_before(100), "client").percent == 25
 
 
-@pytest.mark.parametrize("cancelled_by", ["host", "system"])
-def test_a_cancellation_by_the_host_or_by_bookingflow_refunds_in_full_whatever_the_policy(cancelled_by):
+@pytest.mark.parametrize("cancelled_by", ["host", "system", "operator_in_full"])
+def test_a_cancellation_by_the_host_by_bookingflow_or_by_an_operator_in_full_refunds_in_full_whatever_the_policy(cancelled_by):
     decision = decide(10_000, POLICY, START, hours_before(1), cancelled_by)
     assert (decision.percent, decision.amount) == (100, 10_000)
+
+
+def test_an_operators_cancellation_by_the_policy_refunds_as_the_clients_would_with_its_cap():
+    assert decide(10_000, POLICY, START, hours_before(30), "operator").percent == 50
+    assert decide(10_000, POLICY, START, hours_before(1), "operator").amount == 0
+    assert decide(10_000, POLICY, START, hours_before(100), "operator", cap_percent=50).percent == 50
 
 
 def test_no_policy_refunds_in_full():
@@ -63,7 +69,7 @@ def test_cap_percent_never_raises_a_refund():
     assert decide(10_000, POLICY, START, hours_before(30), "client", cap_percent=80).percent == 50
 
 
-@pytest.mark.parametrize("cancelled_by", ["host", "system"])
+@pytest.mark.parametrize("cancelled_by", ["host", "system", "operator_in_full"])
 def test_cap_percent_does_not_apply_to_a_cancellation_that_is_not_the_clients_doing(cancelled_by):
     assert decide(10_000, POLICY, START, hours_before(1), cancelled_by, cap_percent=0).amount == 10_000
 
