@@ -15,6 +15,7 @@ from bookingflow import broker
 from bookingflow import settings as settings_module
 from bookingflow.settings import Settings, SettingsError
 from models import bootstrap
+from models.db import database
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -24,7 +25,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         current = settings_module.require_console(bootstrap.checked(settings_module.get()))
     except SettingsError as exc:
         bootstrap.fail(str(exc))
-    bootstrap.open_configured_database(current)
+    if database.obj is None:  # `bookingflow dev` mounts the console in a process whose database is open
+        bootstrap.open_configured_database(current)
     broker.install(current.broker_url)
     from console import web
 

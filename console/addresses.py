@@ -21,4 +21,5 @@ def safe_next(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return url_for("pages.dashboard")
-    return target
+    # A path inside the console (request.full_path leaves out where it is mounted, `/console` in dev).
+    return request.script_root + target

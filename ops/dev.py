@@ -109,6 +109,8 @@ def dev_settings(port: int | None) -> tuple[Settings, dict]:
         calendly_api_base=sandbox_base + "/calendly",
         public_url=url,
         sweep_interval_seconds=min(base.sweep_interval_seconds, DEV_SWEEP_SECONDS),
+        # The console's cookie key: a fresh one each run (signing in again after a restart is the cost).
+        console_secret_key=base.console_secret_key or secrets.token_urlsafe(32),
     )
     return current, secret
 

@@ -58,6 +58,28 @@ def test_the_home_page_links_the_client_the_bookings_the_outbox_and_says_where_t
     assert "/_sandbox/stripe/checkout/&lt;session&gt;/expire" in home  # the simulator, for curl
 
 
+def test_dev_serves_the_operator_console_under_console_and_signing_in_stays_there(dev):
+    home = get(dev, "/")
+    assert 'href="/console/"' in home
+    session = requests.Session()
+    answer = session.get(dev.base + "/console/bookings?state=IDLE", timeout=10, allow_redirects=False)
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/console/sign-in")
+    form = session.get(dev.base + answer.headers["Location"], timeout=10)
+    assert form.status_code == 200 and 'name="password"' in form.text
+    assert "next" in form.text and "/bookings?state=IDLE" in unescape(form.text)
+    # An operator made from a terminal beside `dev`, on its database, signs in and lands where they were going.
+    from support.realstack import base_environment, run_cli
+
+    run_cli({**base_environment(), "DATABASE_URL": f"sqlite:///{dev.database}"}, "console", "add-user", "ada",
+            "--password-stdin", stdin="a long enough passphrase\n")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    nxt = unescape(re.search(r'name="next" value="([^"]*)"', form.text).group(1))
+    signed_in = session.post(dev.base + "/console/sign-in", timeout=10, allow_redirects=False, data={
+        "csrf_token": token, "next": nxt, "name": "ada", "password": "a long enough passphrase"})
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/console/bookings?state=IDLE"
+
+
+
 def test_the_bookings_page_lists_each_booking_with_its_state(dev):
     booking = dev.create_booking()
 
