@@ -64,7 +64,8 @@ def test_a_lost_webhook_is_found_with_the_list_the_tokens_role_allows(frontend, 
     now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2, minutes=1)
     assert claim_due_bookings(now) == 1
     reconcile(booking["id"], now=now)
-    assert Booking.get_by_id(booking["id"]).state == State.PAYMENT_PROCESSING.value
+    # Found: its checkout is then made by a queued job (the workers run), so the state is waited for.
+    frontend.wait_for_state(booking["id"], State.PAYMENT_PROCESSING.value)
     lists = [r for r in sandbox.api_requests("calendly")[seen:] if r["path"] == "/scheduled_events"]
     assert lists and all(r["status"] == 200 and scope in r["params"] for r in lists)
 
@@ -83,7 +84,7 @@ def test_an_organization_list_refused_later_narrows_to_the_user_for_the_process(
     frontend.schedule_in_calendly(second["scheduling_url"])
     claim_due_bookings(now)
     reconcile(second["id"], now=now)
-    assert Booking.get_by_id(second["id"]).state == State.PAYMENT_PROCESSING.value
+    frontend.wait_for_state(second["id"], State.PAYMENT_PROCESSING.value)
     statuses = [(r["status"], "user" in r["params"]) for r in sandbox.api_requests("calendly")[seen:]
                 if r["path"] == "/scheduled_events"]
     # (The sweep's job reconciles too, on the suite's worker: each list may show twice.)
