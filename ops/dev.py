@@ -33,22 +33,26 @@ from bookingflow.settings import EMBEDDED_BROKER_URL, Settings
 SANDBOX_PREFIX = "/_sandbox"
 CONSOLE_PREFIX = "/console"
 DEV_SWEEP_SECONDS = 15
+DEV_TAX_BASIS_POINTS = 1900  # 19%
 WORKER_THREADS = 4
 
 
 def demo_catalogue(sandbox_base: str) -> list[dict]:
-    def session_type(slug, name, minutes, price, prices, policy):
+    def session_type(slug, name, minutes, price, prices, policy, **pricing):
         return {
             "slug": slug, "name": name, "duration_minutes": minutes, "price": price, "currency": "usd",
             "prices": prices, "calendly_event_type": f"https://api.calendly.com/event_types/{slug}",
-            "scheduling_url": f"{sandbox_base}/calendly/book/{slug}", "refund_policy": policy,
+            "scheduling_url": f"{sandbox_base}/calendly/book/{slug}", "refund_policy": policy, **pricing,
         }
 
+    # Each pricing switch on somewhere, so the sandbox's Checkout shows it: the intro call takes
+    # promotion codes (SAVE20, HALF, FIVEOFF, FREE), the deep dive adds tax and issues an invoice too.
     return [
         session_type("intro-call", "Intro call (sandbox)", 30, 5000, {"eur": 4500, "gbp": 4000},
-                     {"full_before_hours": 24, "partial_before_hours": 2, "partial_percent": 50}),
+                     {"full_before_hours": 24, "partial_before_hours": 2, "partial_percent": 50}, promotion_codes=True),
         session_type("deep-dive", "Deep-dive session (sandbox)", 90, 15000, {"eur": 14000, "jpy": 22000},
-                     {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50}),
+                     {"full_before_hours": 48, "partial_before_hours": 24, "partial_percent": 50},
+                     promotion_codes=True, automatic_tax=True, invoice=True),
     ]
 
 
@@ -123,6 +127,9 @@ def register_sandbox_setup(sandbox, current: Settings) -> None:
 
     for item in demo_catalogue(current.public_url + SANDBOX_PREFIX):
         sandbox.calendly.add_event_type(item["slug"], item["name"], item["duration_minutes"])
+    # What Stripe Tax would charge the sandbox's customers (in Germany): the tax Checkout adds to the
+    # deep dive. `POST /_sandbox/stripe/_sandbox/tax {"basis_points": ...}` changes it.
+    sandbox.stripe.set_tax_rate(DEV_TAX_BASIS_POINTS)
     sandbox.stripe.register_webhook_endpoint(current.webhook_base + STRIPE_WEBHOOK_PATH, list(STRIPE_EVENTS), API_VERSION)
 
 

@@ -240,7 +240,11 @@ def test_cancel_as_the_host_refunds_in_full(dev):
     dev.control(view["id"], "cancel_host")
 
     refunded = dev.wait_for_state(view["id"], "REFUND_COMPLETED")
-    assert (refunded["amount_refunded"], refunded["currency"]) == (22000, "jpy")
+    # The whole total, with the 19% tax dev's sandbox adds to the deep dive: ¥22,000 + ¥4,180.
+    assert (refunded["amount_refunded"], refunded["currency"]) == (26180, "jpy")
+    (payment,) = refunded["payments"]
+    assert (payment["amount_subtotal"], payment["amount_tax"], payment["amount_total"]) == (22000, 4180, 26180)
+    assert payment["receipt_url"] and payment["invoice_url"]
 
 
 def wait_for_slot(dev, booking_id: str, start: str) -> dict:
