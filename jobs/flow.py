@@ -324,7 +324,9 @@ def _settle_reschedule(booking: Booking) -> None:
         start_payment_attempt(booking, Trigger.initiatePayment, difference)
         return
     if difference < 0:
-        rows = ledger.plan_refund(booking, "reschedule", min(decision.amount, ledger.net_paid(booking)),
+        # The policy's share of it, rounded down to an amount Stripe accepts in the currency.
+        amount = stripe_amounts.round_down(min(decision.amount, ledger.net_paid(booking)), booking.currency)
+        rows = ledger.plan_refund(booking, "reschedule", amount,
                                   f"to-{booking.reschedule_session_type_id}-{booking.reschedule_invitee_uri}",
                                   f"rescheduled to a cheaper session; {decision.reason}")
         for row in rows:

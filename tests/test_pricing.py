@@ -205,3 +205,25 @@ def test_a_downgrade_after_a_discount_gives_back_the_difference_as_it_was_paid_n
     assert (refund.amount, refund.currency, refund.purpose) == (9600, "gbp", "reschedule")
     booking = Booking.get_by_id(view["id"])
     assert (booking.amount, booking.amount_paid - booking.amount_refunded) == (4000, 3200)
+
+
+def test_a_half_refund_of_a_downgrade_in_a_three_decimal_currency_is_an_amount_stripe_takes(frontend, sandbox):
+    from models.tables import Refund
+    from support.catalogue import POLICY
+    from support.flows import hours_from_now
+    from support.waiting import wait_until
+
+    make_session_type(sandbox.base, "dinar-small", price=5000, currency="bhd", refund_policy=POLICY)
+    make_session_type(sandbox.base, "dinar-big", price=15010, currency="bhd", refund_policy=POLICY)
+    created = new_booking(frontend.http, frontend.base, "dinar-big")
+    slot = frontend.schedule_in_calendly(created.json()["scheduling_url"], start_time=hours_from_now(30))
+    assert frontend.report_scheduled(created.json()["id"], slot).status_code == 202
+    view = frontend.wait_for_state(created.json()["id"], "PAYMENT_PROCESSING")
+    frontend.pay(view["checkout_url"])
+    frontend.wait_for_state(view["id"], "BOOKING_CONFIRMED")
+    reschedule(frontend, view["id"], "dinar-small")  # 30 hours ahead: half of the 10.010 BHD difference
+    done = wait_until(lambda: (v := frontend.status(view["id"]))["session_type"] == "dinar-small"
+                      and v["amount_refunded"] and v, message="the downgrade's refund made")
+    (refund,) = Refund.select().where(Refund.booking == view["id"])
+    # 5.005 BHD is what half would be; Stripe takes three-decimal amounts ending in 0 only.
+    assert (refund.amount, refund.status, done["amount_refunded"]) == (5000, "succeeded", 5000)
