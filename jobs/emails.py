@@ -11,6 +11,7 @@ import unicodedata
 
 from bookingflow import settings as settings_module
 from bookingflow.providers import stripe_amounts
+from jobs.ledger import CLOSING_REFUNDS
 from models.bookings import paid_payments
 from models.states import State, Trigger
 from models.tables import Booking, Refund
@@ -23,9 +24,6 @@ REASON_LIMIT = 200
 # as browsers read them), or a host starting with www.
 LINK = re.compile(r"(?i)(?<![a-z0-9])(?:[a-z][a-z0-9+.-]*:[/\\]+|(?:https?|ftp|file|mailto|javascript|data|tel|sms):|www\.)\S*")
 LINK_REMOVED = "[link removed]"
-# The refunds that close a cancelled booking (jobs/flow.py's CLOSING_REFUNDS): what the refund e-mail,
-# sent when they have all succeeded, reports as refunded now.
-CLOSING_PURPOSES = ("cancellation", "abandoned")
 
 
 def client_text(text: str | None, limit: int) -> str:
@@ -57,7 +55,7 @@ def status_link(booking: Booking) -> str:
 
 def _refunded_now(booking: Booking) -> int:
     """What the refunds closing the booking sent back, in the booking's currency."""
-    rows = Refund.select().where(Refund.booking == booking.id, Refund.purpose.in_(CLOSING_PURPOSES),
+    rows = Refund.select().where(Refund.booking == booking.id, Refund.purpose.in_(CLOSING_REFUNDS),
                                  Refund.status == "succeeded", Refund.currency == booking.currency)
     return sum(row.amount for row in rows)
 

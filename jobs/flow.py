@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 # -> REFUND_COMPLETED); a bound, so that a bug can never spin a worker.
 MAX_STEPS = 10
 
-# Refunds that close a booking (REFUND_PENDING waits for them); a reschedule's refund does not.
-CLOSING_REFUNDS = ("cancellation", "abandoned")
-
 
 def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes) -> Applied:
     logs.bind_booking(booking_id)
@@ -230,7 +227,7 @@ def sync_refunds(booking: Booking, ask_stripe: bool = False) -> None:
     """REFUND_PENDING: every closing refund asked for (again, harmlessly, under its key); with
     `ask_stripe`, those still pending read again from Stripe (a webhook may be late, or lost); the
     booking finishes when Stripe says they all succeeded."""
-    for row in ledger.refunds_in_flight(booking, CLOSING_REFUNDS):
+    for row in ledger.refunds_in_flight(booking, ledger.CLOSING_REFUNDS):
         if row.status == "new":
             try:
                 ledger.issue(row)
@@ -266,7 +263,7 @@ def settle_refund_state(booking_id: str) -> None:
     booking = Booking.get_by_id(booking_id)
     if booking.state != State.REFUND_PENDING.value:
         return
-    planned = ledger.refunds_in_flight(booking, CLOSING_REFUNDS)
+    planned = ledger.refunds_in_flight(booking, ledger.CLOSING_REFUNDS)
     # Rows withdrawn (their charge disputed, or refunded outside bookingflow in full) are nothing to
     # wait for, nor a failure.
     rows = [row for row in planned if row.status != ledger.WITHDRAWN]

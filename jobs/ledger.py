@@ -28,6 +28,9 @@ DEAD_REFUND = ("failed", "canceled")
 # (Stripe would refuse it, `charge_disputed`). Like a dead refund it holds no money.
 WITHDRAWN = "withdrawn"
 NOT_COMMITTED = (*DEAD_REFUND, WITHDRAWN)
+# Refunds that close a cancelled or abandoned booking (REFUND_PENDING waits for them, and the refund
+# e-mail reports them); a reschedule's refund does not.
+CLOSING_REFUNDS = ("cancellation", "abandoned")
 # A refund made outside bookingflow (the Stripe Dashboard, another API user) of one of our payments.
 OUTSIDE = "outside"
 # Dispute statuses after which Stripe lets the charge be refunded again; under any other (an open
