@@ -227,3 +227,29 @@ def test_a_half_refund_of_a_downgrade_in_a_three_decimal_currency_is_an_amount_s
     (refund,) = Refund.select().where(Refund.booking == view["id"])
     # 5.005 BHD is what half would be; Stripe takes three-decimal amounts ending in 0 only.
     assert (refund.amount, refund.status, done["amount_refunded"]) == (5000, "succeeded", 5000)
+
+
+def test_a_receipt_stripe_did_not_have_yet_is_asked_for_again_by_the_sweep_once_per_interval(frontend, sandbox, broker):
+    import datetime as dt
+
+    from models.tables import Payment
+    from scheduler.sweeps import DOCUMENTS_RECHECK, collect_missing_receipts
+    from support.flows import confirmed_booking
+
+    view = confirmed_booking(frontend, "coaching-hour")
+    # As when Stripe had no receipt yet when the payment was recorded (or it was paid before receipts
+    # were kept): nothing on record, asked once.
+    asked_at = dt.datetime.now(dt.timezone.utc) - DOCUMENTS_RECHECK - dt.timedelta(seconds=1)
+    Payment.update(receipt_url=None, documents_checked_at=asked_at).where(Payment.booking == view["id"]).execute()
+    assert frontend.status(view["id"])["payments"][0]["receipt_url"] is None
+
+    now = dt.datetime.now(dt.timezone.utc)
+    assert collect_missing_receipts(now) == 1
+    assert collect_missing_receipts(now) == 0  # claimed: a second scheduler finds nothing to send
+    broker.join("default", timeout=30_000)
+
+    (payment,) = frontend.status(view["id"])["payments"]
+    (intent,) = [i for i in sandbox.objects("payment_intent") if i["id"] == Payment.get(Payment.booking == view["id"]).payment_intent_id]
+    (charge,) = [c for c in sandbox.objects("charge") if c["id"] == intent["latest_charge"]]
+    assert payment["receipt_url"] == charge["receipt_url"]
+    assert collect_missing_receipts(now + DOCUMENTS_RECHECK * 2) == 0  # nothing missing any more
