@@ -12,6 +12,7 @@ import requests
 
 from models import bootstrap
 from bookingflow import settings as settings_module
+from bookingflow.providers.stripe_amounts import display
 
 DEADLINE_SECONDS = 60
 POLL_SECONDS = 0.5
@@ -61,7 +62,7 @@ def _follow(session: requests.Session, status_url: str) -> None:
             print(f"  state: {seen}")
         if seen == "BOOKING_CONFIRMED":
             print(f"confirmed: {view['scheduled_start']} to {view['scheduled_end']}, "
-                  f"paid {view['amount']} {view['currency']}")
+                  f"paid {display(view['amount_paid'], view['currency'])}")
             return
         if seen in FAILED:
             raise DemoFailed(f"the booking stopped in {seen}")

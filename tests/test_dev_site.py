@@ -327,3 +327,11 @@ def test_the_log_has_one_plain_line_per_request_without_booking_ids(dev):
     assert any("GET /dev/bookings/<id> 200" in line for line in access)
     # One line per request: the web app's own access line and werkzeug's are not written as well.
     assert " intake POST /v1/bookings" not in log and '"POST /v1/bookings HTTP/1.1"' not in log
+
+
+def test_bookingflow_demo_drives_one_booking_through_a_running_dev_to_confirmed(dev):
+    from support.realstack import base_environment, run_cli
+
+    out = run_cli({**base_environment(), "DATABASE_URL": f"sqlite:///{dev.database}"}, "demo", dev.base).stdout
+    assert "state: BOOKING_CONFIRMED" in out
+    assert out.rstrip().splitlines()[-1].endswith("paid $50.00")  # what was paid, as people read money
