@@ -46,14 +46,16 @@ def record(obj: dict, status: str) -> Outcome:
     intent = payment_intent_of(obj)
     payment = ledger.payment_of_intent(intent)
     booking_id = payment.booking_id if payment is not None else None
-    dispute, changed = _upsert(obj, status, intent, booking_id)
+    with write_transaction():  # the dispute and its booking's flag become visible together
+        dispute, changed = _upsert(obj, status, intent, booking_id)
+        notice = _flag(booking_id, dispute) if booking_id is not None else None
     if booking_id is None:
         log.warning("dispute %s of %s is not of a payment bookingflow created; recorded unmatched", obj["id"], intent)
         return Outcome(Result.UNMATCHED, detail=f"dispute {obj['id']} of a payment bookingflow did not create")
     held = ledger.refunds_held_back(intent, f"charge disputed ({obj['id']}): not refunded by bookingflow")
     if held:
         flow.settle_refund_state(booking_id)
-    _tell_operators(Booking.get_by_id(booking_id), dispute)
+    raise_alert(*notice)
     return Outcome(Result.DISPUTE_RECORDED, booking_id, f"{dispute.status} {dispute.amount} {dispute.currency}"
                    + ("" if changed else " (as recorded)"))
 
@@ -79,23 +81,22 @@ def _upsert(obj: dict, status: str, intent: str | None, booking_id: str | None) 
     return Dispute.get(Dispute.stripe_dispute_id == obj["id"]), changed
 
 
-def _tell_operators(booking: Booking, dispute: Dispute) -> None:
-    """Flag the booking and alert, once when the dispute opens and once when it is decided."""
+def _flag(booking_id: str, dispute: Dispute) -> tuple[str, str, str, str]:
+    """Flag the booking, once when the dispute opens and once when it is decided; returns the alert
+    to raise once the flag is committed (raise_alert queues a message a worker may read at once)."""
+    booking = Booking.get_by_id(booking_id)
     money = f"{dispute.amount} {dispute.currency}"
     if dispute.closed_at is None:
         reason = f"payment disputed ({dispute.stripe_dispute_id}, {dispute.reason or 'no reason'}): {money}, " \
                  f"{dispute.status}; bookingflow refunds nothing while it is open"
         if booking.flagged_at is None or not (booking.flag_reason or "").startswith("payment disputed"):
             update_fields(booking.id, flagged_at=utcnow(), flag_reason=reason[:500])
-        raise_alert(f"dispute:{dispute.stripe_dispute_id}:opened", "dispute",
-                    f"booking {booking.id}: {reason}", booking.id)
-        return
+        return f"dispute:{dispute.stripe_dispute_id}:opened", "dispute", f"booking {booking.id}: {reason}", booking.id
     outcome = {"won": "won: the money came back", "warning_closed": "closed in our favour",
                "lost": "lost: the money stays with the cardholder"}.get(dispute.status, dispute.status)
     reason = f"dispute {dispute.stripe_dispute_id} {outcome} ({money})"
     update_fields(booking.id, flagged_at=booking.flagged_at or utcnow(), flag_reason=reason[:500])
-    raise_alert(f"dispute:{dispute.stripe_dispute_id}:closed", "dispute_closed", f"booking {booking.id}: {reason}",
-                booking.id)
+    return f"dispute:{dispute.stripe_dispute_id}:closed", "dispute_closed", f"booking {booking.id}: {reason}", booking.id
 
 
 def claim_early(payment: Payment) -> int:
@@ -105,8 +106,11 @@ def claim_early(payment: Payment) -> int:
     claimed = 0
     early = Dispute.select().where(Dispute.payment_intent_id == payment.payment_intent_id, Dispute.booking.is_null())
     for dispute in list(early) if payment.payment_intent_id else []:
-        if Dispute.update(booking=payment.booking_id, updated_at=utcnow()).where(
-                Dispute.id == dispute.id, Dispute.booking.is_null()).execute():
-            _tell_operators(Booking.get_by_id(payment.booking_id), Dispute.get_by_id(dispute.id))
-            claimed += 1
+        with write_transaction():
+            if not Dispute.update(booking=payment.booking_id, updated_at=utcnow()).where(
+                    Dispute.id == dispute.id, Dispute.booking.is_null()).execute():
+                continue
+            notice = _flag(payment.booking_id, Dispute.get_by_id(dispute.id))
+        raise_alert(*notice)
+        claimed += 1
     return claimed
