@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     except SettingsError as exc:
         bootstrap.fail(str(exc))
     if database.obj is None:  # `bookingflow dev` mounts the console in a process whose database is open
-        bootstrap.open_configured_database(current)
+        bootstrap.open_configured_database(current, "console")
     broker.install(current.broker_url)
     from console import web
 

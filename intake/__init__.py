@@ -24,7 +24,7 @@ def create_app(test_config: Settings | None = None) -> Flask:
     # to by name (it never loads the workers' code).
     settings = bootstrap.service_settings()
     bootstrap.prepare_metrics(settings)
-    bootstrap.open_configured_database(settings)
+    bootstrap.open_configured_database(settings, "web")
     broker.install(settings.broker_url)
     from intake import api, errors, health, openapi, ratelimit, sources, webhooks
     from intake.client_ip import trust_proxies
@@ -52,9 +52,8 @@ def create_app(test_config: Settings | None = None) -> Flask:
     sources.init_app(app, settings)
     ratelimit.init_app(app, settings)
 
-    @app.before_request
-    def open_connection():
-        database.connect(reuse_if_open=True)
+    # No connection is opened up front: peewee opens one at a request's first query, so a refused
+    # signature, /healthz's liveness or /metrics costs no pool checkout.
 
     @app.after_request
     def finish_request(response):

@@ -14,7 +14,7 @@ prepare_metrics(settings)  # before the first metric is made, which importing th
 
 from bookingflow import broker as broker_module  # noqa: E402
 
-open_configured_database(settings)
+open_configured_database(settings, "worker")
 broker = broker_module.install(settings.broker_url)
 
 from jobs import alerts, client_requests, drift, events, flow, middleware, outbox, receipts, reconcile  # noqa: E402  (actors need the broker first)

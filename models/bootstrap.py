@@ -50,9 +50,10 @@ def prepare_metrics(current: Settings) -> None:
         os.makedirs(current.prometheus_multiproc_dir, exist_ok=True)
 
 
-def open_configured_database(current: Settings):
-    """Bind DATABASE_URL without connecting: the web answers 503 while it is unreachable."""
-    return open_database(current.database_url)
+def open_configured_database(current: Settings, role: str = "cli"):
+    """Bind DATABASE_URL without connecting: the web answers 503 while it is unreachable. `role` names
+    the process to PostgreSQL (its connections' application_name)."""
+    return open_database(current.database_url, role)
 
 
 def shown_url(url: str) -> str:
@@ -140,8 +141,8 @@ def require_existing_database(current: Settings) -> None:
     _schema(current)
 
 
-def open_existing_database(current: Settings) -> None:
-    open_configured_database(current)
+def open_existing_database(current: Settings, role: str = "cli") -> None:
+    open_configured_database(current, role)
     require_existing_database(current)
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import peewee
 from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_url
+from playhouse.pool import PooledPostgresqlDatabase
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 database = peewee.DatabaseProxy()
 
@@ -45,20 +50,56 @@ def storable(text: str) -> bool:
     return True
 
 
-def open_database(url: str) -> peewee.Database:
+class PostgresqlPool(PooledPostgresqlDatabase):
+    """peewee's PostgreSQL pool, without a round trip for a connection that was in use a moment ago.
+
+    peewee checks every pooled connection on checkout with `SELECT 1`, under the pool's lock: under
+    load that was a fifth of the web workers' time (BENCHMARKS.md). A connection returned to the pool
+    within ALIVE_WINDOW seconds, idle (no transaction left open) and not closed on our side, is handed
+    out as it is, as HikariCP does within its `aliveBypassWindowMs`; one idle for longer is checked
+    as before, so a connection the server dropped while the service was quiet is still found out."""
+
+    ALIVE_WINDOW = 1.0
+
+    def __init__(self, *args, **kwargs):
+        self._returned_at: dict[int, float] = {}
+        super().__init__(*args, **kwargs)
+
+    def _is_closed(self, conn) -> bool:
+        returned = self._returned_at.pop(self.conn_key(conn), None)
+        if (returned is not None and time.monotonic() - returned < self.ALIVE_WINDOW and not conn.closed
+                and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE):
+            return False
+        return super()._is_closed(conn)
+
+    def _can_reuse(self, conn) -> bool:
+        reusable = super()._can_reuse(conn)
+        if reusable:  # called under the pool's lock, as the connection goes back
+            self._returned_at[self.conn_key(conn)] = time.monotonic()
+        return reusable
+
+
+def open_database(url: str, role: str | None = None) -> peewee.Database:
     """Build the database for `url` and bind the proxy to it.
 
     PostgreSQL is pooled (one pool per process, connections returned on close); SQLite runs in WAL
     mode with a busy timeout so the web, worker and scheduler threads of `bookingflow dev` can share it.
+    On PostgreSQL the connections carry the process's `role` as their application_name ("bookingflow
+    web", "bookingflow worker"), so pg_stat_activity says which process holds which connection.
     """
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
-        pooled = urlunsplit(parts._replace(scheme="postgresql+pool"))
-        db = connect_url(pooled, max_connections=32, stale_timeout=300, timeout=10)
+        params = parse_url(url)
+        if role and "application_name" not in params:
+            params["application_name"] = f"bookingflow {role}"
+        db = PostgresqlPool(**params, max_connections=32, stale_timeout=300, timeout=10)
     elif parts.scheme == "sqlite":
         db = connect_url(
             url,
             pragmas={"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1, "synchronous": "normal"},
+            # RETURNING (SQLite 3.35 on): a transition hands back the booking it wrote without a second
+            # read, as on PostgreSQL (models/states.py).
+            returning_clause=sqlite3.sqlite_version_info >= (3, 35, 0),
         )
     else:
         raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")

@@ -136,11 +136,11 @@ def _install_broker(current) -> None:
     broker.install(current.broker_url)
 
 
-def _sender(current=None):
+def _sender(current=None, role: str = "cli"):
     """A process that sends work to the workers (the scheduler, a reconcile report): its settings
     (the service's unless given), the database and the broker, without the workers' code."""
     current = current or bootstrap.service_settings()
-    bootstrap.open_existing_database(current)
+    bootstrap.open_existing_database(current, role)
     _install_broker(current)
     return current
 
@@ -161,7 +161,7 @@ def cmd_scheduler(args) -> int:
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     from scheduler import run_forever
 
-    current = _sender()
+    current = _sender(role="scheduler")
     run_forever(current.sweep_interval_seconds)
     return 0
 
