@@ -257,7 +257,7 @@ def get_booking(booking_id: str):
     if not BOOKING_ID.fullmatch(booking_id):  # match() would take a trailing newline
         raise ApiError(404, "not_found", "no such booking")
     if request.if_none_match:
-        version = Booking.select(Booking.version).where(Booking.id == booking_id).scalar()
+        version = bookings.version_of(booking_id)
         if version is None:
             raise ApiError(404, "not_found", "no such booking")
         etag = f"v{version}"

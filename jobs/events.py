@@ -77,13 +77,12 @@ def invalid(event: ProviderEvent, body, reason: str) -> Outcome:
 
 
 def process(event_pk: int) -> Outcome | None:
-    event = ProviderEvent.get_or_none(ProviderEvent.id == event_pk)
-    if event is None or event.processed_at is not None:
+    event = inbox.take_unprocessed(event_pk)
+    if event is None:
         return None
     logs.event_id.set(event.event_id)
     metrics.event_received_at.set(event.received_at)
     logs.bind_booking(event.booking_id or (event.subject if event.provider == CLIENT else None))
-    inbox.count_attempt(event_pk)
     outcome = run_handler(event)
     if outcome.booking_id and outcome.result in MOVED:
         # Before the event is marked processed: a failure here retries the whole delivery, whose

@@ -38,11 +38,11 @@ MAX_STEPS = 10
 
 def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes) -> Applied:
     logs.bind_booking(booking_id)
-    before = Booking.get_or_none(Booking.id == booking_id)
     applied = apply(booking_id, trigger, cause=cause, effects=outbox.queue_for_transition, **changes)
     if applied.changed:
-        log.info("booking %s: %s -> %s (%s)", booking_id, before.state if before else "?", applied.booking.state, trigger.value)
-        metrics.transition(before.state if before else None, applied.booking.state)
+        log.info("booking %s: %s -> %s (%s)", booking_id, applied.from_state, applied.booking.state, trigger.value)
+        metrics.transition(applied.from_state, applied.booking.state)
+    if applied.effected:
         try:
             outbox.send_waiting(booking_id)
         except Exception as exc:  # the broker is down: the transition stands, the job goes on
@@ -372,8 +372,8 @@ ENTRY_ACTIONS: dict[State, Callable[[Booking], None]] = {
 
 def advance(booking_id: str) -> State | None:
     """Run entry actions until the booking rests; return where it rests (None if it does not exist)."""
+    booking = Booking.get_or_none(Booking.id == booking_id)
     for _ in range(MAX_STEPS):
-        booking = Booking.get_or_none(Booking.id == booking_id)
         if booking is None:
             return None
         state = State(booking.state)
@@ -384,10 +384,12 @@ def advance(booking_id: str) -> State | None:
             action(booking)
         except TransitionRefused:
             log.info("booking %s moved under us from %s", booking_id, booking.state)
+            booking = Booking.get_or_none(Booking.id == booking_id)
             continue
         after = Booking.get_by_id(booking_id)
         if after.state == booking.state:
             return state  # the action made no transition: the booking waits here
+        booking = after
     return State(Booking.get_by_id(booking_id).state)
 
 

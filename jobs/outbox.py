@@ -35,14 +35,15 @@ MARK_SENT_PATIENCE_SECONDS = 30
 CAP_WINDOW = dt.timedelta(hours=1)
 
 
-def queue_for_transition(booking: Booking, from_state: State, trigger: Trigger) -> None:
-    """The `effects` of a transition: its e-mail, if it has one. Runs inside the transition."""
+def queue_for_transition(booking: Booking, from_state: State, trigger: Trigger) -> bool:
+    """The `effects` of a transition: its e-mail, if it has one. Runs inside the transition; True if
+    it wrote one (to send, or withheld)."""
     kind = emails.kind_for(booking, from_state, trigger)
     if kind is None:
-        return
+        return False
     if not booking.invitee_email:
         log.info("booking %s: no %s e-mail: Calendly has reported no invitee for it", booking.id, kind)
-        return
+        return False
     now = utcnow()
     try:
         recipient = single_address(booking.invitee_email)
@@ -58,6 +59,7 @@ def queue_for_transition(booking: Booking, from_state: State, trigger: Trigger) 
         recipient=recipient, subject=subject, body=body, created_at=now,
         withheld_at=now if withheld else None, withheld_reason=withheld[:300] if withheld else None,
     )
+    return True
 
 
 def _to_address(address: str) -> peewee.Expression:

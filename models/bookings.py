@@ -11,6 +11,7 @@ from bookingflow.deliveries import CLIENT, CREATE
 from models.db import write_transaction
 from models.inbox import store_answered, stored
 from models.states import State, first_check_at, record_creation
+from models.statements import RenderedLookup
 from models.tables import Booking, Payment, SessionType
 
 
@@ -87,3 +88,12 @@ def report_refusal(booking: Booking, event_uri: str, invitee_uri: str) -> Refusa
 def paid_payments(booking_id: str) -> list[Payment]:
     """The booking's paid payments, oldest first: what the client paid, and its receipts and invoices."""
     return list(Payment.select().where(Payment.booking == booking_id, Payment.status == "paid").order_by(Payment.id))
+
+
+# Read by every status poll that sends its ETag: rendered once (models/statements.py).
+_VERSION = RenderedLookup(Booking.version, Booking.id)
+
+
+def version_of(booking_id: str) -> int | None:
+    """The booking's version, which is its status ETag; None if there is no such booking."""
+    return _VERSION.get(booking_id)

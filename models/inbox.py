@@ -10,20 +10,25 @@ from __future__ import annotations
 import peewee
 
 from bookingflow.deliveries import is_handled
-from models.db import utcnow
+from models.db import database, utcnow
+from models.statements import RenderedInsert
 from models.tables import ProviderEvent
+
+# Once per delivery, on the intake's hot path: rendered once (models/statements.py).
+_INSERT_EVENT = RenderedInsert(ProviderEvent, ("provider", "event_id", "type", "subject", "payload", "received_at",
+                                               "processed_at", "outcome", "attempts"))
 
 
 def store(provider: str, event_id: str, event_type: str, subject: str | None, payload: str) -> tuple[ProviderEvent, bool]:
     """Store once; (row, True) if it was new. A type bookingflow does not act on is kept, marked
     ignored at once: there is nothing to do with it."""
     handled = is_handled(provider, event_type)
+    now = utcnow()
+    values = dict(provider=provider, event_id=event_id[:255], type=event_type[:100], subject=subject, payload=payload,
+                  received_at=now, processed_at=None if handled else now, outcome=None if handled else "ignored",
+                  attempts=0)
     try:
-        event = ProviderEvent.create(
-            provider=provider, event_id=event_id[:255], type=event_type[:100], subject=subject, payload=payload,
-            processed_at=None if handled else utcnow(), outcome=None if handled else "ignored",
-        )
-        return event, True
+        return _INSERT_EVENT.instance(_INSERT_EVENT.execute(**values), **values), True
     except peewee.IntegrityError:
         return ProviderEvent.get(ProviderEvent.provider == provider, ProviderEvent.event_id == event_id[:255]), False
 
@@ -45,8 +50,16 @@ def is_stored(provider: str, event_id: str) -> bool:
                                         ProviderEvent.event_id == event_id[:255]).exists()
 
 
-def count_attempt(event_pk: int) -> None:
-    ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(ProviderEvent.id == event_pk).execute()
+def take_unprocessed(event_pk: int) -> ProviderEvent | None:
+    """The event, if it is still unprocessed, with this attempt at it counted; None if it is done or
+    gone. One statement where the database returns the row it wrote."""
+    query = ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(
+        ProviderEvent.id == event_pk, ProviderEvent.processed_at.is_null())
+    if database.obj.returning_clause:
+        return next(iter(query.returning(*ProviderEvent._meta.sorted_fields).execute()), None)
+    if query.execute() == 0:
+        return None
+    return ProviderEvent.get_or_none(ProviderEvent.id == event_pk)
 
 
 def finish(event: ProviderEvent, outcome: str, booking_id: str | None, detail: str | None) -> bool:

@@ -19,7 +19,8 @@ import peewee
 
 from bookingflow import settings as settings_module
 from bookingflow.error_classes import Failure
-from models.db import utcnow, write_transaction
+from models.db import database, utcnow, write_transaction
+from models.statements import RenderedInsert
 from models.tables import Booking, Transition
 
 
@@ -302,8 +303,10 @@ class BookingNotFound(Exception):
 
 @dataclass(frozen=True)
 class Applied:
-    booking: Booking
+    booking: Booking  # as it is after the transition (or as found, for a replay)
     changed: bool  # False when this exact (trigger, cause) had already been applied: a replay
+    from_state: str | None = None  # the state the transition left
+    effected: bool = False  # the transition's effects wrote something (an e-mail to send)
 
     @property
     def state(self) -> State:
@@ -354,7 +357,7 @@ def _error_origin_after(booking: Booking, target: State) -> str | None:
     return None
 
 
-Effects = Callable[[Booking, State, Trigger], None]
+Effects = Callable[[Booking, State, Trigger], bool]
 
 
 def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effects: Effects | None = None,
@@ -363,18 +366,22 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
 
     `changes` are other booking fields written in the same statement. `effects(booking, from_state,
     trigger)` runs inside the same transaction with the booking as changed, for what must happen
-    exactly once with the transition (an e-mail in the outbox). Replaying a (trigger, cause) already
-    applied is a no-op (`changed=False`); any other pair not in the table raises TransitionRefused
-    and changes nothing.
+    exactly once with the transition (an e-mail in the outbox); it returns whether it wrote anything.
+    Replaying a (trigger, cause) already applied is a no-op (`changed=False`); any other pair not in
+    the table raises TransitionRefused and changes nothing.
     """
     trigger = Trigger(trigger)
     while True:
         booking = Booking.get_or_none(Booking.id == booking_id)
         if booking is None:
             raise BookingNotFound(booking_id)
-        if _already_applied(booking_id, trigger, cause):
-            return Applied(booking, changed=False)
-        target = target_of(booking, trigger)
+        try:
+            target = target_of(booking, trigger)
+        except TransitionRefused:
+            # Not allowed from here: fine if it is a replay of what moved the booking here or beyond.
+            if _already_applied(booking_id, trigger, cause):
+                return Applied(booking, changed=False, from_state=booking.state)
+            raise
         now = utcnow()
         start = changes.get("scheduled_start", booking.scheduled_start)
         schedule = {"next_check_at": _configured_check(target, now, start), "check_attempts": 0}
@@ -383,32 +390,40 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
                      else {"error_class": None, "error_message": None})
         try:
             with write_transaction():
-                updated = (
-                    Booking.update(
-                        state=target.value,
-                        version=Booking.version + 1,
-                        state_changed_at=now,
-                        updated_at=now,
-                        error_origin=_error_origin_after(booking, target),
-                        **{**schedule, **changes},
-                    )
-                    .where(Booking.id == booking_id, Booking.state == booking.state)
-                    .execute()
-                )
-                if updated == 0:
+                after = _compare_and_set(booking, target, now, {**schedule, **changes})
+                if after is None:
                     continue  # someone else moved it first: look again and decide again
-                Transition.create(
-                    booking=booking_id, from_state=booking.state, state=target.value,
-                    trigger=trigger.value, cause=cause, at=now,
-                    error_class=failure.error_class if failure else None,
+                # A replay of an applied (trigger, cause) that the booking's state allows again fails
+                # here, on the history's unique key, and the whole transition rolls back.
+                _INSERT_TRANSITION.execute(
+                    booking=booking_id, from_state=booking.state, state=target.value, trigger=trigger.value,
+                    cause=cause, at=now, error_class=failure.error_class if failure else None,
                     error_message=failure.message[:300] if failure else None,
                 )
-                if effects is not None:
-                    effects(Booking.get(Booking.id == booking_id), State(booking.state), trigger)
+                effected = bool(effects(after, State(booking.state), trigger)) if effects is not None else False
         except peewee.IntegrityError:
             # The same cause won a race against us on the unique history key: a replay.
-            return Applied(Booking.get(Booking.id == booking_id), changed=False)
-        return Applied(Booking.get(Booking.id == booking_id), changed=True)
+            return Applied(Booking.get(Booking.id == booking_id), changed=False, from_state=booking.state)
+        return Applied(after, changed=True, from_state=booking.state, effected=effected)
+
+
+# Once per transition, on the workers' hot path: rendered once (models/statements.py).
+_INSERT_TRANSITION = RenderedInsert(Transition, ("booking", "from_state", "state", "trigger", "cause", "at",
+                                                 "error_class", "error_message"))
+
+
+def _compare_and_set(booking: Booking, target: State, now: dt.datetime, changes: dict) -> Booking | None:
+    """Move `booking` to `target` if it is still in the state it was read in; the booking as written
+    (None if it had moved). Where the database returns the written row, it is not read again."""
+    query = Booking.update(
+        state=target.value, version=Booking.version + 1, state_changed_at=now, updated_at=now,
+        error_origin=_error_origin_after(booking, target), **changes,
+    ).where(Booking.id == booking.id, Booking.state == booking.state)
+    if database.obj.returning_clause:
+        return next(iter(query.returning(*Booking._meta.sorted_fields).execute()), None)
+    if query.execute() == 0:
+        return None
+    return Booking.get(Booking.id == booking.id)
 
 
 def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **changes) -> int:

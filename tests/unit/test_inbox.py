@@ -64,10 +64,15 @@ def test_only_the_first_finisher_wins():
     assert ProviderEvent.get_by_id(event.id).outcome == "advanced"
 
 
-def test_counting_an_attempt_adds_one():
+def test_taking_an_unprocessed_event_counts_the_attempt_and_a_processed_one_is_not_taken():
     event, _ = store()
-    inbox.count_attempt(event.id)
-    inbox.count_attempt(event.id)
+    assert inbox.take_unprocessed(event.id).attempts == 1
+    taken = inbox.take_unprocessed(event.id)
+    assert (taken.id, taken.attempts, taken.payload, taken.received_at) == (event.id, 2, event.payload, event.received_at)
+    assert ProviderEvent.get_by_id(event.id).attempts == 2
+    inbox.finish(taken, "advanced", None, None)
+    assert inbox.take_unprocessed(event.id) is None
+    assert inbox.take_unprocessed(event.id + 1000) is None
     assert ProviderEvent.get_by_id(event.id).attempts == 2
 
 
