@@ -39,7 +39,7 @@ def force(booking_id: str):
     except ActionRefused as refused:
         flash(str(refused), "refused")
         return _back_to_booking(booking_id)
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is not None and reason.strip() and request.form.get("confirmed") != "yes":
         return force_confirmation(booking, target, reason)
     _run(actions.force_state, booking_id, target, reason)  # refuses a missing booking or reason itself

@@ -37,7 +37,7 @@ def _reason(text: str) -> str:
 
 
 def _booking(booking_id: str) -> Booking:
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None:
         raise ActionRefused(f"No booking {booking_id}.")
     return booking
@@ -103,7 +103,7 @@ def replay(operator: str, event_pk: int, reason: str) -> tuple[str, str | None]:
     if event is None or event.payload is None:
         raise ActionRefused("No such delivery, or its body was pruned: nothing to replay.")
     operations.replay(event)
-    booking_id = event.booking_id or (event.subject if Booking.get_or_none(Booking.id == event.subject) else None)
+    booking_id = event.booking_id or (event.subject if Booking.by_id(event.subject) else None)
     audit.record(operator, "replay", reason, f"queued {event.provider} {event.type} (was {event.outcome or 'pending'})",
                  booking_id, subject=f"delivery {event.id} {event.event_id}")
     return f"Queued: {event.provider} {event.type} {event.event_id} is processed again.", booking_id

@@ -87,7 +87,7 @@ class BookingDetails:
 
 
 def booking_details(booking_id: str) -> BookingDetails | None:
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None:
         return None
     return BookingDetails(

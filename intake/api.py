@@ -73,7 +73,7 @@ def _json_type(value) -> str:
 
 
 def _booking_or_404(booking_id: str) -> Booking:
-    booking = Booking.get_or_none(Booking.id == booking_id) if BOOKING_ID.fullmatch(booking_id) else None
+    booking = Booking.by_id(booking_id) if BOOKING_ID.fullmatch(booking_id) else None
     if booking is None:
         raise ApiError(404, "not_found", "no such booking")
     return booking

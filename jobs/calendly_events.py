@@ -13,7 +13,7 @@ from models.tables import Booking, ProviderEvent
 def find_booking(notice: InviteeNotice) -> Booking | None:
     """Ours by the utm_content we put on the scheduling link, else by the invitee URIs we know."""
     if notice.utm_content:
-        booking = Booking.get_or_none(Booking.id == notice.utm_content)
+        booking = Booking.by_id(notice.utm_content)
         if booking is not None:
             return booking
     for field, uri in ((Booking.calendly_invitee_uri, notice.invitee_uri),

@@ -20,7 +20,7 @@ from models.tables import Booking, ProviderEvent
 
 
 def _booking(event: ProviderEvent) -> Booking | None:
-    return Booking.get_or_none(Booking.id == event.subject)
+    return Booking.by_id(event.subject)
 
 
 def scheduled(event: ProviderEvent, body: dict) -> Outcome:

@@ -53,7 +53,7 @@ def _booking_named_by(body) -> Booking | None:
     for booking_id in (dig("payload", "tracking", "utm_content"), dig("data", "object", "client_reference_id"),
                        dig("data", "object", "metadata", "booking_id")):
         if booking_id:
-            booking = Booking.get_or_none(Booking.id == booking_id)
+            booking = Booking.by_id(booking_id)
             if booking is not None:
                 return booking
     return None

@@ -372,7 +372,7 @@ ENTRY_ACTIONS: dict[State, Callable[[Booking], None]] = {
 
 def advance(booking_id: str) -> State | None:
     """Run entry actions until the booking rests; return where it rests (None if it does not exist)."""
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     for _ in range(MAX_STEPS):
         if booking is None:
             return None
@@ -384,7 +384,7 @@ def advance(booking_id: str) -> State | None:
             action(booking)
         except TransitionRefused:
             log.info("booking %s moved under us from %s", booking_id, booking.state)
-            booking = Booking.get_or_none(Booking.id == booking_id)
+            booking = Booking.by_id(booking_id)
             continue
         after = Booking.get_by_id(booking_id)
         if after.state == booking.state:
@@ -400,7 +400,7 @@ def advance_booking(booking_id: str) -> None:
 
 def release_hold(booking_id: str) -> None:
     """The payment hold ran out: abandon the booking, which frees its slot and closes its checkouts."""
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None or booking.state != State.PAYMENT_FAILED.value:
         return
     # Never paid: abandoned. Already paid (a reschedule's difference failed): cancelled, refunded.

@@ -17,7 +17,7 @@ CANCEL_REASON = "cancelled by our team"
 
 
 def cancel(event: ProviderEvent, body: dict) -> Outcome:
-    booking = Booking.get_or_none(Booking.id == event.subject)
+    booking = Booking.by_id(event.subject)
     if booking is None:
         return Outcome(Result.UNMATCHED)
     by = refund_policy.OPERATOR_IN_FULL if body.get("refund") == "full" else refund_policy.OPERATOR

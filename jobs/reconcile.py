@@ -209,7 +209,7 @@ def _attempt_recovery(booking: Booking, now: dt.datetime) -> None:
 
 def reconcile(booking_id: str, now: dt.datetime | None = None) -> State | None:
     now = now or utcnow()
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None or booking.flagged_at is not None:
         return None
     state = State(booking.state)

@@ -54,7 +54,7 @@ def booking_of(obj: dict) -> Booking | None:
     booking_id = obj.get("client_reference_id") or metadata.get("booking_id")
     if not isinstance(booking_id, str):
         return None
-    return Booking.get_or_none(Booking.id == booking_id)
+    return Booking.by_id(booking_id)
 
 
 def checkout_paid(event: ProviderEvent, body: dict) -> Outcome:

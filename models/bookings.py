@@ -50,7 +50,7 @@ def created_with(key: str) -> tuple[bool, Booking | None]:
     request = stored(CLIENT, creation_request_id(key))
     if request is None:
         return False, None
-    return True, Booking.get_or_none(Booking.id == request.booking_id) if request.booking_id else None
+    return True, Booking.by_id(request.booking_id) if request.booking_id else None
 
 
 def same_request(booking: Booking, slug: str, email: str, name: str, currency: str) -> bool:

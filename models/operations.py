@@ -56,7 +56,7 @@ def retry(booking_id: str, queue: bool = True) -> Booking:
     """Run the booking's current step again, whatever its flag or backoff says; BookingNotFound. It is
     made due at once, then queued when `queue`; without (a process with no broker, beside `bookingflow
     dev`), the scheduler's next sweep of due bookings queues it."""
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None:
         raise BookingNotFound(booking_id)
     unflag(booking_id)
@@ -78,7 +78,7 @@ def cancel(booking_id: str, in_full: bool, operator: str) -> ProviderEvent:
     """Ask the workers to cancel the booking, refunding by its policy or, `in_full`, all that was paid:
     stored in the inbox first (a lost message is found again by the scheduler's sweep), then queued.
     The operator's reason belongs to the caller's audit, never to the client's e-mail."""
-    if Booking.get_or_none(Booking.id == booking_id) is None:
+    if Booking.by_id(booking_id) is None:
         raise BookingNotFound(booking_id)
     body = {"refund": "full" if in_full else "policy", "operator": operator}
     event, _ = store(OPERATOR, f"{CANCEL}:{booking_id}:{secrets.token_hex(8)}", CANCEL, booking_id, json.dumps(body))

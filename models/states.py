@@ -372,7 +372,7 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
     """
     trigger = Trigger(trigger)
     while True:
-        booking = Booking.get_or_none(Booking.id == booking_id)
+        booking = Booking.by_id(booking_id)
         if booking is None:
             raise BookingNotFound(booking_id)
         try:
@@ -403,7 +403,7 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
                 effected = bool(effects(after, State(booking.state), trigger)) if effects is not None else False
         except peewee.IntegrityError:
             # The same cause won a race against us on the unique history key: a replay.
-            return Applied(Booking.get(Booking.id == booking_id), changed=False, from_state=booking.state)
+            return Applied(Booking.get_by_id(booking_id), changed=False, from_state=booking.state)
         return Applied(after, changed=True, from_state=booking.state, effected=effected)
 
 
@@ -423,7 +423,7 @@ def _compare_and_set(booking: Booking, target: State, now: dt.datetime, changes:
         return next(iter(query.returning(*Booking._meta.sorted_fields).execute()), None)
     if query.execute() == 0:
         return None
-    return Booking.get(Booking.id == booking.id)
+    return Booking.get_by_id(booking.id)
 
 
 def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **changes) -> int:
@@ -456,7 +456,7 @@ def force(booking_id: str, target: State, reason: str, operator: str) -> Booking
     recorded as the operator's, with the reason. The booking is unflagged and looked at again."""
     if not reason.strip():
         raise ValueError("a forced transition needs a reason")
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None:
         raise BookingNotFound(booking_id)
     now = utcnow()

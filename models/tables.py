@@ -13,6 +13,7 @@ import peewee
 from bookingflow import crypto
 from models.db import UTCDateTimeField, database, utcnow
 from models.encrypted import EncryptedTextField
+from models.statements import RenderedById
 
 
 class JSONField(peewee.TextField):
@@ -33,6 +34,22 @@ class BaseModel(peewee.Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    def by_id(cls, pk):
+        """The row with this primary key, or None: read with SQL rendered once (models/statements.py)."""
+        rendered = cls.__dict__.get("_rendered_by_id")
+        if rendered is None:
+            rendered = RenderedById(cls)
+            setattr(cls, "_rendered_by_id", rendered)
+        return rendered.get(pk)
+
+    @classmethod
+    def get_by_id(cls, pk):
+        row = cls.by_id(pk)
+        if row is None:
+            raise cls.DoesNotExist(f"{cls.__name__} with id {pk!r} does not exist")
+        return row
 
 
 class HashesItsAddress:

@@ -82,7 +82,7 @@ def _payment_parts(payment: Payment) -> str:
 
 
 def show_booking(booking_id: str) -> int:
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None:
         print(f"no booking {booking_id}")
         return 1
@@ -145,7 +145,7 @@ def _sweep_note() -> str:
 def retry_booking(booking_id: str, queue: bool = True) -> int:
     """Run the booking's current step again, whatever its flag or backoff says: now when `queue` (a
     broker is installed), else at the scheduler's next sweep (unflagging makes it due at once)."""
-    booking = Booking.get_or_none(Booking.id == booking_id)
+    booking = Booking.by_id(booking_id)
     if booking is None:
         print(f"no booking {booking_id}")
         return 1

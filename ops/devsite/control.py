@@ -92,7 +92,7 @@ def register(bp: Blueprint) -> None:
 
 
 def _booking(booking_id: str) -> Booking:
-    booking = Booking.get_or_none(Booking.id == booking_id) if BOOKING_ID.fullmatch(booking_id) else None
+    booking = Booking.by_id(booking_id) if BOOKING_ID.fullmatch(booking_id) else None
     if booking is None:
         abort(404)
     return booking
