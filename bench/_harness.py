@@ -224,6 +224,9 @@ def service_environment(database_url: str, **extra: str) -> dict[str, str]:
         "CALENDLY_WEBHOOK_SIGNING_KEY": secrets.token_hex(24),
         "CALENDLY_API_BASE": "http://127.0.0.1:9/calendly",
         "PUBLIC_URL": "https://frontend.example",
+        # The load comes from one loopback address, which the client API's per-address limit (100/s
+        # by default) would refuse: what is measured here is the work of a request, not the limiter.
+        "CLIENT_RATE_LIMIT": "off",
     })
     env.update(extra)
     return env
@@ -331,6 +334,11 @@ def _stat_fields(pid) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
 
 
 def _alive(pid: int) -> bool:
@@ -535,11 +543,17 @@ def stripe_signature(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def write_signed_stripe_deliveries(path: Path, count: int, secret: str) -> int:
+# A small event (about 0.4 kB): the envelope and only the session fields bookingflow reads.
+SMALL_EVENT = {"id": "", "object": "event", "created": 0, "type": "checkout.session.completed", "data": {}}
+SMALL_SESSION = {"id": "", "object": "checkout.session", "amount_total": 5000, "currency": "usd"}
+
+
+def write_signed_stripe_deliveries(path: Path, count: int, secret: str, small: bool = False) -> int:
     """`count` distinct checkout.session.completed events (unique event and session ids), each signed
-    now with `secret`, one request per line: `<Stripe-Signature>\\t<body>`. Returns the body size."""
-    event = fixture("stripe/event.json")
-    session = fixture("stripe/checkout_session.json")
+    now with `secret`, one request per line: `<Stripe-Signature>\\t<body>`. Returns the body size.
+    The events are Stripe's full-sized ones (3.4 kB), or with `small` about 0.4 kB."""
+    event = dict(SMALL_EVENT) if small else fixture("stripe/event.json")
+    session = dict(SMALL_SESSION) if small else fixture("stripe/checkout_session.json")
     event.update(type="checkout.session.completed")
     timestamp = int(time.time())
     size = 0

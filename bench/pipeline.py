@@ -46,6 +46,10 @@ def arguments(parser):
     parser.add_argument("--workers", type=int, default=2, help="worker processes (honcho -c worker=N)")
     parser.add_argument("--poll-ms", type=float, default=10.0)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
+    parser.add_argument("--tree", metavar="DIR", help="run the stack from this copy of the product tree (e.g. "
+                        "one taken before a change) instead of this one, to compare")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the stack (e.g. dramatiq_queue_prefetch=8), to compare")
 
 
 class Acceptances:
@@ -130,7 +134,9 @@ def run(args, cleanup):
         database_url, STRIPE_SECRET_KEY=secret["key"], STRIPE_WEBHOOK_SECRET=secret["whsec"],
         STRIPE_API_BASE=sandbox_base + "/stripe", CALENDLY_API_TOKEN=secret["token"],
         CALENDLY_WEBHOOK_SIGNING_KEY=secret["signing"], CALENDLY_API_BASE=sandbox_base + "/calendly",
-        TMPDIR=str(work), dramatiq_prom_host=h.LOOPBACK)
+        TMPDIR=str(work), dramatiq_prom_host=h.LOOPBACK, **dict(item.split("=", 1) for item in args.worker_env),
+        **({"PYTHONPATH": str(Path(args.tree).resolve())} if args.tree else {}))
+    root = Path(args.tree).resolve() if args.tree else h.ROOT
     h.run_cli(env, "db", "upgrade")
     catalogue = work / "session-types.json"
     catalogue.write_text(json.dumps([{
@@ -142,9 +148,9 @@ def run(args, cleanup):
     port = h.free_port()
     base = f"http://127.0.0.1:{port}"
     procfile = h.procfile_for_loopback(work)
-    command = ["honcho", "-f", str(procfile), "-d", str(h.ROOT), "start", "--no-colour", "-p", str(port),
+    command = ["honcho", "-f", str(procfile), "-d", str(root), "start", "--no-colour", "-p", str(port),
                "-c", f"worker={args.workers}", "web", "worker", "scheduler"]
-    stack = h.start(cleanup, command, env, work / "stack.log", name="honcho")
+    stack = h.start(cleanup, command, env, work / "stack.log", name="honcho", cwd=root)
     h.wait_http(base + "/readyz", stack, timeout=90)
     sandbox.config.stripe_webhook_url = base + "/webhooks/stripe"
     sandbox.config.calendly_webhook_url = base + "/webhooks/calendly"
@@ -244,9 +250,30 @@ def run(args, cleanup):
     before = counts()
     parts = {"web": "gunicorn", "worker": "dramatiq", "scheduler": "scheduler"}
 
+    def postgres_backends() -> dict[int, str]:
+        """The scratch database's backends by pid, with the role their process gave them."""
+        with psycopg2.connect(h.ADMIN_URL, connect_timeout=5) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s",
+                           (database_url.rsplit("/", 1)[1],))
+            rows = dict(cursor.fetchall())
+        connection.close()
+        return rows
+
+    def worker_processes() -> list[int]:
+        # dramatiq's forked worker processes (the Procfile's `--processes 1`: one per honcho worker),
+        # not their parents, which only supervise.
+        pids = [p for p in h.descendants(stack.pid) if "dramatiq" in h.cmdline(p)]
+        return [p for p in pids if h.parent_of(p) in pids]
+
     def cpu_by_part() -> dict:
         pids = h.descendants(stack.pid)
         by = {name: h.cpu_seconds([p for p in pids if marker in h.cmdline(p)]) for name, marker in parts.items()}
+        for number, pid in enumerate(sorted(worker_processes()), 1):
+            by[f"worker process {number}"] = h.cpu_seconds([pid])
+        backends = postgres_backends()
+        for role in ("web", "worker", "scheduler"):
+            by[f"postgres for {role}"] = h.cpu_seconds([pid for pid, name in backends.items()
+                                                         if name == f"bookingflow {role}"])
         by["postgres"] = h.cpu_seconds(h.pids_named("postgres"))
         by["redis"] = h.cpu_seconds(h.pids_named("redis-server"))
         import resource
@@ -301,6 +328,17 @@ def run(args, cleanup):
           f"{args.poll_ms:g} ms):\n")
     print(h.markdown_table(["delivery -> state", "p50", "p95", "p99", "max"],
                            [[name, v["p50"], v["p95"], v["p99"], v["max"]] for name, v in latency.items()]))
+    per_booking = {part: 1000 * value / max(1, len(done)) for part, value in cpu.items()}
+    results["cpu_ms_per_booking"] = per_booking
+    goal = per_booking["worker"] + per_booking["postgres for worker"]
+    results["workers_and_their_postgres_ms_per_booking"] = goal
+    # dramatiq's children include a forked metrics server per worker: only processes that did work count.
+    shares = [value for part, value in cpu.items() if part.startswith("worker process ") and value > 0.01 * cpu["worker"]]
+    print(f"\nCPU per confirmed booking in the workers and in PostgreSQL for them: {per_booking['worker']:.1f} + "
+          f"{per_booking['postgres for worker']:.1f} = {goal:.1f} ms (aim: at most 20)")
+    if shares and sum(shares):
+        print("Worker processes' shares of the workers' CPU: "
+              + ", ".join(f"{100 * share / sum(shares):.0f}%" for share in shares))
     busy = cpu["machine"]
     print(f"\nCPU seconds during the measured run ({seconds:.0f} s wall, {2 * seconds:.0f} CPU-seconds on "
           f"{results['machine']['nproc']} cores):\n")

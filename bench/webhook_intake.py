@@ -16,6 +16,7 @@ rows and the queued messages match the 2xx answers.
 
     python bench/webhook_intake.py            # 8 rounds of 6 s per app
     python bench/webhook_intake.py --quick    # 1 round of 2 s per app
+    python bench/webhook_intake.py --small    # 0.4 kB events instead of 3.4 kB
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def arguments(parser):
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--max-rate", type=int, default=2500,
                         help="requests/s the prepared deliveries must cover without repeating one")
+    parser.add_argument("--small", action="store_true", help="send 0.4 kB events instead of Stripe's 3.4 kB ones")
     parser.add_argument("--before", metavar="DIR", help="also serve the copy of the product tree in DIR (e.g. "
                         "taken before a change) as `bookingflow-before`, same command line, in the same rounds")
 
 
-def prepare_requests(path: Path, count: int, secret: str) -> int:
+def prepare_requests(path: Path, count: int, secret: str, small: bool) -> int:
     raw = path.with_suffix(".raw")
-    size = h.write_signed_stripe_deliveries(raw, count, secret)
+    size = h.write_signed_stripe_deliveries(raw, count, secret, small)
     with open(raw) as source, open(path, "w") as out:
         for line in source:
             out.write("/webhooks/stripe\tStripe-Signature: " + line)
@@ -98,7 +100,7 @@ def run(args, cleanup):
     secret = env["STRIPE_WEBHOOK_SECRET"]
 
     def measure(name: str, seconds: float) -> dict:
-        size = prepare_requests(requests_file, count, secret)  # signed now: well inside Stripe's 300 s
+        size = prepare_requests(requests_file, count, secret, args.small)  # signed now: well inside Stripe's 300 s
         before = stored_and_queued(database_url, redis_client) if name.startswith("bookingflow") else None
         meter = h.CpuMeter({name: processes[name].pid})
         meter.start()
