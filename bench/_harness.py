@@ -271,10 +271,10 @@ def gunicorn_command(env: dict[str, str], port: int, app_spec: str | None = None
     return words
 
 
-def procfile_for_loopback(directory: Path) -> Path:
-    """A copy of the Procfile that binds 127.0.0.1 instead of 0.0.0.0 (for honcho)."""
+def procfile_for_loopback(directory: Path, tree: Path = ROOT) -> Path:
+    """A copy of `tree`'s Procfile that binds 127.0.0.1 instead of 0.0.0.0 (for honcho)."""
     target = directory / "Procfile"
-    target.write_text(loopback_only((ROOT / "Procfile").read_text()))
+    target.write_text(loopback_only((tree / "Procfile").read_text()))
     return target
 
 

@@ -147,7 +147,7 @@ def run(args, cleanup):
 
     port = h.free_port()
     base = f"http://127.0.0.1:{port}"
-    procfile = h.procfile_for_loopback(work)
+    procfile = h.procfile_for_loopback(work, root)
     command = ["honcho", "-f", str(procfile), "-d", str(root), "start", "--no-colour", "-p", str(port),
                "-c", f"worker={args.workers}", "web", "worker", "scheduler"]
     stack = h.start(cleanup, command, env, work / "stack.log", name="honcho", cwd=root)

@@ -50,7 +50,7 @@ def arguments(parser):
                         "taken before a change) as `bookingflow-before`, same command line, in the same rounds")
 
 
-def prepare_requests(path: Path, count: int, secret: str, small: bool) -> int:
+def prepare_requests(path: Path, count: int, secret: str, small: bool = False) -> int:
     raw = path.with_suffix(".raw")
     size = h.write_signed_stripe_deliveries(raw, count, secret, small)
     with open(raw) as source, open(path, "w") as out:
