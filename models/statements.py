@@ -27,7 +27,9 @@ class RenderedInsert:
             # every field with a default is among them, so no default is added and the text holds one
             # placeholder per column, in their order.
             row = tuple(values[field.name] for field in self.fields)
-            query = self.model.insert_many([row], fields=self.fields).returning(self.model._meta.primary_key)
+            query = self.model.insert_many([row], fields=self.fields)
+            if db.returning_clause:  # PostgreSQL, SQLite 3.35 on; otherwise the cursor's lastrowid
+                query = query.returning(self.model._meta.primary_key)
             sql, rendered = db.get_sql_context().sql(query).query()
             if len(rendered) != len(self.fields):
                 raise RuntimeError(f"{self.model.__name__}: the INSERT has defaults beyond its columns")
@@ -40,7 +42,7 @@ class RenderedInsert:
         params = [field.db_value(values[field.name]) for field in self.fields]
         db = database.obj
         cursor = db.execute_sql(self._sql(db, values), params)
-        return cursor.fetchone()[0]
+        return cursor.fetchone()[0] if db.returning_clause else cursor.lastrowid
 
     def instance(self, row_id: int, **values) -> peewee.Model:
         """The row as a model instance, as `Model.create` would have returned it."""
@@ -58,6 +60,8 @@ class RenderedLookup:
         self._rendered: tuple[peewee.Database, str, list] | None = None
 
     def get(self, key_value):
+        if key_value is None:  # no row has a null key; peewee would render IS NULL, not a placeholder
+            return None
         db = database.obj
         if self._rendered is None or self._rendered[0] is not db:
             query = self.field.model.select(self.field).where(self.key == key_value).limit(1)
@@ -80,6 +84,8 @@ class RenderedById:
         self._rendered: tuple[peewee.Database, peewee.Query, str, list] | None = None
 
     def get(self, pk) -> peewee.Model | None:
+        if pk is None:  # no row has a null key; peewee would render IS NULL, not a placeholder
+            return None
         db = database.obj
         key = self.model._meta.primary_key
         if self._rendered is None or self._rendered[0] is not db:

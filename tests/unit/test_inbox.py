@@ -97,3 +97,15 @@ def test_of_two_reopeners_on_the_same_outcome_only_one_wins():
     inbox.finish(event, "unmatched", None, None)
     assert inbox.reopen_event(event.id, only_if_outcome="unmatched")
     assert not inbox.reopen_event(event.id, only_if_outcome="unmatched")
+
+
+def test_rows_read_by_id_are_whole_and_a_null_or_unknown_id_finds_nothing_whatever_came_first():
+    # The SQL is rendered on first use: a null id first must not break it, nor change what it finds.
+    assert ProviderEvent.by_id(None) is None
+    event, _ = store(payload='{"kept": true}')
+    found = ProviderEvent.by_id(event.id)
+    assert (found.event_id, found.payload, found.received_at) == (event.event_id, '{"kept": true}', event.received_at)
+    assert found.received_at.tzinfo is not None
+    assert ProviderEvent.by_id(None) is None and ProviderEvent.by_id(event.id + 1000) is None
+    with pytest.raises(ProviderEvent.DoesNotExist):
+        ProviderEvent.get_by_id(event.id + 1000)
