@@ -278,6 +278,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     database_url = _text(env, "DATABASE_URL", DEFAULT_DATABASE_URL)
     if urlsplit(database_url).scheme not in ("sqlite", "postgres", "postgresql"):
         raise SettingsError("DATABASE_URL must start with postgresql:// or sqlite:///")
+    if urlsplit(database_url).scheme != "sqlite" and not urlsplit(database_url).path.strip("/"):
+        # Without a name PostgreSQL would connect to the user's default database, not fail.
+        raise SettingsError("DATABASE_URL names no database: postgresql://user@host:5432/dbname")
     smtp_url = _url(env, "SMTP_URL", "", ("smtp", "smtps"))
     return Settings(
         database_url=database_url,

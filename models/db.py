@@ -12,7 +12,6 @@ import peewee
 from playhouse.db_url import connect as connect_url
 from playhouse.db_url import parse as parse_url
 from playhouse.pool import PooledPostgresqlDatabase
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 database = peewee.DatabaseProxy()
 
@@ -68,9 +67,14 @@ class PostgresqlPool(PooledPostgresqlDatabase):
     def _is_closed(self, conn) -> bool:
         returned = self._returned_at.pop(self.conn_key(conn), None)
         if (returned is not None and time.monotonic() - returned < self.ALIVE_WINDOW and not conn.closed
-                and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE):
+                and self._adapter.txn_status(conn) == self._adapter.txn_idle):
             return False
         return super()._is_closed(conn)
+
+    def close_all(self):
+        with self._pool_lock:
+            self._returned_at.clear()
+        return super().close_all()
 
     def _can_reuse(self, conn) -> bool:
         reusable = super()._can_reuse(conn)
@@ -90,6 +94,9 @@ def open_database(url: str, role: str | None = None) -> peewee.Database:
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
         params = parse_url(url)
+        if not params.get("database"):
+            # Two slashes instead of three, say: without a name the server's default database is used.
+            raise ValueError("the PostgreSQL URL has no database name (postgresql://user@host:5432/dbname)")
         if role and "application_name" not in params:
             params["application_name"] = f"bookingflow {role}"
         db = PostgresqlPool(**params, max_connections=32, stale_timeout=300, timeout=10)

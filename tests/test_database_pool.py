@@ -67,3 +67,10 @@ def test_a_connection_dropped_by_the_server_while_idle_is_replaced_on_checkout(s
     assert backend_of(pool) != dropped
     pool.close()
     pool.close_all()
+
+
+def test_a_postgresql_url_without_a_database_name_is_refused_not_taken_for_the_default_database():
+    from models.db import open_database
+
+    with pytest.raises(ValueError, match="no database name"):
+        open_database("postgresql://postgres@127.0.0.1:5432/")

@@ -103,6 +103,7 @@ def test_a_state_timeout_for_no_state_stops_a_process_at_start_naming_the_variab
     ({"SWEEP_INTERVAL_SECONDS": "1.5"}, "SWEEP_INTERVAL_SECONDS"),
     ({"BROKER_URL": "http://x"}, "BROKER_URL"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://app@db.internal:5432/"}, "DATABASE_URL"),
     ({"STATE_TIMEOUTS": "NOPE-5=5"}, "STATE_TIMEOUTS"),
     ({"STATE_TIMEOUTS": "PAYMENT_PENDING=abc"}, "STATE_TIMEOUTS"),
     ({"STATE_TIMEOUTS": "PAYMENT_PENDING"}, "STATE_TIMEOUTS"),
