@@ -52,10 +52,10 @@ def record(obj: dict, status: str) -> Outcome:
     if booking_id is None:
         log.warning("dispute %s of %s is not of a payment bookingflow created; recorded unmatched", obj["id"], intent)
         return Outcome(Result.UNMATCHED, detail=f"dispute {obj['id']} of a payment bookingflow did not create")
+    raise_alert(*notice)
     held = ledger.refunds_held_back(intent, f"charge disputed ({obj['id']}): not refunded by bookingflow")
     if held:
         flow.settle_refund_state(booking_id)
-    raise_alert(*notice)
     return Outcome(Result.DISPUTE_RECORDED, booking_id, f"{dispute.status} {dispute.amount} {dispute.currency}"
                    + ("" if changed else " (as recorded)"))
 

@@ -42,6 +42,8 @@ def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes)
     if applied.changed:
         log.info("booking %s: %s -> %s (%s)", booking_id, applied.from_state, applied.booking.state, trigger.value)
         metrics.transition(applied.from_state, applied.booking.state)
+    # Only a transition that wrote an e-mail sends: one left unsent by an earlier broker failure is the
+    # outbox sweep's, a minute or so later.
     if applied.effected:
         try:
             outbox.send_waiting(booking_id)

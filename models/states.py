@@ -305,7 +305,7 @@ class BookingNotFound(Exception):
 class Applied:
     booking: Booking  # as it is after the transition (or as found, for a replay)
     changed: bool  # False when this exact (trigger, cause) had already been applied: a replay
-    from_state: str | None = None  # the state the transition left
+    from_state: str | None = None  # the state the transition left (for a replay: the state found)
     effected: bool = False  # the transition's effects wrote something (an e-mail to send)
 
     @property
