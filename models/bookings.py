@@ -11,7 +11,7 @@ from bookingflow.deliveries import CLIENT, CREATE
 from models.db import write_transaction
 from models.inbox import store_answered, stored
 from models.states import State, first_check_at, record_creation
-from models.statements import RenderedLookup
+from models.statements import RenderedByKey
 from models.tables import Booking, Payment, SessionType
 
 
@@ -91,9 +91,10 @@ def paid_payments(booking_id: str) -> list[Payment]:
 
 
 # Read by every status poll that sends its ETag: rendered once (models/statements.py).
-_VERSION = RenderedLookup(Booking.version, Booking.id)
+_VERSION = RenderedByKey(Booking, Booking.id, (Booking.version,))
 
 
 def version_of(booking_id: str) -> int | None:
     """The booking's version, which is its status ETag; None if there is no such booking."""
-    return _VERSION.get(booking_id)
+    row = _VERSION.get(booking_id)
+    return None if row is None else row.version

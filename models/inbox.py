@@ -10,8 +10,8 @@ from __future__ import annotations
 import peewee
 
 from bookingflow.deliveries import is_handled
-from models.db import database, utcnow
-from models.statements import RenderedInsert
+from models.db import utcnow
+from models.statements import RenderedInsert, updated_row
 from models.tables import ProviderEvent
 
 # Once per delivery, on the intake's hot path: rendered once (models/statements.py).
@@ -53,13 +53,8 @@ def is_stored(provider: str, event_id: str) -> bool:
 def take_unprocessed(event_pk: int) -> ProviderEvent | None:
     """The event, if it is still unprocessed, with this attempt at it counted; None if it is done or
     gone. One statement where the database returns the row it wrote."""
-    query = ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(
-        ProviderEvent.id == event_pk, ProviderEvent.processed_at.is_null())
-    if database.obj.returning_clause:
-        return next(iter(query.returning(*ProviderEvent._meta.sorted_fields).execute()), None)
-    if query.execute() == 0:
-        return None
-    return ProviderEvent.get_or_none(ProviderEvent.id == event_pk)
+    return updated_row(ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(
+        ProviderEvent.id == event_pk, ProviderEvent.processed_at.is_null()), event_pk)
 
 
 def finish(event: ProviderEvent, outcome: str, booking_id: str | None, detail: str | None) -> bool:

@@ -11,6 +11,15 @@ import peewee
 from models.db import database
 
 
+def _cached(cache: dict, db: peewee.Database, render):
+    """What `render(db)` made for this database, rendered on first use. Keyed on whether the database
+    returns written rows too: the same SQL text does not serve both."""
+    key = (db, db.returning_clause)
+    if key not in cache:
+        cache[key] = render(db)
+    return cache[key]
+
+
 class RenderedInsert:
     """`INSERT INTO <model> (<columns>) VALUES (...)`, returning the new row's id."""
 
@@ -19,29 +28,27 @@ class RenderedInsert:
             raise TypeError(f"{model.__name__} is written with create()")
         self.model = model
         self.fields = tuple(model._meta.fields[name] for name in columns)
-        self._rendered: tuple[peewee.Database, str] | None = None
+        self._rendered: dict = {}
 
-    def _sql(self, db: peewee.Database, values: dict) -> str:
-        if self._rendered is None or self._rendered[0] is not db:
-            # Rendered with this call's values; only the text is kept. The columns are explicit and
-            # every field with a default is among them, so no default is added and the text holds one
-            # placeholder per column, in their order.
-            row = tuple(values[field.name] for field in self.fields)
-            query = self.model.insert_many([row], fields=self.fields)
-            if db.returning_clause:  # PostgreSQL, SQLite 3.35 on; otherwise the cursor's lastrowid
-                query = query.returning(self.model._meta.primary_key)
-            sql, rendered = db.get_sql_context().sql(query).query()
-            if len(rendered) != len(self.fields):
-                raise RuntimeError(f"{self.model.__name__}: the INSERT has defaults beyond its columns")
-            self._rendered = (db, sql)
-        return self._rendered[1]
+    def _render(self, db: peewee.Database, values: dict) -> str:
+        # Rendered with the first call's values; only the text is kept. The columns are explicit and
+        # every field with a default is among them, so no default is added and the text holds one
+        # placeholder per column, in their order.
+        row = tuple(values[field.name] for field in self.fields)
+        query = self.model.insert_many([row], fields=self.fields)
+        if db.returning_clause:  # PostgreSQL, SQLite 3.35 on; otherwise the cursor's lastrowid
+            query = query.returning(self.model._meta.primary_key)
+        sql, rendered = db.get_sql_context().sql(query).query()
+        if len(rendered) != len(self.fields):
+            raise RuntimeError(f"{self.model.__name__}: the INSERT has defaults beyond its columns")
+        return sql
 
     def execute(self, **values) -> int:
         if set(values) != {field.name for field in self.fields}:
             raise TypeError(f"expected exactly {[field.name for field in self.fields]}")
         params = [field.db_value(values[field.name]) for field in self.fields]
         db = database.obj
-        cursor = db.execute_sql(self._sql(db, values), params)
+        cursor = db.execute_sql(_cached(self._rendered, db, lambda db: self._render(db, values)), params)
         return cursor.fetchone()[0] if db.returning_clause else cursor.lastrowid
 
     def instance(self, row_id: int, **values) -> peewee.Model:
@@ -51,49 +58,39 @@ class RenderedInsert:
         return row
 
 
-class RenderedLookup:
-    """`SELECT <field> FROM <model> WHERE <key> = ? LIMIT 1`: one value by a unique key (a booking's
-    version by its id, on every status poll), or None when there is no such row."""
+class RenderedByKey:
+    """`SELECT <fields> FROM <model> WHERE <key> = ? LIMIT 1`, as a model instance or None: a row by its
+    primary key (`Model.by_id`: the read the jobs make most, of the widest table, whose forty column
+    names took a quarter of the workers' CPU to render), or one column of it (a booking's version, on
+    every status poll)."""
 
-    def __init__(self, field: peewee.Field, key: peewee.Field):
-        self.field, self.key = field, key
-        self._rendered: tuple[peewee.Database, str, list] | None = None
+    def __init__(self, model: type[peewee.Model], key: peewee.Field, fields: tuple[peewee.Field, ...] = ()):
+        self.model, self.key, self.fields = model, key, fields
+        self._rendered: dict = {}
 
-    def get(self, key_value):
-        if key_value is None:  # no row has a null key; peewee would render IS NULL, not a placeholder
+    def _render(self, db: peewee.Database):
+        # A placeholder key of the key's own type: a null would render as IS NULL, with no parameter.
+        query = self.model.select(*self.fields).where(self.key == self.key.python_value(0)).limit(1)
+        sql, params = db.get_sql_context().sql(query).query()
+        if len(params) != 2:
+            raise RuntimeError(f"unexpected parameters for {sql}")
+        return query, sql, params[1:]  # after the key: the LIMIT
+
+    def get(self, key_value) -> peewee.Model | None:
+        if key_value is None:  # no row has a null key
             return None
         db = database.obj
-        if self._rendered is None or self._rendered[0] is not db:
-            query = self.field.model.select(self.field).where(self.key == key_value).limit(1)
-            sql, params = db.get_sql_context().sql(query).query()
-            if len(params) != 2:
-                raise RuntimeError(f"unexpected parameters for {sql}")
-            self._rendered = (db, sql, params[1:])  # after the key: the LIMIT
-        _, sql, rest = self._rendered
-        row = db.execute_sql(sql, [self.key.db_value(key_value), *rest]).fetchone()
-        return None if row is None else self.field.python_value(row[0])
+        query, sql, rest = _cached(self._rendered, db, self._render)
+        return next(iter(query._get_cursor_wrapper(db.execute_sql(sql, [self.key.db_value(key_value), *rest]))), None)
 
 
-class RenderedById:
-    """`SELECT * FROM <model> WHERE <primary key> = ? LIMIT 1`, rendered once per database: the read
-    the jobs make most, of the widest table (a booking has some forty columns, and rendering each
-    one's name was a quarter of the workers' CPU). Rows come back as model instances, as from select()."""
-
-    def __init__(self, model: type[peewee.Model]):
-        self.model = model
-        self._rendered: tuple[peewee.Database, peewee.Query, str, list] | None = None
-
-    def get(self, pk) -> peewee.Model | None:
-        if pk is None:  # no row has a null key; peewee would render IS NULL, not a placeholder
-            return None
-        db = database.obj
-        key = self.model._meta.primary_key
-        if self._rendered is None or self._rendered[0] is not db:
-            query = self.model.select().where(key == pk).limit(1)
-            sql, params = db.get_sql_context().sql(query).query()
-            if len(params) != 2:
-                raise RuntimeError(f"unexpected parameters for {sql}")
-            self._rendered = (db, query, sql, params[1:])
-        _, query, sql, rest = self._rendered
-        rows = query._get_cursor_wrapper(db.execute_sql(sql, [key.db_value(pk), *rest]))
-        return next(iter(rows), None)
+def updated_row(query: peewee.ModelUpdate, pk) -> peewee.Model | None:
+    """Run an UPDATE of the row with primary key `pk` (a compare-and-set: its WHERE may ask more); the
+    row as written, or None when the WHERE matched nothing. Where the database returns written rows,
+    it is not read again."""
+    model = query.model
+    if database.obj.returning_clause:
+        return next(iter(query.returning(*model._meta.sorted_fields).execute()), None)
+    if query.execute() == 0:
+        return None
+    return model.by_id(pk)

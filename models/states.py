@@ -19,8 +19,8 @@ import peewee
 
 from bookingflow import settings as settings_module
 from bookingflow.error_classes import Failure
-from models.db import database, utcnow, write_transaction
-from models.statements import RenderedInsert
+from models.db import utcnow, write_transaction
+from models.statements import RenderedInsert, updated_row
 from models.tables import Booking, Transition
 
 
@@ -415,15 +415,10 @@ _INSERT_TRANSITION = RenderedInsert(Transition, ("booking", "from_state", "state
 def _compare_and_set(booking: Booking, target: State, now: dt.datetime, changes: dict) -> Booking | None:
     """Move `booking` to `target` if it is still in the state it was read in; the booking as written
     (None if it had moved). Where the database returns the written row, it is not read again."""
-    query = Booking.update(
+    return updated_row(Booking.update(
         state=target.value, version=Booking.version + 1, state_changed_at=now, updated_at=now,
         error_origin=_error_origin_after(booking, target), **changes,
-    ).where(Booking.id == booking.id, Booking.state == booking.state)
-    if database.obj.returning_clause:
-        return next(iter(query.returning(*Booking._meta.sorted_fields).execute()), None)
-    if query.execute() == 0:
-        return None
-    return Booking.get_by_id(booking.id)
+    ).where(Booking.id == booking.id, Booking.state == booking.state), booking.id)
 
 
 def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **changes) -> int:

@@ -13,7 +13,7 @@ import peewee
 from bookingflow import crypto
 from models.db import UTCDateTimeField, database, utcnow
 from models.encrypted import EncryptedTextField
-from models.statements import RenderedById
+from models.statements import RenderedByKey
 
 
 class JSONField(peewee.TextField):
@@ -40,7 +40,7 @@ class BaseModel(peewee.Model):
         """The row with this primary key, or None: read with SQL rendered once (models/statements.py)."""
         rendered = cls.__dict__.get("_rendered_by_id")
         if rendered is None:
-            rendered = RenderedById(cls)
+            rendered = RenderedByKey(cls, cls._meta.primary_key)
             setattr(cls, "_rendered_by_id", rendered)
         return rendered.get(pk)
 
