@@ -22,10 +22,22 @@ def scratch_url():
     scratch.drop()
 
 
+class RecordingCursor(psycopg2.extensions.cursor):
+    """Every statement sent on the connection's cursors, peewee's own checks included."""
+
+    sent: list[str] = []
+
+    def execute(self, query, vars=None):
+        RecordingCursor.sent.append(query if isinstance(query, str) else query.decode())
+        return super().execute(query, vars)
+
+
 def pool_on(url: str) -> PostgresqlPool:
     from playhouse.db_url import parse
 
-    return PostgresqlPool(**parse(url), application_name="bookingflow test", max_connections=4)
+    RecordingCursor.sent = []
+    return PostgresqlPool(**parse(url), application_name="bookingflow test", max_connections=4,
+                          cursor_factory=RecordingCursor)
 
 
 def backend_of(pool: PostgresqlPool) -> int:
@@ -49,6 +61,7 @@ def test_a_connection_returned_a_moment_ago_is_the_one_handed_out_again(scratch_
     pool.close()
     pool.connect()
     assert backend_of(pool) == first
+    assert "SELECT 1" not in RecordingCursor.sent  # handed out again without peewee's check
     assert pool.execute_sql("SELECT current_setting('application_name')").fetchone()[0] == "bookingflow test"
     pool.close()
     pool.close_all()
@@ -65,6 +78,7 @@ def test_a_connection_dropped_by_the_server_while_idle_is_replaced_on_checkout(s
     monkeypatch.setattr(PostgresqlPool, "ALIVE_WINDOW", 0.0)
     pool.connect()
     assert backend_of(pool) != dropped
+    assert "SELECT 1" in RecordingCursor.sent  # checked, found dead, replaced
     pool.close()
     pool.close_all()
 
