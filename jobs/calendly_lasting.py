@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 
 from bookingflow.providers import calendly_client
-from models.alerts import raise_alert
+from models.alerts import flag_booking, raise_alert
 from models.db import utcnow
-from models.states import update_fields
 from models.tables import Booking
 
 log = logging.getLogger(__name__)
@@ -27,9 +26,8 @@ GONE_CHECKS = 3
 
 def flag(booking_id: str, reason: str, kind: str, alert_key: str) -> None:
     """Automation stops for the booking (the sweep skips a flagged one) until `bookings retry`."""
-    update_fields(booking_id, flagged_at=utcnow(), flag_reason=reason[:500], next_check_at=None,
-                  last_error=reason[:500])
-    raise_alert(alert_key[:255], kind, f"booking {booking_id} is flagged: {reason}", booking_id)
+    flag_booking(booking_id, reason, alert_key, kind, f"booking {booking_id} is flagged: {reason}",
+                 next_check_at=None, last_error=reason[:500])
 
 
 def release_slot(booking_id: str, event_uri: str, reason: str, *, held_by_booking: bool = True) -> bool:

@@ -18,7 +18,7 @@ from bookingflow.providers import stripe_client
 from bookingflow.providers.payload_schemas import expandable_id
 from jobs import flow, ledger
 from jobs.outcomes import Outcome, Result
-from models.alerts import raise_alert
+from models.alerts import queue_alert, record_alert
 from models.db import database, utcnow, write_transaction
 from models.states import update_fields
 from models.tables import Booking, Dispute, Payment
@@ -46,13 +46,13 @@ def record(obj: dict, status: str) -> Outcome:
     intent = payment_intent_of(obj)
     payment = ledger.payment_of_intent(intent)
     booking_id = payment.booking_id if payment is not None else None
-    with write_transaction():  # the dispute and its booking's flag become visible together
+    with write_transaction():  # the dispute, its booking's flag and the alert become visible together
         dispute, changed = _upsert(obj, status, intent, booking_id)
-        notice = _flag(booking_id, dispute) if booking_id is not None else None
+        alert = _flag(booking_id, dispute) if booking_id is not None else None
     if booking_id is None:
         log.warning("dispute %s of %s is not of a payment bookingflow created; recorded unmatched", obj["id"], intent)
         return Outcome(Result.UNMATCHED, detail=f"dispute {obj['id']} of a payment bookingflow did not create")
-    raise_alert(*notice)
+    queue_alert(alert)
     held = ledger.refunds_held_back(intent, f"charge disputed ({obj['id']}): not refunded by bookingflow")
     if held:
         flow.settle_refund_state(booking_id)
@@ -81,9 +81,9 @@ def _upsert(obj: dict, status: str, intent: str | None, booking_id: str | None) 
     return Dispute.get(Dispute.stripe_dispute_id == obj["id"]), changed
 
 
-def _flag(booking_id: str, dispute: Dispute) -> tuple[str, str, str, str]:
-    """Flag the booking, once when the dispute opens and once when it is decided; returns the alert
-    to raise once the flag is committed (raise_alert queues a message a worker may read at once)."""
+def _flag(booking_id: str, dispute: Dispute) -> Alert | None:
+    """Flag the booking and record its alert, once when the dispute opens and once when it is decided;
+    returns the alert to queue once the transaction has committed (None if already raised)."""
     booking = Booking.get_by_id(booking_id)
     money = f"{dispute.amount} {dispute.currency}"
     if dispute.closed_at is None:
@@ -91,12 +91,14 @@ def _flag(booking_id: str, dispute: Dispute) -> tuple[str, str, str, str]:
                  f"{dispute.status}; bookingflow refunds nothing while it is open"
         if booking.flagged_at is None or not (booking.flag_reason or "").startswith("payment disputed"):
             update_fields(booking.id, flagged_at=utcnow(), flag_reason=reason[:500])
-        return f"dispute:{dispute.stripe_dispute_id}:opened", "dispute", f"booking {booking.id}: {reason}", booking.id
+        return record_alert(f"dispute:{dispute.stripe_dispute_id}:opened", "dispute", f"booking {booking.id}: {reason}",
+                            booking.id)
     outcome = {"won": "won: the money came back", "warning_closed": "closed in our favour",
                "lost": "lost: the money stays with the cardholder"}.get(dispute.status, dispute.status)
     reason = f"dispute {dispute.stripe_dispute_id} {outcome} ({money})"
     update_fields(booking.id, flagged_at=booking.flagged_at or utcnow(), flag_reason=reason[:500])
-    return f"dispute:{dispute.stripe_dispute_id}:closed", "dispute_closed", f"booking {booking.id}: {reason}", booking.id
+    return record_alert(f"dispute:{dispute.stripe_dispute_id}:closed", "dispute_closed", f"booking {booking.id}: {reason}",
+                        booking.id)
 
 
 def claim_early(payment: Payment) -> int:
@@ -110,7 +112,7 @@ def claim_early(payment: Payment) -> int:
             if not Dispute.update(booking=payment.booking_id, updated_at=utcnow()).where(
                     Dispute.id == dispute.id, Dispute.booking.is_null()).execute():
                 continue
-            notice = _flag(payment.booking_id, Dispute.get_by_id(dispute.id))
-        raise_alert(*notice)
+            alert = _flag(payment.booking_id, Dispute.get_by_id(dispute.id))
+        queue_alert(alert)
         claimed += 1
     return claimed

@@ -24,7 +24,7 @@ from bookingflow.providers import calendly_client, stripe_amounts
 from bookingflow.providers.calendly_claims import type_refusal
 from bookingflow.providers.calendly_payloads import invitee_identity, scheduled_event_info
 from jobs import calendly_lasting, checkout, ledger, outbox
-from models.alerts import raise_alert
+from models.alerts import flag_booking, raise_alert
 from models.db import utcnow
 from models.states import CLOSING, Applied, State, TransitionRefused, Trigger, allowed, apply, update_fields
 from models.tables import Booking
@@ -355,9 +355,8 @@ def paid_share(booking: Booking, list_amount: int) -> int:
 
 def _flag(booking: Booking, reason: str) -> None:
     """Automation cannot decide: an operator must look (alerted once)."""
-    update_fields(booking.id, flagged_at=utcnow(), flag_reason=reason[:500], next_check_at=None)
-    raise_alert(f"flagged:{booking.id}:{reason}"[:255], "flagged_booking", f"booking {booking.id} is flagged: {reason}",
-                       booking.id)
+    flag_booking(booking.id, reason, f"flagged:{booking.id}:{reason}", "flagged_booking",
+                 f"booking {booking.id} is flagged: {reason}", next_check_at=None)
 
 
 ENTRY_ACTIONS: dict[State, Callable[[Booking], None]] = {

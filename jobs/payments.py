@@ -14,7 +14,7 @@ from bookingflow.error_classes import ErrorClass, failure
 from bookingflow.providers.payload_schemas import expandable_id
 from jobs import disputes, flow, ledger, receipts
 from jobs.outcomes import Outcome, Result
-from models.alerts import raise_alert
+from models.alerts import flag_booking, raise_alert
 from models.db import utcnow
 from models.states import AWAITING_PAYMENT, State, TransitionRefused, Trigger, update_fields
 from models.tables import Booking, Payment
@@ -155,8 +155,8 @@ def outside_refund(payment: Payment, refund: dict, status: str | None) -> Outcom
     if State(booking.state) not in (State.IDLE, State.BOOKING_CANCELLED, State.REFUND_PENDING, State.REFUND_COMPLETED) \
             and booking.amount_paid > 0 and ledger.net_paid(booking) <= 0:
         reason = f"refunded in full outside bookingflow ({row.stripe_refund_id}) while {booking.state}"
-        update_fields(booking.id, flagged_at=booking.flagged_at or utcnow(), flag_reason=reason[:500])
-        raise_alert(f"outside_refund:{booking.id}", "outside_refund", f"booking {booking.id} {reason}: "
-                    f"{booking.amount_paid} {booking.currency} paid, nothing left; the slot is still held", booking.id)
+        flag_booking(booking.id, reason, f"outside_refund:{booking.id}", "outside_refund",
+                     f"booking {booking.id} {reason}: {booking.amount_paid} {booking.currency} paid, nothing left; "
+                     f"the slot is still held", flagged_at=booking.flagged_at)
     flow.settle_refund_state(booking.id)
     return Outcome(Result.OUTSIDE_REFUND, booking.id, f"{row.stripe_refund_id} {row.amount} {row.currency} {row.status}")
