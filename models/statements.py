@@ -11,10 +11,10 @@ import peewee
 from models.db import database
 
 
-def _cached(cache: dict, db: peewee.Database, render):
-    """What `render(db)` made for this database, rendered on first use. Keyed on whether the database
-    returns written rows too: the same SQL text does not serve both."""
-    key = (db, db.returning_clause)
+def _cached(cache: dict, db: peewee.Database, render, *shape):
+    """What `render(db)` made for this database (and this `shape` of statement), rendered on first use.
+    Keyed on whether the database returns written rows too: the same SQL text does not serve both."""
+    key = (db, db.returning_clause, *shape)
     if key not in cache:
         cache[key] = render(db)
     return cache[key]
@@ -82,6 +82,79 @@ class RenderedByKey:
         db = database.obj
         query, sql, rest = _cached(self._rendered, db, self._render)
         return next(iter(query._get_cursor_wrapper(db.execute_sql(sql, [self.key.db_value(key_value), *rest]))), None)
+
+
+class _Slot:
+    """A parameter's place in a statement rendered once: the name of the value that fills it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+_KEY, _GUARD = "\0key", "\0guard"  # never a column's name
+
+
+class RenderedUpdate:
+    """`UPDATE <model> SET <columns> = ?, <counter> = <counter> + 1 WHERE <key> = ? [AND <guard> = ?]`,
+    rendered once per set of columns; with `returning`, the row as written (None when the WHERE matched
+    nothing), otherwise how many rows were written. A booking's transition writes its forty-odd columns
+    back with RETURNING, which took peewee 0.87 ms to render each time. The values go through each
+    field's `db_value`, as `Model.update` would send them; a value that is an expression (a column plus
+    one), or an address written with its hash, makes its statement the query builder's, as before."""
+
+    def __init__(self, model: type[peewee.Model], key: peewee.Field, guard: peewee.Field | None = None,
+                 counter: peewee.Field | None = None, returning: bool = False):
+        self.model, self.key, self.guard, self.counter, self.returning = model, key, guard, counter, returning
+        # An address column is written with its hash by the query builder (HashesItsAddress).
+        self._builder_only = frozenset(model.hashed_address[:1]) if hasattr(model, "hashed_address") else frozenset()
+        self._rendered: dict = {}
+
+    def _query(self, values: dict, key_value, guard_value) -> peewee.ModelUpdate:
+        fields = self.model._meta.fields
+        changes = {fields[name]: value for name, value in values.items()}
+        if self.counter is not None:
+            changes[self.counter] = self.counter + 1
+        condition = self.key == key_value
+        if self.guard is not None:
+            condition &= self.guard == guard_value
+        query = self.model.update(changes).where(condition)
+        if self.returning and database.obj.returning_clause:
+            query = query.returning(*self.model._meta.sorted_fields)
+        return query
+
+    def _render(self, db: peewee.Database, names: tuple[str, ...]):
+        slots = {name: peewee.Value(_Slot(name), converter=False) for name in (*names, _KEY, _GUARD)}
+        query = self._query({name: slots[name] for name in names}, slots[_KEY], slots[_GUARD])
+        sql, params = db.get_sql_context().sql(query).query()
+        # Each slot's place, and the constants between them (the counter's 1) as they were rendered.
+        return query, sql, [param if isinstance(param, _Slot) else (param,) for param in params]
+
+    def execute(self, key_value, guard_value=None, **values):
+        db = database.obj
+        if self._builder_only.intersection(values) or any(isinstance(value, peewee.Node) for value in values.values()):
+            query = self._query(values, key_value, guard_value)
+            cursor = db.execute(query)
+        else:
+            names = tuple(sorted(values))
+            query, sql, places = _cached(self._rendered, db, lambda db: self._render(db, names), names)
+            cursor = db.execute_sql(sql, [self._param(place, key_value, guard_value, values) for place in places])
+        if query._returning:
+            return next(iter(query._get_cursor_wrapper(cursor)), None)
+        written = db.rows_affected(cursor)
+        if not self.returning:
+            return written
+        return self.model.by_id(key_value) if written else None
+
+    def _param(self, place, key_value, guard_value, values: dict):
+        if isinstance(place, tuple):
+            return place[0]
+        if place.name == _KEY:
+            return self.key.db_value(key_value)
+        if place.name == _GUARD:
+            return self.guard.db_value(guard_value)
+        return self.model._meta.fields[place.name].db_value(values[place.name])
 
 
 def updated_row(query: peewee.ModelUpdate, pk) -> peewee.Model | None:

@@ -20,7 +20,7 @@ import peewee
 from bookingflow import settings as settings_module
 from bookingflow.error_classes import Failure
 from models.db import utcnow, write_transaction
-from models.statements import RenderedInsert, updated_row
+from models.statements import RenderedInsert, RenderedUpdate
 from models.tables import Booking, Transition
 
 
@@ -412,13 +412,17 @@ _INSERT_TRANSITION = RenderedInsert(Transition, ("booking", "from_state", "state
                                                  "error_class", "error_message"))
 
 
+# A transition: the booking moved on if it is still in the state it was read in, its version bumped,
+# returned as written. A write of other fields: its version bumped too, so pollers see it.
+_TRANSITION = RenderedUpdate(Booking, Booking.id, guard=Booking.state, counter=Booking.version, returning=True)
+_FIELDS = RenderedUpdate(Booking, Booking.id, counter=Booking.version)
+
+
 def _compare_and_set(booking: Booking, target: State, now: dt.datetime, changes: dict) -> Booking | None:
     """Move `booking` to `target` if it is still in the state it was read in; the booking as written
     (None if it had moved). Where the database returns the written row, it is not read again."""
-    return updated_row(Booking.update(
-        state=target.value, version=Booking.version + 1, state_changed_at=now, updated_at=now,
-        error_origin=_error_origin_after(booking, target), **changes,
-    ).where(Booking.id == booking.id, Booking.state == booking.state), booking.id)
+    return _TRANSITION.execute(booking.id, booking.state, state=target.value, state_changed_at=now, updated_at=now,
+                               error_origin=_error_origin_after(booking, target), **changes)
 
 
 def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **changes) -> int:
@@ -426,10 +430,11 @@ def update_fields(booking_id: str, only_if: peewee.Expression | None = None, **c
     `only_if`, a compare-and-set (0 when the condition no longer holds)."""
     if "state" in changes:
         raise ValueError("state is written by apply() alone")
-    condition = Booking.id == booking_id
+    if only_if is None:
+        return _FIELDS.execute(booking_id, updated_at=utcnow(), **changes)
     return (
         Booking.update(version=Booking.version + 1, updated_at=utcnow(), **changes)
-        .where(condition if only_if is None else condition & only_if)
+        .where((Booking.id == booking_id) & only_if)
         .execute()
     )
 

@@ -364,6 +364,42 @@ def test_update_fields_bumps_the_version_without_touching_state_or_history(make_
     assert history(booking) == []
 
 
+def test_writes_of_the_same_columns_each_carry_their_own_values(make_booking):
+    # The statement for a set of columns is rendered once and reused: the second write must still send
+    # its own values, through each field's conversion (encrypted text, UTC datetimes, nulls).
+    first, second = make_booking(S.PAYMENT_PENDING), make_booking(S.PAYMENT_PENDING)
+    when = dt.datetime(2030, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    for booking, name, url in ((first, "Ada", "https://checkout.example/1"), (second, "Grace", None)):
+        assert update_fields(booking.id, invitee_name=name, next_check_at=when, checkout_url=url) == 1
+    assert [(b.invitee_name, b.next_check_at, b.checkout_url, b.version) for b in map(reload, (first, second))] == [
+        ("Ada", when, "https://checkout.example/1", first.version + 1), ("Grace", when, None, second.version + 1)]
+
+    moved = [apply(booking.id, T.onStripeSessionCreated, cause=f"job-{index}", checkout_session_id=f"cs_test_{index}")
+             for index, booking in enumerate((first, second))]
+    assert [(m.booking.state, m.booking.checkout_session_id, m.booking.version) for m in moved] == [
+        ("PAYMENT_PROCESSING", "cs_test_0", first.version + 2), ("PAYMENT_PROCESSING", "cs_test_1", second.version + 2)]
+    assert [(b.checkout_session_id, b.invitee_name) for b in map(reload, (first, second))] == [
+        ("cs_test_0", "Ada"), ("cs_test_1", "Grace")]
+
+
+def test_an_address_written_later_is_encrypted_with_its_lookup_hash(make_booking):
+    from cryptography.fernet import Fernet
+
+    from bookingflow import crypto
+
+    booking = make_booking(S.PAYMENT_PENDING)
+    original = settings_module.get()
+    settings_module.configure(original.replace(data_encryption_keys=(Fernet.generate_key().decode(),)))
+    try:
+        for address in ("grace@example.com", "ada@example.com"):  # the second write reuses the first's statement
+            update_fields(booking.id, email=address)
+            stored = reload(booking)
+            assert (stored.email, stored.email_hash) == (address, crypto.email_hash(address))
+            assert crypto.email_hash(address) is not None
+    finally:
+        settings_module.configure(original)
+
+
 @pytest.mark.parametrize("origin", [S.REFUND_PENDING, S.BOOKING_CANCELLED, S.PAYMENT_SUCCEEDED], ids=lambda s: s.value)
 def test_an_error_after_money_was_taken_can_neither_charge_again_nor_be_abandoned(make_booking, origin):
     booking = make_booking(S.ERROR_PAYMENT, error_origin=origin)
