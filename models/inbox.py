@@ -11,7 +11,7 @@ import peewee
 
 from bookingflow.deliveries import is_handled
 from models.db import utcnow
-from models.statements import RenderedInsert, updated_row
+from models.statements import RenderedInsert, RenderedUpdate
 from models.tables import ProviderEvent
 
 # Once per delivery, on the intake's hot path: rendered once (models/statements.py).
@@ -53,21 +53,19 @@ def is_stored(provider: str, event_id: str) -> bool:
 def take_unprocessed(event_pk: int) -> ProviderEvent | None:
     """The event, if it is still unprocessed, with this attempt at it counted; None if it is done or
     gone. One statement where the database returns the row it wrote."""
-    return updated_row(ProviderEvent.update(attempts=ProviderEvent.attempts + 1).where(
-        ProviderEvent.id == event_pk, ProviderEvent.processed_at.is_null()), event_pk)
+    return _TAKE.execute(event_pk)
 
 
 def finish(event: ProviderEvent, outcome: str, booking_id: str | None, detail: str | None) -> bool:
     """Mark the event processed unless someone already did; True if we did."""
-    updated = (
-        ProviderEvent.update(
-            processed_at=utcnow(), outcome=outcome, detail=(detail or "")[:1000] or None,
-            booking=booking_id or event.booking_id,
-        )
-        .where(ProviderEvent.id == event.id, ProviderEvent.processed_at.is_null())
-        .execute()
-    )
-    return updated == 1
+    return _FINISH.execute(event.id, processed_at=utcnow(), outcome=outcome, detail=(detail or "")[:1000] or None,
+                           booking=booking_id or event.booking_id) == 1
+
+
+# Both only while the event is unprocessed: a second worker on the same event finds nothing to take.
+_TAKE = RenderedUpdate(ProviderEvent, ProviderEvent.id, condition=ProviderEvent.processed_at.is_null(),
+                       counter=ProviderEvent.attempts, returning=True)
+_FINISH = RenderedUpdate(ProviderEvent, ProviderEvent.id, condition=ProviderEvent.processed_at.is_null())
 
 
 def reopen_event(event_pk: int, only_if_outcome: str | None = None, fresh: bool = False) -> bool:

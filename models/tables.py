@@ -30,6 +30,22 @@ OFF = peewee.SQL("DEFAULT FALSE")
 ZERO = peewee.SQL("DEFAULT 0")
 
 
+class _RelatedById(peewee.ForeignKeyAccessor):
+    """`row.<foreign key>` loads the related row with `by_id` (SQL rendered once) instead of a query
+    built anew: a booking's session type is read on almost every step of a job."""
+
+    def get_rel_instance(self, instance):
+        value = instance.__data__.get(self.name)
+        if value is not None and self.name not in instance.__rel__ and self.field.lazy_load \
+                and self.field.rel_field is self.rel_model._meta.primary_key:
+            instance.__rel__[self.name] = self.rel_model.get_by_id(value)
+        return super().get_rel_instance(instance)
+
+
+class ForeignKey(peewee.ForeignKeyField):
+    accessor_class = _RelatedById
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = database
@@ -116,7 +132,7 @@ def new_booking_id() -> str:
 
 class Booking(HashesItsAddress, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=64, default=new_booking_id)
-    session_type = peewee.ForeignKeyField(SessionType, backref="bookings", on_delete="RESTRICT")
+    session_type = ForeignKey(SessionType, backref="bookings", on_delete="RESTRICT")
     state = peewee.CharField(max_length=40)
     # Bumped by every write; the ETag of the status endpoint.
     version = peewee.IntegerField(default=1)
@@ -159,7 +175,7 @@ class Booking(HashesItsAddress, BaseModel):
     cancel_reason = peewee.CharField(max_length=500, null=True)
     # A reschedule in progress: the session type chosen (when it changes), the invitee Calendly
     # created, and the event it replaces (cancelled by us when the client moved to another type).
-    reschedule_session_type = peewee.ForeignKeyField(SessionType, null=True, on_delete="SET NULL")
+    reschedule_session_type = ForeignKey(SessionType, null=True, on_delete="SET NULL")
     reschedule_invitee_uri = peewee.CharField(max_length=500, null=True, index=True)
     replaced_event_uri = peewee.CharField(max_length=500, null=True)
     # When the client asked to move to another slot or type: a request expires (a new invitee booked
@@ -203,7 +219,7 @@ class Booking(HashesItsAddress, BaseModel):
 class Transition(BaseModel):
     """The history of a booking: one row per state change, written with it."""
 
-    booking = peewee.ForeignKeyField(Booking, backref="history", on_delete="CASCADE")
+    booking = ForeignKey(Booking, backref="history", on_delete="CASCADE")
     from_state = peewee.CharField(max_length=40, null=True)
     state = peewee.CharField(max_length=40)
     trigger = peewee.CharField(max_length=40)
@@ -227,7 +243,7 @@ class ProviderEvent(BaseModel):
     type = peewee.CharField(max_length=100)
     # The Calendly invitee (or Stripe object) the event is about, to match it later.
     subject = peewee.CharField(max_length=500, null=True, index=True)
-    booking = peewee.ForeignKeyField(Booking, null=True, backref="events", on_delete="SET NULL")
+    booking = ForeignKey(Booking, null=True, backref="events", on_delete="SET NULL")
     received_at = UTCDateTimeField(default=utcnow, index=True)
     processed_at = UTCDateTimeField(null=True)
     outcome = peewee.CharField(max_length=40, null=True)
@@ -247,7 +263,7 @@ class ProviderEvent(BaseModel):
 class Payment(BaseModel):
     """One Checkout Session we created: one per booking and payment attempt."""
 
-    booking = peewee.ForeignKeyField(Booking, backref="payments", on_delete="CASCADE")
+    booking = ForeignKey(Booking, backref="payments", on_delete="CASCADE")
     attempt = peewee.IntegerField(index=True)
     checkout_session_id = peewee.CharField(max_length=255, unique=True)
     # What the attempt asks for until it is paid; then what Stripe charged (the total, after any
@@ -284,7 +300,7 @@ class Refund(BaseModel):
     """Money we send back, one row per Stripe refund. The row exists before the Stripe call, and
     its key names the decision (purpose and booking), so a retried job finds it instead of refunding twice."""
 
-    booking = peewee.ForeignKeyField(Booking, backref="refunds", on_delete="CASCADE")
+    booking = ForeignKey(Booking, backref="refunds", on_delete="CASCADE")
     key = peewee.CharField(max_length=255, unique=True)
     purpose = peewee.CharField(max_length=30)  # cancellation, abandoned, reschedule, duplicate_payment
     payment_intent_id = peewee.CharField(max_length=255)
@@ -304,7 +320,7 @@ class Dispute(BaseModel):
     """A chargeback on a payment of a booking (Stripe's `charge.dispute.*`), as Stripe last told it.
     Money under dispute is never refunded by bookingflow: the card network decides where it goes."""
 
-    booking = peewee.ForeignKeyField(Booking, null=True, backref="disputes", on_delete="SET NULL")
+    booking = ForeignKey(Booking, null=True, backref="disputes", on_delete="SET NULL")
     stripe_dispute_id = peewee.CharField(max_length=255, unique=True)
     charge_id = peewee.CharField(max_length=255, null=True)
     payment_intent_id = peewee.CharField(max_length=255, null=True, index=True)
@@ -330,7 +346,7 @@ class Outbox(HashesItsAddress, BaseModel):
     not go out (its recipient is not one plain address, or the address had its hourly share) is kept,
     with `withheld_at` and the reason, and never sent."""
 
-    booking = peewee.ForeignKeyField(Booking, null=True, backref="emails", on_delete="SET NULL")
+    booking = ForeignKey(Booking, null=True, backref="emails", on_delete="SET NULL")
     key = peewee.CharField(max_length=255, unique=True)
     kind = peewee.CharField(max_length=40)
     # The client's address and the e-mail's text (their name is in it): personal data, encrypted at
@@ -376,7 +392,7 @@ class Alert(BaseModel):
 
     key = peewee.CharField(max_length=255, unique=True)
     kind = peewee.CharField(max_length=40)  # flagged_booking, refund_failed, delivery_failing
-    booking = peewee.ForeignKeyField(Booking, null=True, backref="alerts", on_delete="SET NULL")
+    booking = ForeignKey(Booking, null=True, backref="alerts", on_delete="SET NULL")
     text = peewee.TextField()
     created_at = UTCDateTimeField(default=utcnow)
     sent_at = UTCDateTimeField(null=True, index=True)
@@ -420,7 +436,7 @@ class ConsoleSession(BaseModel):
     reading this table gives no way in. Ended on sign-out, and after the idle or absolute timeout."""
 
     token_hash = peewee.CharField(max_length=64, unique=True)
-    user = peewee.ForeignKeyField(ConsoleUser, backref="sessions", on_delete="CASCADE")
+    user = ForeignKey(ConsoleUser, backref="sessions", on_delete="CASCADE")
     created_at = UTCDateTimeField(default=utcnow)
     last_seen_at = UTCDateTimeField(default=utcnow)
     ended_at = UTCDateTimeField(null=True)
