@@ -38,7 +38,7 @@ def payment_intent_of(obj: dict) -> str | None:
     intent = expandable_id(obj.get("payment_intent"))
     charge_id = expandable_id(obj.get("charge"))
     if intent is None and charge_id is not None:
-        intent = expandable_id(stripe_client.retrieve_charge(charge_id).to_dict().get("payment_intent"))
+        intent = expandable_id(stripe_client.retrieve_charge(charge_id).get("payment_intent"))
     return intent
 
 

@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 MAX_STEPS = 10
 
 
-def move(booking_id: str, trigger: Trigger, cause: str | None = None, **changes) -> Applied:
+def move(booking_id: str, trigger: Trigger, cause: str | None = None, read: Booking | None = None, **changes) -> Applied:
+    """apply() with the transition's e-mail; `read`: the booking as the caller has just read it (apply
+    decides on it rather than reading it again, and reads afresh if it was written since)."""
     logs.bind_booking(booking_id)
-    applied = apply(booking_id, trigger, cause=cause, effects=outbox.queue_for_transition, **changes)
+    applied = apply(booking_id, trigger, cause=cause, effects=outbox.queue_for_transition, read=read, **changes)
     if applied.changed:
         log.info("booking %s: %s -> %s (%s)", booking_id, applied.from_state, applied.booking.state, trigger.value)
         metrics.transition(applied.from_state, applied.booking.state)
@@ -61,7 +63,7 @@ def start_payment_attempt(booking: Booking, trigger: Trigger, amount_due: int, c
     """A new payment attempt: a number of its own (so a Checkout Session and an idempotency key of its
     own), what it charges, and its expiry fixed now (a retried create sends the very same parameters)."""
     attempt = booking.payment_attempt + 1
-    return move(booking.id, trigger, cause=cause or f"attempt-{attempt}", payment_attempt=attempt,
+    return move(booking.id, trigger, cause=cause or f"attempt-{attempt}", read=booking, payment_attempt=attempt,
                 amount_due=amount_due, checkout_expires_at=checkout.attempt_expiry(utcnow()),
                 checkout_session_id=None, checkout_url=None, **changes)
 
@@ -118,7 +120,7 @@ def _create_checkout_session(booking: Booking) -> None:
     session = checkout.create_session(booking)
     ledger.record_session(booking, session)
     move(
-        booking.id, Trigger.onStripeSessionCreated, cause=session.id,
+        booking.id, Trigger.onStripeSessionCreated, cause=session.id, read=booking,
         checkout_session_id=session.id, checkout_url=session.url, payment_failure=None,
         checkout_expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.timezone.utc),
     )
@@ -134,7 +136,7 @@ def _confirm(booking: Booking) -> None:
         new_type = booking.reschedule_session_type
         changes = dict(session_type=new_type.id, amount=reschedule_price(booking), reschedule_session_type=None,
                        reschedule_requested_at=None)
-    move(booking.id, Trigger.confirmBooking, cause=f"confirm-{booking.payment_attempt}-{booking.calendly_invitee_uri}",
+    move(booking.id, Trigger.confirmBooking, cause=f"confirm-{booking.payment_attempt}-{booking.calendly_invitee_uri}", read=booking,
          checkout_url=None, **changes)
 
 

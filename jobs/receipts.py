@@ -33,15 +33,15 @@ def _link(value) -> str | None:
 
 
 def _receipt_url(payment: Payment) -> str | None:
-    intent = stripe_client.retrieve_payment_intent(payment.payment_intent_id, expand=["latest_charge"]).to_dict()
+    intent = stripe_client.retrieve_payment_intent(payment.payment_intent_id, expand=["latest_charge"])
     charge = intent.get("latest_charge")
     if isinstance(charge, str):  # not expanded after all
-        charge = stripe_client.retrieve_charge(charge).to_dict()
+        charge = stripe_client.retrieve_charge(charge)
     return _link(charge.get("receipt_url")) if isinstance(charge, dict) else None
 
 
 def _invoice_url(payment: Payment) -> str | None:
-    invoice = stripe_client.retrieve_invoice(payment.invoice_id).to_dict()
+    invoice = stripe_client.retrieve_invoice(payment.invoice_id)
     return _link(invoice.get("hosted_invoice_url"))
 
 

@@ -81,7 +81,7 @@ def accept_invitee(booking: Booking, notice: InviteeNotice, cause: str) -> Outco
     if refusal is not None:
         return refuse_stray(booking, notice, refusal)
     try:
-        flow.move(booking.id, Trigger.onCalendlyWebhookReceived, cause=cause, **slot_fields(notice, details))
+        flow.move(booking.id, Trigger.onCalendlyWebhookReceived, cause=cause, read=booking, **slot_fields(notice, details))
     except TransitionRefused as refused:
         return Outcome(Result.STALE, booking.id, str(refused))
     return Outcome(Result.ADVANCED, booking.id)

@@ -361,7 +361,7 @@ Effects = Callable[[Booking, State, Trigger], bool]
 
 
 def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effects: Effects | None = None,
-          failure: Failure | None = None, **changes) -> Applied:
+          failure: Failure | None = None, read: Booking | None = None, **changes) -> Applied:
     """Apply `trigger` to the booking: compare-and-set on its state, plus the history row.
 
     `changes` are other booking fields written in the same statement. `effects(booking, from_state,
@@ -369,10 +369,14 @@ def apply(booking_id: str, trigger: Trigger, *, cause: str | None = None, effect
     exactly once with the transition (an e-mail in the outbox); it returns whether it wrote anything.
     Replaying a (trigger, cause) already applied is a no-op (`changed=False`); any other pair not in
     the table raises TransitionRefused and changes nothing.
+
+    `read` is the booking as the caller has just read it, decided on instead of reading it again: the
+    compare-and-set is on its version, so a booking written since (its state or any other field) is
+    read afresh and decided again.
     """
     trigger = Trigger(trigger)
     while True:
-        booking = Booking.by_id(booking_id)
+        booking, read = (read, None) if read is not None and read.id == booking_id else (Booking.by_id(booking_id), None)
         if booking is None:
             raise BookingNotFound(booking_id)
         try:
@@ -412,16 +416,18 @@ _INSERT_TRANSITION = RenderedInsert(Transition, ("booking", "from_state", "state
                                                  "error_class", "error_message"))
 
 
-# A transition: the booking moved on if it is still in the state it was read in, its version bumped,
-# returned as written. A write of other fields: its version bumped too, so pollers see it.
-_TRANSITION = RenderedUpdate(Booking, Booking.id, guard=Booking.state, counter=Booking.version, returning=True)
+# A transition: the booking moved on if it is still the version it was read as (every write bumps the
+# version, so its state and the fields the decision used are unchanged), returned as written. A write
+# of other fields: its version bumped too, so pollers see it.
+_TRANSITION = RenderedUpdate(Booking, Booking.id, guard=Booking.version, counter=Booking.version, returning=True)
 _FIELDS = RenderedUpdate(Booking, Booking.id, counter=Booking.version)
 
 
 def _compare_and_set(booking: Booking, target: State, now: dt.datetime, changes: dict) -> Booking | None:
-    """Move `booking` to `target` if it is still in the state it was read in; the booking as written
-    (None if it had moved). Where the database returns the written row, it is not read again."""
-    return _TRANSITION.execute(booking.id, booking.state, state=target.value, state_changed_at=now, updated_at=now,
+    """Move `booking` to `target` if it is still as it was read (its version unchanged); the booking as
+    written (None if it was written since). Where the database returns the written row, it is not read
+    again."""
+    return _TRANSITION.execute(booking.id, booking.version, state=target.value, state_changed_at=now, updated_at=now,
                                error_origin=_error_origin_after(booking, target), **changes)
 
 

@@ -47,10 +47,10 @@ def test_a_status_poll_with_its_etag_reads_only_the_version(client, session_type
 
 # The whole happy path in the workers, from Calendly's delivery to the confirmation e-mail sent: two
 # deliveries, five transitions, a Checkout Session recorded, the payment and its receipt, the e-mail:
-# 79 statements before issue 17 (on SQLite), 50 since. PostgreSQL takes one more: the per-address
+# 79 statements before issue 17 (on SQLite), 46 since. PostgreSQL takes one more: the per-address
 # lock before an e-mail is counted against its cap (jobs/outbox.py). The client's own report of the
 # slot is left out: it races the delivery, and which of the two comes first changes the count.
-WORKER_STATEMENTS_PER_BOOKING = 50
+WORKER_STATEMENTS_PER_BOOKING = 46
 
 
 def test_a_booking_from_scheduled_to_confirmed_costs_the_workers_a_bounded_number_of_statements(

@@ -364,6 +364,24 @@ def test_update_fields_bumps_the_version_without_touching_state_or_history(make_
     assert history(booking) == []
 
 
+def test_a_transition_decided_on_a_copy_read_before_another_write_reads_again_and_decides_afresh(make_booking):
+    booking = make_booking(S.PAYMENT_PENDING)
+    copy = reload(booking)  # what a job read before another worker moved the booking on
+    apply(booking.id, T.onStripeSessionCreated, cause="job-1", checkout_session_id="cs_test_1")
+    with pytest.raises(TransitionRefused):
+        apply(booking.id, T.onStripeSessionCreated, cause="job-2", read=copy, checkout_session_id="cs_test_2")
+    assert reload(booking).checkout_session_id == "cs_test_1"
+    assert [row.cause for row in history(booking)] == ["job-1"]
+
+    # A write of other fields since the copy was read: the transition is decided again on the row as
+    # it is now, and keeps that write.
+    copy = reload(booking)
+    update_fields(booking.id, checkout_url="https://checkout.example/cs_test_1")
+    applied = apply(booking.id, T.onPaymentSucceeded, cause="paid-1", read=copy)
+    assert (applied.booking.state, applied.booking.checkout_url, applied.booking.version) == (
+        "PAYMENT_SUCCEEDED", "https://checkout.example/cs_test_1", copy.version + 2)
+
+
 def test_writes_of_the_same_columns_each_carry_their_own_values(make_booking):
     # The statement for a set of columns is rendered once and reused: the second write must still send
     # its own values, through each field's conversion (encrypted text, UTC datetimes, nulls).
