@@ -21,7 +21,7 @@ from jobs.outcomes import Outcome, Result
 from models.alerts import queue_alert, record_alert
 from models.db import database, utcnow, write_transaction
 from models.states import update_fields
-from models.tables import Booking, Dispute, Payment
+from models.tables import Alert, Booking, Dispute, Payment
 
 log = logging.getLogger(__name__)
 
