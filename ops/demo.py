@@ -38,7 +38,7 @@ def _drive(base: str, session: requests.Session) -> None:
     if not types:
         raise DemoFailed("no session types on offer")
     chosen = types[0]
-    print(f"session type: {chosen['name']} ({chosen['price']} {chosen['currency']} minor units)")
+    print(f"session type: {chosen['name']} ({display(chosen['price'], chosen['currency'])})")
     booking = _call(session, "POST", f"{base}/v1/bookings", 201,
                     json={"session_type": chosen["slug"], "email": "demo.client@example.com", "name": "Demo Client"})
     booking_id, status_url = booking["id"], booking["status_url"]

@@ -334,4 +334,6 @@ def test_bookingflow_demo_drives_one_booking_through_a_running_dev_to_confirmed(
 
     out = run_cli({**base_environment(), "DATABASE_URL": f"sqlite:///{dev.database}"}, "demo", dev.base).stdout
     assert "state: BOOKING_CONFIRMED" in out
-    assert out.rstrip().splitlines()[-1].endswith("paid $50.00")  # what was paid, as people read money
+    # Money as people read it, the price offered and what was paid, never "5000 usd minor units".
+    assert "session type: Intro call (sandbox) ($50.00)" in out and "minor units" not in out
+    assert out.rstrip().splitlines()[-1].endswith("paid $50.00")
