@@ -74,3 +74,9 @@ def child_exit(server, worker):
 
     multiprocess.mark_process_dead(worker.pid)
 
+
+def post_worker_init(worker):
+    # Each worker listens for the bookings' new versions, to answer a matching status poll from them.
+    from intake import poll_versions
+
+    poll_versions.start_listening()

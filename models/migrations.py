@@ -349,6 +349,36 @@ def _drop_console(db: peewee.Database) -> None:
     db.drop_tables(CONSOLE_TABLES, safe=True)
 
 
+# PostgreSQL tells listeners on this channel each booking's new version, as "<id> <version>", when the
+# transaction that wrote it commits: the web answers a status poll whose ETag still matches from what it
+# was told (intake/poll_versions.py). A trigger rather than the code that writes, so that no write is
+# missed, an operator's SQL included. SQLite has no notifications: the web reads the version there.
+VERSION_CHANNEL = "booking_version"
+
+
+def _add_version_notifications(db: peewee.Database) -> None:
+    if not is_postgres():
+        return
+    db.execute_sql(f"""
+        CREATE OR REPLACE FUNCTION {VERSION_CHANNEL}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.version IS DISTINCT FROM OLD.version THEN
+                PERFORM pg_notify('{VERSION_CHANNEL}', NEW.id || ' ' || NEW.version);
+            END IF;
+            RETURN NULL;
+        END $$""")
+    db.execute_sql(f"DROP TRIGGER IF EXISTS {VERSION_CHANNEL}_notify ON booking")
+    db.execute_sql(f"CREATE TRIGGER {VERSION_CHANNEL}_notify AFTER UPDATE ON booking FOR EACH ROW "
+                   f"EXECUTE FUNCTION {VERSION_CHANNEL}_notify()")
+
+
+def _drop_version_notifications(db: peewee.Database) -> None:
+    if not is_postgres():
+        return
+    db.execute_sql(f"DROP TRIGGER IF EXISTS {VERSION_CHANNEL}_notify ON booking")
+    db.execute_sql(f"DROP FUNCTION IF EXISTS {VERSION_CHANNEL}_notify()")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bookings, session types, history, provider events, payments, refunds, outbox, alerts",
               _create_initial_tables, _drop_initial_tables),
@@ -375,6 +405,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_pricing, _drop_pricing),
     Migration(11, "the operator console: its users, their sessions, sign-in attempts, and the audit of their actions",
               _add_console, _drop_console),
+    Migration(12, "a notification of each booking's new version as it commits, for the web's status polls",
+              _add_version_notifications, _drop_version_notifications),
 )
 
 

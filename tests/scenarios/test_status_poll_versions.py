@@ -1,0 +1,98 @@
+"""A status poll whose ETag still matches is answered by gunicorn's worker from the versions PostgreSQL
+tells it as they commit, without reading the database; and it never keeps answering 304 once the
+booking has changed, whoever changed it and whether or not the notification reached the web."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+import requests
+
+from support.flows import Client
+from support.realstack import running_service
+from support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    # One web worker, so that every poll reaches the process whose versions the test warmed.
+    with running_service(tmp_path_factory.mktemp("poll-versions"), extra_env={"WEB_CONCURRENCY": "1"}) as running:
+        yield running
+
+
+def sql(stack, statement: str, params=()):
+    with psycopg2.connect(stack.env["DATABASE_URL"]) as connection, connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+def poll(stack, booking_id: str, etag: str) -> requests.Response:
+    return requests.get(f"{stack.base}/v1/bookings/{booking_id}", headers={"If-None-Match": etag}, timeout=5)
+
+
+def new_booking(stack) -> tuple[str, str]:
+    booking = Client(stack.base, stack.sandbox).create_booking("strategy-session")
+    response = requests.get(f"{stack.base}/v1/bookings/{booking['id']}", timeout=5)
+    return booking["id"], response.headers["ETag"]
+
+
+def answered_while_the_bookings_are_locked(stack, booking_id: str, etag: str) -> None:
+    """Polls answered 304 while no one can read the booking table: they did not read it."""
+    locker = psycopg2.connect(stack.env["DATABASE_URL"])
+    try:
+        locker.cursor().execute("LOCK TABLE booking IN ACCESS EXCLUSIVE MODE")
+        for _ in range(5):
+            response = poll(stack, booking_id, etag)
+            assert response.status_code == 304 and response.headers["ETag"] == etag
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def changed_version(stack, booking_id: str, etag: str) -> str:
+    """Polls with the old ETag until the body comes (a few milliseconds at most); its new ETag."""
+    fresh = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(poll(stack, booking_id, etag)),
+                       timeout=5, message="a poll with the old ETag to be answered with the new body")
+    assert fresh.headers["ETag"] != etag and fresh.json()["id"] == booking_id
+    return fresh.headers["ETag"]
+
+
+def listener_pids(stack) -> set[int]:
+    rows = sql(stack, "SELECT pid FROM pg_stat_activity WHERE application_name = 'bookingflow web versions' "
+                      "AND datname = current_database()")
+    return {pid for (pid,) in rows}
+
+
+def test_a_matching_poll_is_answered_without_reading_the_database(stack):
+    booking_id, etag = new_booking(stack)
+    assert poll(stack, booking_id, etag).status_code == 304
+    answered_while_the_bookings_are_locked(stack, booking_id, etag)
+
+
+def test_a_version_an_operator_commits_in_sql_reaches_the_next_polls(stack):
+    booking_id, etag = new_booking(stack)
+    assert poll(stack, booking_id, etag).status_code == 304
+    sql(stack, "UPDATE booking SET version = version + 1 WHERE id = %s", (booking_id,))
+    new_etag = changed_version(stack, booking_id, etag)
+    assert poll(stack, booking_id, new_etag).status_code == 304
+
+
+def test_a_poll_never_answers_from_versions_kept_across_a_lost_listening_connection(stack):
+    booking_id, etag = new_booking(stack)
+    assert poll(stack, booking_id, etag).status_code == 304
+    first = wait_until(lambda: listener_pids(stack), timeout=10, message="the web's listening connection")
+    sql(stack, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(first),))
+    # Committed while the web may not be listening: its notification can be lost, so what the web
+    # knew from before must not answer.
+    sql(stack, "UPDATE booking SET version = version + 1 WHERE id = %s", (booking_id,))
+    etag = changed_version(stack, booking_id, etag)
+    again = wait_until(lambda: listener_pids(stack) - first, timeout=20, message="the web to listen again")
+    assert again
+    # Listening again, it answers from what it is told once more.
+    assert poll(stack, booking_id, etag).status_code == 304
+    answered_while_the_bookings_are_locked(stack, booking_id, etag)
+    sql(stack, "UPDATE booking SET version = version + 1 WHERE id = %s", (booking_id,))
+    changed_version(stack, booking_id, etag)
+    assert "not listening for booking versions" in stack.log()
