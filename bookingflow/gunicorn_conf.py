@@ -76,7 +76,7 @@ def child_exit(server, worker):
 
 
 def post_worker_init(worker):
-    # Each worker listens for the bookings' new versions, to answer a matching status poll from them.
-    from intake import poll_versions
-
-    poll_versions.start_listening()
+    # What the app asks to start in each worker once it is forked (create_app lists it): greenlets that
+    # must live in the worker, not in the master. The floor does not import the web's code.
+    for start in worker.wsgi.extensions.get("after_worker_fork", ()):
+        start()

@@ -26,7 +26,7 @@ def create_app(test_config: Settings | None = None) -> Flask:
     bootstrap.prepare_metrics(settings)
     bootstrap.open_configured_database(settings, "web")
     broker.install(settings.broker_url)
-    from intake import api, errors, health, openapi, ratelimit, sources, webhooks
+    from intake import api, errors, health, openapi, poll_versions, ratelimit, sources, webhooks
     from intake.client_ip import trust_proxies
     from models.db import database
 
@@ -40,6 +40,9 @@ def create_app(test_config: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    # Started in each of gunicorn's workers once forked (bookingflow/gunicorn_conf.py): the listener of
+    # the bookings' versions, which answers a status poll whose ETag still matches without a query.
+    app.extensions["after_worker_fork"] = [poll_versions.start_listening]
 
     @app.before_request
     def start_request():

@@ -18,12 +18,16 @@ earlier. Everything else keeps the view exact:
   LISTEN, for instance);
 - only a 304 is answered from here: a body is always read from the database.
 
-Only gunicorn's workers listen (bookingflow/gunicorn_conf.py starts it); anywhere else, and on SQLite,
-every poll reads the database.
+The listener also checks that the trigger is there and on, when it connects and whenever it has
+been quiet for a while: a database that tells nothing is never trusted.
+
+Only gunicorn's workers listen (create_app asks bookingflow/gunicorn_conf.py to start it in each worker
+once forked); anywhere else, and on SQLite, every poll reads the database.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -48,6 +52,7 @@ class KnownVersions:
 
     def __init__(self):
         self._versions: dict[str, tuple[int, float]] = {}  # booking id -> (version, when confirmed)
+        self._epochs = itertools.count(1)  # never the same twice: a read begun in one is never kept in another
         self.epoch: int | None = None  # None while nobody listens
 
     def version(self, booking_id: str) -> int | None:
@@ -74,13 +79,13 @@ class KnownVersions:
         if known is not None and known[0] > version:
             return  # a read that began before a newer commit's notification came
         if known is None and len(self._versions) >= MAX_BOOKINGS:
-            self.start(self.epoch + 1)
+            self.start()
         self._versions[booking_id] = (version, time.monotonic())
 
-    def start(self, epoch: int) -> None:
-        """The listener (re)connected: nothing from before can be trusted, reads begun before included."""
+    def start(self) -> None:
+        """A new epoch (the listener connected): nothing from before is kept, reads begun before included."""
         self._versions.clear()
-        self.epoch = epoch
+        self.epoch = next(self._epochs)
 
     def stop(self) -> None:
         self._versions.clear()
@@ -110,7 +115,7 @@ def _connect(url: str):
 def _listen_forever(url: str) -> None:
     import gevent
 
-    epoch, wait = 0, RECONNECT_SECONDS[0]
+    wait, lost = RECONNECT_SECONDS[0], False
     while True:
         connection = None
         try:
@@ -118,13 +123,14 @@ def _listen_forever(url: str) -> None:
             connection.autocommit = True
             with connection.cursor() as cursor:
                 cursor.execute(f"LISTEN {VERSION_CHANNEL}")
-            epoch += 1
-            KNOWN.start(epoch)
-            if epoch > 1:
+            _check(connection)
+            KNOWN.start()
+            if lost:
                 log.info("listening for booking versions again")
             wait = RECONNECT_SECONDS[0]
             _receive(connection)
         except Exception as exc:  # a lost connection, or one never made: polls read the database meanwhile
+            lost = True
             log.warning("not listening for booking versions (%s: %s); status polls read the database "
                         "until it is back", type(exc).__name__, str(exc).strip()[:200])
         finally:
@@ -135,11 +141,27 @@ def _listen_forever(url: str) -> None:
         wait = min(wait * 2, RECONNECT_SECONDS[1])
 
 
+class NotNotified(Exception):
+    """The database does not notify versions (its schema is older than version 12, or the trigger is off)."""
+
+
+def _check(connection) -> None:
+    """The connection answers, and the trigger that notifies is there and on: without it nothing would
+    tell this process that a version changed."""
+    import gevent
+
+    with gevent.Timeout(CHECK_TIMEOUT_SECONDS, TimeoutError("the listening connection did not answer")):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = 'booking'::regclass "
+                           "AND tgenabled <> 'D')", (f"{VERSION_CHANNEL}_notify",))
+            if not cursor.fetchone()[0]:
+                raise NotNotified("no trigger notifies the bookings' versions: run `bookingflow db upgrade`")
+
+
 def _receive(connection) -> None:
     """Keep what PostgreSQL tells, until the connection fails (which raises)."""
     import socket
 
-    import gevent
     from gevent.socket import wait_read
 
     while True:
@@ -148,9 +170,7 @@ def _receive(connection) -> None:
         except socket.timeout:
             # Quiet for a while: a connection silently gone (a host or a network that vanished) only
             # shows when asked something.
-            with gevent.Timeout(CHECK_TIMEOUT_SECONDS, TimeoutError("the listening connection did not answer")):
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT 1")
+            _check(connection)
         connection.poll()
         while connection.notifies:
             KNOWN.notified(connection.notifies.pop(0).payload)

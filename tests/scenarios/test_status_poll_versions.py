@@ -96,3 +96,32 @@ def test_a_poll_never_answers_from_versions_kept_across_a_lost_listening_connect
     sql(stack, "UPDATE booking SET version = version + 1 WHERE id = %s", (booking_id,))
     changed_version(stack, booking_id, etag)
     assert "not listening for booking versions" in stack.log()
+
+
+def test_without_the_trigger_that_notifies_every_poll_reads_the_database(stack):
+    """A database whose schema predates the notifications (or whose trigger was switched off) tells the
+    web nothing: the web must not answer from what it knew, for up to its 30 s of trust."""
+    booking_id, etag = new_booking(stack)
+    assert poll(stack, booking_id, etag).status_code == 304
+    def logged_since(start: int) -> str:
+        stack.log()  # flushes
+        return stack.log_path.read_text()[start:]
+
+    start = len(logged_since(0))
+    sql(stack, "ALTER TABLE booking DISABLE TRIGGER booking_version_notify")
+    try:
+        sql(stack, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)",
+            (list(listener_pids(stack)),))
+        wait_until(lambda: "no trigger notifies the bookings' versions" in logged_since(start), timeout=20,
+                   message="the web to find the trigger off")
+        refused = len(logged_since(0))
+        sql(stack, "UPDATE booking SET version = version + 1 WHERE id = %s", (booking_id,))
+        response = poll(stack, booking_id, etag)
+        assert response.status_code == 200 and response.headers["ETag"] != etag
+        etag = response.headers["ETag"]
+    finally:
+        sql(stack, "ALTER TABLE booking ENABLE TRIGGER booking_version_notify")
+    wait_until(lambda: "listening for booking versions again" in logged_since(refused), timeout=60,
+               message="the web to listen again once the trigger is back")
+    assert poll(stack, booking_id, etag).status_code == 304
+    answered_while_the_bookings_are_locked(stack, booking_id, etag)
