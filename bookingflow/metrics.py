@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("bookingflow_http_requests_total", "Intake requests by route, method and status.",
                         ["route", "method", "status"])
@@ -26,6 +26,11 @@ DELIVERIES = Counter("bookingflow_deliveries_processed_total", "Stored deliverie
                      "by provider, type and outcome.", ["provider", "type", "outcome"])
 TRANSITIONS = Counter("bookingflow_transitions_total", "State transitions made by this process.",
                       ["from_state", "to_state"])
+# 1 in each web worker whose listener is connected and the trigger on (intake/poll_versions.py); summed
+# over the live workers, it should equal their number. Fewer means polls read the database there.
+VERSIONS_LISTENING = Gauge("bookingflow_web_versions_listening", "Web workers listening for the bookings' "
+                           "versions, which answer a matching status poll without a query.",
+                           multiprocess_mode="livesum")
 DELIVERY_TO_TRANSITION = Histogram(
     "bookingflow_delivery_to_transition_seconds", "From a delivery accepted by the intake to the transition it caused.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))

@@ -31,6 +31,7 @@ import itertools
 import logging
 import time
 
+from bookingflow import metrics
 from bookingflow import settings as settings_module
 from models.migrations import VERSION_CHANNEL
 
@@ -86,10 +87,12 @@ class KnownVersions:
         """A new epoch (the listener connected): nothing from before is kept, reads begun before included."""
         self._versions.clear()
         self.epoch = next(self._epochs)
+        metrics.VERSIONS_LISTENING.set(1)
 
     def stop(self) -> None:
         self._versions.clear()
         self.epoch = None
+        metrics.VERSIONS_LISTENING.set(0)
 
 
 KNOWN = KnownVersions()

@@ -65,7 +65,17 @@ def listener_pids(stack) -> set[int]:
     return {pid for (pid,) in rows}
 
 
+def listening_workers(stack) -> float:
+    """What /metrics says of the web workers listening for versions."""
+    text = requests.get(f"{stack.base}/metrics", timeout=5,
+                        headers={"Authorization": f"Bearer {stack.env['METRICS_TOKEN']}"}).text
+    lines = [line for line in text.splitlines() if line.startswith("bookingflow_web_versions_listening ")]
+    assert len(lines) == 1, text[-2000:]
+    return float(lines[0].split()[1])
+
+
 def test_a_matching_poll_is_answered_without_reading_the_database(stack):
+    wait_until(lambda: listening_workers(stack) == 1, timeout=10, message="/metrics to show the worker listening")
     booking_id, etag = new_booking(stack)
     assert poll(stack, booking_id, etag).status_code == 304
     answered_while_the_bookings_are_locked(stack, booking_id, etag)
@@ -115,6 +125,7 @@ def test_without_the_trigger_that_notifies_every_poll_reads_the_database(stack):
         wait_until(lambda: "no trigger notifies the bookings' versions" in logged_since(start), timeout=20,
                    message="the web to find the trigger off")
         refused = len(logged_since(0))
+        assert listening_workers(stack) == 0
         sql(stack, "UPDATE booking SET version = version + 1 WHERE id = %s", (booking_id,))
         response = poll(stack, booking_id, etag)
         assert response.status_code == 200 and response.headers["ETag"] != etag
