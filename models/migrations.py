@@ -405,7 +405,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_pricing, _drop_pricing),
     Migration(11, "the operator console: its users, their sessions, sign-in attempts, and the audit of their actions",
               _add_console, _drop_console),
-    Migration(12, "a notification of each booking's new version as it commits, for the web's status polls",
+    Migration(12, "a notification of each booking's new version as it commits, for the web's status polls "
+                  "(PostgreSQL; nothing to do on SQLite)",
               _add_version_notifications, _drop_version_notifications),
 )
 
