@@ -23,9 +23,14 @@ def stack(tmp_path_factory):
 
 
 def sql(stack, statement: str, params=()):
-    with psycopg2.connect(stack.env["DATABASE_URL"]) as connection, connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else None
+    """One statement, committed, on a connection of its own (closed after: psycopg2's `with` only commits)."""
+    connection = psycopg2.connect(stack.env["DATABASE_URL"])
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else None
+    finally:
+        connection.close()
 
 
 def poll(stack, booking_id: str, etag: str) -> requests.Response:
