@@ -8,6 +8,8 @@ import datetime as dt
 import pytest
 import requests
 
+from bookingflow.broker import QUEUE
+from support.brokers import RUNNING_WORKERS
 from support.waiting import wait_until
 from support.flows import calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from jobs.reconcile import MAX_RECOVERY_ATTEMPTS, reconcile
@@ -25,9 +27,16 @@ def later(**delta) -> dt.datetime:
 
 
 def sweep_until(booking_id: str, now: dt.datetime, state: str) -> Booking:
-    """One sweep step at `now` for the booking: claim it, reconcile it."""
+    """One sweep step at `now` for the booking: claim it, reconcile it. The claim also queues the
+    booking's reconcile for the suite's workers, which races the one here as a second scheduler's
+    would (the one that finds the other at work stops): the booking is read once both are done."""
+    import jobs
+
     assert claim_due_bookings(now) >= 1
     reconcile(booking_id, now=now)
+    jobs.broker.join(QUEUE, timeout=30_000)
+    for worker in RUNNING_WORKERS:
+        worker.join()
     booking = Booking.get_by_id(booking_id)
     assert booking.state == state, f"{booking.state} != {state}"
     return booking
