@@ -78,5 +78,5 @@ def child_exit(server, worker):
 def post_worker_init(worker):
     # What the app asks to start in each worker once it is forked (create_app lists it): greenlets that
     # must live in the worker, not in the master. The floor does not import the web's code.
-    for start in worker.wsgi.extensions.get("after_worker_fork", ()):
+    for start in getattr(worker.wsgi, "extensions", {}).get("after_worker_fork", ()):  # any WSGI app may be served
         start()

@@ -33,6 +33,7 @@ import time
 
 from bookingflow import metrics
 from bookingflow import settings as settings_module
+from models.db import is_postgres, postgres_params
 from models.migrations import VERSION_CHANNEL
 
 log = logging.getLogger("intake.poll_versions")
@@ -100,19 +101,18 @@ KNOWN = KnownVersions()
 
 def start_listening() -> None:
     """In a gevent worker, listen for the versions in a greenlet of its own (PostgreSQL only)."""
-    url = settings_module.get().database_url
-    if not url.startswith(("postgres://", "postgresql://")):
+    if not is_postgres():
         return
     import gevent
 
-    gevent.spawn(_listen_forever, url)
+    gevent.spawn(_listen_forever, settings_module.get().database_url)
 
 
 def _connect(url: str):
     import psycopg2
-    from playhouse.db_url import parse as parse_url
 
-    return psycopg2.connect(**{**parse_url(url), "application_name": "bookingflow web versions"})
+    # The role names the connection in pg_stat_activity, unless the URL names it ("bookingflow web versions").
+    return psycopg2.connect(**postgres_params(url, "web versions"))
 
 
 def _listen_forever(url: str) -> None:

@@ -83,6 +83,18 @@ class PostgresqlPool(PooledPostgresqlDatabase):
         return reusable
 
 
+def postgres_params(url: str, role: str | None = None) -> dict:
+    """psycopg2's connection parameters for a PostgreSQL URL, carrying `role` as the application_name
+    ("bookingflow web", ...) unless the URL names one."""
+    params = parse_url(url)
+    if not params.get("database"):
+        # Two slashes instead of three, say: without a name the server's default database is used.
+        raise ValueError("the PostgreSQL URL has no database name (postgresql://user@host:5432/dbname)")
+    if role and "application_name" not in params:
+        params["application_name"] = f"bookingflow {role}"
+    return params
+
+
 def open_database(url: str, role: str | None = None) -> peewee.Database:
     """Build the database for `url` and bind the proxy to it.
 
@@ -93,13 +105,7 @@ def open_database(url: str, role: str | None = None) -> peewee.Database:
     """
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
-        params = parse_url(url)
-        if not params.get("database"):
-            # Two slashes instead of three, say: without a name the server's default database is used.
-            raise ValueError("the PostgreSQL URL has no database name (postgresql://user@host:5432/dbname)")
-        if role and "application_name" not in params:
-            params["application_name"] = f"bookingflow {role}"
-        db = PostgresqlPool(**params, max_connections=32, stale_timeout=300, timeout=10)
+        db = PostgresqlPool(**postgres_params(url, role), max_connections=32, stale_timeout=300, timeout=10)
     elif parts.scheme == "sqlite":
         db = connect_url(
             url,
