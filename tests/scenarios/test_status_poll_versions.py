@@ -92,6 +92,18 @@ def test_a_matching_poll_is_answered_without_reading_the_database(stack):
     answered_while_the_bookings_are_locked(stack, booking_id, etag)
 
 
+@pytest.mark.abuse
+def test_an_etag_a_client_makes_up_is_never_taken_for_the_version(stack):
+    """Only what the database said enters what the web knows: a made-up ETag, a newer one included, is
+    answered with the body, and the real one is still answered 304 without a read."""
+    booking_id, etag = new_booking(stack)
+    assert poll(stack, booking_id, etag).status_code == 304
+    for forged in ('"v999999"', '"v0"', '"' + booking_id + '"'):
+        response = poll(stack, booking_id, forged)
+        assert response.status_code == 200 and response.headers["ETag"] == etag, forged
+    answered_while_the_bookings_are_locked(stack, booking_id, etag)
+
+
 def test_a_version_an_operator_commits_in_sql_reaches_the_next_polls(stack):
     booking_id, etag = new_booking(stack)
     assert poll(stack, booking_id, etag).status_code == 304
