@@ -160,7 +160,10 @@ class RealStack:
         if concurrency:
             command += ["-c", concurrency]
         self._log = open(log_path, "w")
-        self.process = subprocess.Popen(command + list(processes), env=env, cwd=ROOT, stdout=self._log,
+        # Every process of this stack inherits the mark, so stop() finds them all, orphans included.
+        self._mark = f"{STACK_MARK}={secrets.token_hex(8)}".encode()
+        marked = {**env, STACK_MARK: self._mark.decode().partition("=")[2]}
+        self.process = subprocess.Popen(command + list(processes), env=marked, cwd=ROOT, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
@@ -192,6 +195,10 @@ class RealStack:
                 self.process.wait(timeout=10)
             for group in groups:
                 _stop_group(group)
+        # A honcho that died first (or mid-stop) leaves its processes to init, where _children no longer
+        # finds them; a worker left so consumed the next tests' messages from the same Redis database.
+        for group in _marked_groups(self._mark):
+            _stop_group(group)
         self._log.close()
 
 
@@ -207,6 +214,22 @@ def _processes() -> list[tuple[int, str, int, int]]:
             except (OSError, ValueError):
                 continue
     return found
+
+
+STACK_MARK = "BOOKINGFLOW_TEST_STACK"
+
+
+def _marked_groups(mark: bytes) -> set[int]:
+    """The process groups of every process whose environment carries `mark` (NAME=value)."""
+    groups = set()
+    for pid, state, _, group in _processes():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if state != "Z" and mark in environ.read().split(b"\0") and group != os.getpgrp():
+                    groups.add(group)
+        except OSError:
+            continue
+    return groups
 
 
 def _children(pid: int) -> list[int]:
