@@ -23,7 +23,7 @@ class Client:
 
     def status(self, booking_id: str) -> dict:
         response = self.http.get(f"{self.base}/v1/bookings/{booking_id}")
-        assert response.status_code == 200, response.text
+        assert response.status_code == 200, f"GET {booking_id}: {response.status_code} {response.text}"
         return response.json()
 
     def schedule_in_calendly(self, scheduling_url: str, **options) -> dict:
@@ -55,8 +55,10 @@ class Client:
 
         try:
             return wait_until(reached, timeout=timeout, message=f"booking {booking_id} to reach {state}")
-        except AssertionError:
-            raise AssertionError(f"booking stayed in {last.get('state')}, history {last.get('history')}") from None
+        except AssertionError as error:
+            # Either the deadline passed or a poll was refused: say which, with what was last seen.
+            raise AssertionError(f"booking stayed in {last.get('state')}, history {last.get('history')}: "
+                                 f"{error}") from None
 
     def book_and_wait_for_checkout(self, slug: str, **schedule_options) -> tuple[dict, dict]:
         booking = self.create_booking(slug)
