@@ -19,7 +19,7 @@ from intake import inbox
 from intake.errors import ApiError
 from intake.poll_versions import KNOWN as KNOWN_VERSIONS
 from models import bookings, flags
-from models.db import storable, utcnow
+from models.db import read_snapshot, storable, utcnow
 from models.inbox import is_stored
 from models.states import CHECKOUT_OPEN, REPORTABLE, State, Trigger, allowed, update_fields
 from models.tables import Booking, Dispute, SessionType, Transition
@@ -254,8 +254,8 @@ def _booking_with_session_type(booking_id: str) -> Booking | None:
 def get_booking(booking_id: str):
     # Every write bumps the version, so it is the ETag. A poll that sends its ETag is answered from the
     # version PostgreSQL last told this process (intake/poll_versions.py), or with one indexed read
-    # while the booking is unchanged; the view costs three queries (the booking with its session
-    # type, its history, and its version again to be sure they agree).
+    # while the booking is unchanged; the view is four queries in one snapshot (the booking with its
+    # session type, its payments, history and disputes).
     if not BOOKING_ID.fullmatch(booking_id):  # match() would take a trailing newline
         raise ApiError(404, "not_found", "no such booking")
     epoch = KNOWN_VERSIONS.epoch
@@ -272,33 +272,18 @@ def get_booking(booking_id: str):
             response.set_etag(etag)
             response.headers["Cache-Control"] = "no-cache"
             return response
-    booking, view = _consistent_view(booking_id)
+    with read_snapshot():
+        # The booking row, its payments, history and disputes as of one moment: a transition that
+        # commits meanwhile would otherwise show in the history under the older version's ETag.
+        booking = _booking_with_session_type(booking_id)
+        if booking is None:
+            raise ApiError(404, "not_found", "no such booking")
+        view = booking_view(booking)
     KNOWN_VERSIONS.read(booking_id, booking.version, epoch)
     response = jsonify(view)
     response.set_etag(f"v{booking.version}")
     response.headers["Cache-Control"] = "no-cache"
     return response
-
-
-# A view read while transitions land is read again; a few rounds are plenty for a booking that moves
-# a few times a minute at most.
-VIEW_READS = 5
-
-
-def _consistent_view(booking_id: str) -> tuple[Booking, dict]:
-    """The booking and its history as of one version. They are two queries, and a transition may
-    commit between them (each statement reads afresh on PostgreSQL): the history would then show a
-    step the booking row does not, under the old version's ETag. Every write bumps the version in the
-    transaction that adds its history row, so a version unchanged after the history was read means
-    the two agree."""
-    for _ in range(VIEW_READS):
-        booking = _booking_with_session_type(booking_id)
-        if booking is None:
-            raise ApiError(404, "not_found", "no such booking")
-        view = booking_view(booking)
-        if Booking.select(Booking.version).where(Booking.id == booking_id).scalar() == booking.version:
-            return booking, view
-    raise ApiError(503, "unavailable", "the booking is changing too fast to show; try again")
 
 
 @bp.post("/v1/bookings/<booking_id>/scheduled")

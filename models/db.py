@@ -139,6 +139,19 @@ def write_transaction():
     return database.atomic()
 
 
+def read_snapshot():
+    """A transaction whose reads all see one committed state, for a view built from several queries.
+
+    PostgreSQL's default isolation, READ COMMITTED, reads afresh at every statement, so a write
+    committed between two of them would show in one and not the other; REPEATABLE READ keeps the
+    transaction's first snapshot. SQLite in WAL mode keeps a deferred transaction's snapshot from its
+    first read on.
+    """
+    if is_postgres():
+        return database.atomic("REPEATABLE READ")  # BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ
+    return database.atomic()
+
+
 @contextmanager
 def connection():
     """Open a connection for one unit of work (a request, a message, a sweep step) and close it after."""

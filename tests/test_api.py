@@ -121,6 +121,43 @@ def test_a_changed_booking_gets_a_new_etag(client, session_type):
     assert response.get_json()["state"] == "CALENDLY_SCHEDULED"
 
 
+def test_a_status_body_agrees_with_its_etag_while_transitions_land(client, session_type):
+    # Every write bumps the version and adds one history row in one transaction, so the version less
+    # the history's length never changes. A body read across a commit (the booking row before it,
+    # the history after) would break that, or would be refused as "changing too fast".
+    import threading
+
+    from models.db import database, write_transaction
+    from models.tables import Transition
+
+    booking_id = create_booking(client).get_json()["id"]
+    writes, done = 300, threading.Event()
+
+    def write_transitions():
+        with database.connection_context():
+            for n in range(writes):
+                state = ("CALENDLY_SCHEDULED", "CALENDLY_SCHEDULING")[n % 2]
+                with write_transaction():
+                    Transition.insert(booking=booking_id, state=state, trigger="operator", cause=f"write {n}").execute()
+                    Booking.update(state=state, version=Booking.version + 1).where(Booking.id == booking_id).execute()
+        done.set()
+
+    writer = threading.Thread(target=write_transitions)
+    writer.start()
+    offsets, polls = set(), 0
+    try:
+        while not done.is_set() or polls == 0:
+            response = client.get(f"/v1/bookings/{booking_id}")
+            assert response.status_code == 200, response.get_json()
+            body, polls = response.get_json(), polls + 1
+            assert body["history"][-1]["state"] == body["state"]
+            offsets.add(int(response.headers["ETag"].strip('"v')) - len(body["history"]))
+    finally:
+        writer.join()
+    assert len(offsets) == 1, offsets
+    assert polls > 10
+
+
 @pytest.mark.parametrize("booking_id", ["unknown", "x" * 40, "../../etc/passwd"])
 def test_an_unknown_booking_is_not_found(client, app, booking_id):
     response = client.get(f"/v1/bookings/{booking_id}")
