@@ -162,6 +162,9 @@ def worker(broker):
     yield running
     running.stop()
     brokers.RUNNING_WORKERS.remove(running)
+    # A worker adds a middleware of its own to the broker and stopping leaves it there: take it out,
+    # or the session's broker collects one per test (and warns at each new worker that it has one).
+    broker.middleware[:] = [m for m in broker.middleware if getattr(m, "worker", None) is not running]
     # Stopping gives the worker's unacknowledged messages back to their queue (RabbitMQ does so as
     # its consumers close): purge them now, or they would run in the next test.
     brokers.flush_broker(broker)
