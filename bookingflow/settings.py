@@ -49,7 +49,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def stop(message: str) -> NoReturn:
     """How an entry point stops on a bad setting (or any set-up it cannot go on without): one line."""
-    print(f"bookingflow: {message}", file=sys.stderr)
+    # One write with its newline: in a Dramatiq worker process stderr is a pipe to the parent that
+    # sends each write as a message, and print() writes the text and the newline apart, so the
+    # parent's own "exited unexpectedly" line could land in the middle of ours.
+    sys.stderr.write(f"bookingflow: {message}\n")
+    sys.stderr.flush()
     raise SystemExit(2)
 
 
