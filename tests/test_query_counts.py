@@ -1,11 +1,16 @@
 """SQL statements on the hot paths, counted (playhouse's count_queries: every statement peewee sends),
-so that what was made cheaper stays cheap (BENCHMARKS.md, issue 17). A path that needs one more
-statement than here should say why, and the ceiling move with it."""
+and the Dramatiq messages of a booking, so that what was made cheaper stays cheap (BENCHMARKS.md,
+issue 17). A path that needs one more statement or message than here should say why, and the ceiling
+move with it."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import dramatiq
 from playhouse.test_utils import count_queries
 
+from bookingflow import broker as broker_names
 from models.db import is_postgres
 from models.tables import Outbox, ProviderEvent
 from support.flows import hours_from_now
@@ -51,26 +56,50 @@ def test_a_status_poll_with_its_etag_reads_only_the_version(client, session_type
 # lock before an e-mail is counted against its cap (jobs/outbox.py). The client's own report of the
 # slot is left out: it races the delivery, and which of the two comes first changes the count.
 WORKER_STATEMENTS_PER_BOOKING = 46
+# And the messages queued for it: one job per delivery, which advances the booking as far as it can
+# (no job per transition), and the e-mail, sent by a job of its own so that a slow or refusing mail
+# server never holds a booking's work.
+WORKER_MESSAGES_PER_BOOKING = Counter({broker_names.PROCESS_EVENT: 2, broker_names.SEND_EMAIL: 1})
 
 
-def test_a_booking_from_scheduled_to_confirmed_costs_the_workers_a_bounded_number_of_statements(
+class CountingEnqueues(dramatiq.Middleware):
+    def __init__(self):
+        self.sent = Counter()
+
+    def after_enqueue(self, broker, message, delay):
+        self.sent[message.actor_name] += 1
+
+
+def test_a_booking_from_scheduled_to_confirmed_costs_the_workers_bounded_statements_and_messages(
         frontend, worker, broker):
     worker_threads = {thread.ident for thread in worker.workers}
     assert worker_threads
-    with count_queries() as counted:
-        booking = frontend.create_booking("coaching-hour")
-        frontend.schedule_in_calendly(booking["scheduling_url"], start_time=hours_from_now(100))
-        view = frontend.wait_for_state(booking["id"], "PAYMENT_PROCESSING")
-        frontend.pay(view["checkout_url"])
-        frontend.wait_for_state(booking["id"], "BOOKING_CONFIRMED")
-        wait_until(lambda: Outbox.select().where(Outbox.booking == booking["id"], Outbox.sent_at.is_null(False)).exists(),
-                   message="the confirmation e-mail sent")
-        frontend.sandbox.wait_deliveries_idle()
-        wait_until(lambda: not ProviderEvent.select().where(ProviderEvent.processed_at.is_null()).exists(),
-                   message="every delivery processed")
-        for queue in broker.get_declared_queues():
-            broker.join(queue, timeout=10_000)
-        worker.join()
+    enqueues = CountingEnqueues()
+    broker.add_middleware(enqueues)
+    try:
+        with count_queries() as counted:
+            booking = _confirmed_and_mailed(frontend, worker, broker)
+    finally:
+        broker.middleware.remove(enqueues)
     sent = statements(counted, worker_threads)
     ceiling = WORKER_STATEMENTS_PER_BOOKING + (1 if is_postgres() else 0)
     assert len(sent) <= ceiling, "\n".join(sql[:120] for sql in sent)
+    assert enqueues.sent == WORKER_MESSAGES_PER_BOOKING, (booking["id"], enqueues.sent)
+
+
+def _confirmed_and_mailed(frontend, worker, broker) -> dict:
+    """One booking from its creation to its confirmation e-mail sent, every queue drained."""
+    booking = frontend.create_booking("coaching-hour")
+    frontend.schedule_in_calendly(booking["scheduling_url"], start_time=hours_from_now(100))
+    view = frontend.wait_for_state(booking["id"], "PAYMENT_PROCESSING")
+    frontend.pay(view["checkout_url"])
+    frontend.wait_for_state(booking["id"], "BOOKING_CONFIRMED")
+    wait_until(lambda: Outbox.select().where(Outbox.booking == booking["id"], Outbox.sent_at.is_null(False)).exists(),
+               message="the confirmation e-mail sent")
+    frontend.sandbox.wait_deliveries_idle()
+    wait_until(lambda: not ProviderEvent.select().where(ProviderEvent.processed_at.is_null()).exists(),
+               message="every delivery processed")
+    for queue in broker.get_declared_queues():
+        broker.join(queue, timeout=10_000)
+    worker.join()
+    return booking
