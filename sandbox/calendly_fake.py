@@ -104,8 +104,10 @@ def utcnow() -> datetime:
 
 
 def default_start() -> datetime:
-    """The next whole hour, one day ahead: always in the future and easy to read in logs."""
-    return utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=25)
+    """A whole hour a day and a half ahead: always in the future and easy to read in logs. Not 24 h
+    or 48 h ahead, the usual refund-policy lines, so that a cancellation some minutes later (across
+    a whole hour) is still judged on the same side of them."""
+    return utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=37)
 
 
 def canonical_uri(value: Any) -> str:

@@ -43,7 +43,7 @@ class Cli:
         env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
         env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{self.database}")
         return subprocess.run([*COMMAND, *args], cwd=self.directory, env=env, capture_output=True, text=True,
-                              timeout=30)
+                              timeout=120)
 
     def write(self, name: str, content) -> str:
         path = self.directory / name

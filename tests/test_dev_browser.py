@@ -65,6 +65,6 @@ def test_a_booking_clicked_from_the_home_page_to_confirmed_then_cancelled(tmp_pa
         driver.find_element(By.ID, "reason").send_keys("plans changed")
         driver.find_element(By.ID, "cancel").click()
         wait_for(driver, lambda d: text_of(d, "raw-state") == "REFUND_COMPLETED", timeout=30)
-        # The sandbox's default slot is a day ahead: the deep dive's policy refunds half inside 48 hours.
+        # The sandbox's default slot is a day and a half ahead: the deep dive's policy refunds half inside 48 hours.
         assert text_of(driver, "refunded") == "€66.64"  # half of what was paid
         assert not driver.find_element(By.ID, "cancel").is_displayed()

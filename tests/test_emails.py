@@ -102,7 +102,8 @@ def test_a_cancellation_and_its_completed_refund_each_send_one_email(mailbox, fr
     mailbox.wait_for(3)
     drain(broker)
     mails = mailbox.mails
-    assert [m.kind for m in mails] == ["confirmation", "cancelled", "refunded"]
+    # Each e-mail is its own job: the three may reach the mail server in any order.
+    assert sorted(m.kind for m in mails) == ["cancelled", "confirmation", "refunded"]
     cancelled, refunded = only(mails, "cancelled"), only(mails, "refunded")
     assert "plans changed" in cancelled.body and status_link(view["id"]) in cancelled.body
     assert "$25.00" in refunded.body and status_link(view["id"]) in refunded.body  # half, 30 h before

@@ -282,7 +282,7 @@ def test_secrets_never_appear_in_the_repr():
 
 # --- the real processes ---------------------------------------------------------------------------
 
-def run(args: list[str], cwd: Path, timeout: float = 20, **env: str) -> subprocess.CompletedProcess:
+def run(args: list[str], cwd: Path, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
     """Run a command with a minimal environment: only what the case sets, plus what Python needs."""
     base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     base["PYTHONPATH"] = str(ROOT)
@@ -361,7 +361,7 @@ def test_web_stops_at_start_with_one_line_instead_of_restarting_its_workers_for_
            "TMPDIR": str(tmp_path)}
     web = start_procfile_process("web", env, tmp_path / "stdout.log", stderr_path=tmp_path / "stderr.log")
     try:
-        wait_until(lambda: web.poll() is not None, timeout=20, interval=0.05, message="web to exit")
+        wait_until(lambda: web.poll() is not None, timeout=60, interval=0.05, message="web to exit")
     finally:
         if web.poll() is None:
             stop_group(web)

@@ -59,7 +59,7 @@ def test_the_procfiles_console_serves_the_sign_in_page_on_console_port(tmp_path)
         def answers():
             try:
                 return requests.get(f"http://127.0.0.1:{port}/sign-in", timeout=2)
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 return None
         page = wait_until(answers, timeout=30, interval=0.2, message="the console to listen")
         assert page.status_code == 200 and "Sign in" in page.text

@@ -33,13 +33,13 @@ def sql(stack, statement: str, params=()):
         connection.close()
 
 
-def poll(stack, booking_id: str, etag: str) -> requests.Response:
-    return requests.get(f"{stack.base}/v1/bookings/{booking_id}", headers={"If-None-Match": etag}, timeout=5)
+def poll(stack, booking_id: str, etag: str, timeout: float = 15) -> requests.Response:
+    return requests.get(f"{stack.base}/v1/bookings/{booking_id}", headers={"If-None-Match": etag}, timeout=timeout)
 
 
 def new_booking(stack) -> tuple[str, str]:
     booking = Client(stack.base, stack.sandbox).create_booking("strategy-session")
-    response = requests.get(f"{stack.base}/v1/bookings/{booking['id']}", timeout=5)
+    response = requests.get(f"{stack.base}/v1/bookings/{booking['id']}", timeout=15)
     return booking["id"], response.headers["ETag"]
 
 
@@ -49,7 +49,8 @@ def answered_while_the_bookings_are_locked(stack, booking_id: str, etag: str) ->
     try:
         locker.cursor().execute("LOCK TABLE booking IN ACCESS EXCLUSIVE MODE")
         for _ in range(5):
-            response = poll(stack, booking_id, etag)
+            # A poll that read the table would wait for the lock: its 5 s timeout ends the test.
+            response = poll(stack, booking_id, etag, timeout=5)
             assert response.status_code == 304 and response.headers["ETag"] == etag
     finally:
         locker.rollback()
@@ -57,9 +58,10 @@ def answered_while_the_bookings_are_locked(stack, booking_id: str, etag: str) ->
 
 
 def changed_version(stack, booking_id: str, etag: str) -> str:
-    """Polls with the old ETag until the body comes (a few milliseconds at most); its new ETag."""
+    """Polls with the old ETag until the body comes (a few milliseconds, on a quiet machine); its new
+    ETag."""
     fresh = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(poll(stack, booking_id, etag)),
-                       timeout=5, message="a poll with the old ETag to be answered with the new body")
+                       timeout=20, message="a poll with the old ETag to be answered with the new body")
     assert fresh.headers["ETag"] != etag and fresh.json()["id"] == booking_id
     return fresh.headers["ETag"]
 
@@ -78,7 +80,7 @@ def listener_pids(stack) -> set[int]:
 
 def listening_workers(stack) -> float:
     """What /metrics says of the web workers listening for versions."""
-    text = requests.get(f"{stack.base}/metrics", timeout=5,
+    text = requests.get(f"{stack.base}/metrics", timeout=15,
                         headers={"Authorization": f"Bearer {stack.env['METRICS_TOKEN']}"}).text
     lines = [line for line in text.splitlines() if line.startswith("bookingflow_web_versions_listening ")]
     assert len(lines) == 1, text[-2000:]
@@ -86,7 +88,7 @@ def listening_workers(stack) -> float:
 
 
 def test_a_matching_poll_is_answered_without_reading_the_database(stack):
-    wait_until(lambda: listening_workers(stack) == 1, timeout=10, message="/metrics to show the worker listening")
+    wait_until(lambda: listening_workers(stack) == 1, timeout=30, message="/metrics to show the worker listening")
     booking_id, etag = new_booking(stack)
     assert poll(stack, booking_id, etag).status_code == 304
     answered_while_the_bookings_are_locked(stack, booking_id, etag)
@@ -115,7 +117,7 @@ def test_a_version_an_operator_commits_in_sql_reaches_the_next_polls(stack):
 def test_a_poll_never_answers_from_versions_kept_across_a_lost_listening_connection(stack):
     booking_id, etag = new_booking(stack)
     assert poll(stack, booking_id, etag).status_code == 304
-    first = wait_until(lambda: listener_pids(stack), timeout=10, message="the web's listening connection")
+    first = wait_until(lambda: listener_pids(stack), timeout=30, message="the web's listening connection")
     cut = len(logged_since(stack, 0))
     sql(stack, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(first),))
     # Committed while the web may not be listening: its notification can be lost, so what the web
