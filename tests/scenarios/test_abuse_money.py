@@ -373,7 +373,9 @@ def test_on_real_processes_a_dearer_slot_for_a_cheap_booking_is_refused_and_rele
         slot = shopper.schedule_in_calendly(link_of(shopper, "long-call", booking["id"]))
         wait_until(lambda: calendly_event(stack.sandbox, slot["event_uri"])["status"] == "canceled",
                    message="the stray slot released")
-        view = shopper.status(booking["id"])
+        # The slot is released before the job records why: wait for the record too.
+        view = wait_until(lambda: (lambda seen: seen if seen["error"] else None)(shopper.status(booking["id"])),
+                          message="the refusal shown to the client")
         assert view["state"] == "CALENDLY_SCHEDULING" and view["error"]["class"] == "validation"
         assert sessions_of(stack.sandbox, booking["id"]) == []
 
