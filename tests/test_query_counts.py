@@ -13,6 +13,7 @@ from playhouse.test_utils import count_queries
 from bookingflow import broker as broker_names
 from models.db import is_postgres
 from models.tables import Outbox, ProviderEvent
+from support.brokers import join_work
 from support.flows import hours_from_now
 from support.providers import checkout_session, encode, stripe_event, stripe_signature
 from support.suite import STRIPE_WEBHOOK_SECRET
@@ -87,7 +88,7 @@ def test_a_booking_from_scheduled_to_confirmed_costs_the_workers_bounded_stateme
     broker.add_middleware(enqueues)
     try:
         with count_queries() as counted:
-            booking = _confirmed_and_mailed(frontend, worker, broker)
+            booking = _confirmed_and_mailed(frontend, broker)
     finally:
         broker.middleware.remove(enqueues)
     sent = statements(counted, worker_threads)
@@ -96,7 +97,7 @@ def test_a_booking_from_scheduled_to_confirmed_costs_the_workers_bounded_stateme
     assert enqueues.sent == WORKER_MESSAGES_PER_BOOKING, (booking["id"], enqueues.sent)
 
 
-def _confirmed_and_mailed(frontend, worker, broker) -> dict:
+def _confirmed_and_mailed(frontend, broker) -> dict:
     """One booking from its creation to its confirmation e-mail sent, every queue drained."""
     booking = frontend.create_booking("coaching-hour")
     frontend.schedule_in_calendly(booking["scheduling_url"], start_time=hours_from_now(100))
@@ -108,7 +109,5 @@ def _confirmed_and_mailed(frontend, worker, broker) -> dict:
     frontend.sandbox.wait_deliveries_idle()
     wait_until(lambda: not ProviderEvent.select().where(ProviderEvent.processed_at.is_null()).exists(),
                message="every delivery processed")
-    for queue in broker.get_declared_queues():
-        broker.join(queue, timeout=10_000)
-    worker.join()
+    join_work(broker)
     return booking

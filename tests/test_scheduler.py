@@ -8,8 +8,7 @@ import datetime as dt
 import pytest
 import requests
 
-from bookingflow.broker import QUEUE
-from support.brokers import RUNNING_WORKERS
+from support.brokers import join_work
 from support.waiting import wait_until
 from support.flows import calendly_event, confirmed_booking, history_states, hours_from_now, sessions_of
 from jobs.reconcile import MAX_RECOVERY_ATTEMPTS, reconcile
@@ -34,9 +33,7 @@ def sweep_until(booking_id: str, now: dt.datetime, state: str) -> Booking:
 
     assert claim_due_bookings(now) >= 1
     reconcile(booking_id, now=now)
-    jobs.broker.join(QUEUE, timeout=30_000)
-    for worker in RUNNING_WORKERS:
-        worker.join()
+    join_work(jobs.broker)
     booking = Booking.get_by_id(booking_id)
     assert booking.state == state, f"{booking.state} != {state}"
     return booking

@@ -16,6 +16,16 @@ import types
 RUNNING_WORKERS: list = []
 
 
+def join_work(broker, timeout: int = 30_000) -> None:
+    """Every job queued so far has run, retries and delayed messages included: the queue joined, then
+    the suite's workers, as above."""
+    from bookingflow.broker import QUEUE
+
+    broker.join(QUEUE, timeout=timeout)
+    for worker in RUNNING_WORKERS:
+        worker.join()
+
+
 def on_a_live_connection(broker, operation):
     """Run a RabbitMQ operation on this thread's connection, once more on a new one if the server had
     closed it (an idle connection misses its heartbeats; dramatiq's enqueue retries, flush does not)."""
