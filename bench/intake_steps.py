@@ -93,10 +93,11 @@ def run(args, cleanup):
 
     bare = refapps.bare_app()
     reference = refapps.reference_app()
+    duties = refapps.duties_app()  # binds the same database proxy to a pool of its own: same URL, same role
 
     secret = env["STRIPE_WEBHOOK_SECRET"]
     lines_file = Path(metrics_dir) / "deliveries.txt"
-    count = args.iterations * args.batches * 3 + 10
+    count = args.iterations * args.batches * 4 + 10  # one each per whole-request app
     h.write_signed_stripe_deliveries(lines_file, count, secret)
     deliveries = [(line.split("\t", 1)[0], line.split("\t", 1)[1].rstrip("\n").encode())
                   for line in lines_file.read_text().splitlines()]
@@ -129,13 +130,13 @@ def run(args, cleanup):
                              subject=f"cs_steps_{n}", payload=body.decode())
 
     steps["INSERT provider_event (Model.create, commit)"] = timed(insert, args.iterations, args.batches)
-    from intake import inbox
+    from models import inbox
 
     def store():
         n = next(counter)
-        inbox._store("stripe", f"evt_steps_{n}", "checkout.session.completed", f"cs_steps_{n}", body.decode())
+        inbox.store("stripe", f"evt_steps_{n}", "checkout.session.completed", f"cs_steps_{n}", body.decode())
 
-    steps["inbox._store (the intake's INSERT as the code now does it)"] = timed(store, args.iterations, args.batches)
+    steps["models.inbox.store (the intake's INSERT as the code now does it)"] = timed(store, args.iterations, args.batches)
     steps["process_event.send (Redis)"] = timed(lambda: process_event.send(1), args.iterations, args.batches)
     database.close()
     import logging
@@ -159,6 +160,7 @@ def run(args, cleanup):
     whole = {
         "bare Flask route": timed(through(bare), args.iterations, args.batches),
         "reference app (construct_event + send)": timed(through(reference), args.iterations, args.batches),
+        "duties app (verify, INSERT, send)": timed(through(duties), args.iterations, args.batches),
         "bookingflow POST /webhooks/stripe": timed(through(app), args.iterations, args.batches),
     }
     results["steps"], results["whole"] = steps, whole

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 
-SPECS = {"bookingflow": None, "reference": "refapps:reference_app()", "bare": "refapps:bare_app()"}
+SPECS = {"bookingflow": None, "reference": "refapps:reference_app()", "bare": "refapps:bare_app()",
+         "duties": "refapps:duties_app()"}
 
 
 def arguments(parser):

@@ -1,16 +1,18 @@
-"""Item 1: signed Stripe deliveries accepted per second by `web`, beside two references.
+"""Item 1: signed Stripe deliveries accepted per second by `web`, beside three references.
 
-Three apps, each under the Procfile's own `web` command line (same gunicorn settings, bound to
+Four apps, each under the Procfile's own `web` command line (same gunicorn settings, bound to
 127.0.0.1), measured in one run by the same load generator:
 
   bare         a Flask route that answers 200            (bench/refapps.py: bare_app)
   reference    stripe.Webhook.construct_event + one dramatiq send to the same Redis
                                                          (bench/refapps.py: reference_app)
+  duties       verify, store the row durably, one dramatiq send, answer; nothing else: the least
+               that keeps bookingflow's duties      (bench/refapps.py: duties_app)
   bookingflow  POST /webhooks/stripe: verify, store in PostgreSQL, enqueue, answer
 
 wrk sends checkout.session.completed events pre-signed just before each measurement (a fresh
 event id each, so none is a duplicate; wrk's Lua script gives each of its threads its own lines).
-Rounds alternate the three apps in a rotating order; every round yields its own ratios, and the
+Rounds alternate the apps in a rotating order; every round yields its own ratios, and the
 table reports the medians. After every bookingflow measurement the script checks that the stored
 rows and the queued messages match the 2xx answers.
 
@@ -33,6 +35,7 @@ import _harness as h  # noqa: E402
 APPS = (
     ("bare", "refapps:bare_app()"),
     ("reference", "refapps:reference_app()"),
+    ("duties", "refapps:duties_app()"),
     ("bookingflow", None),  # the Procfile's own app
 )
 QUEUE_KEYS = {"reference": "dramatiq:bench_reference.msgs", "bookingflow": "dramatiq:default.msgs"}
@@ -184,6 +187,11 @@ def run(args, cleanup):
     print(f"\nbookingflow ÷ reference, per round: "
           + ", ".join(f"{r['bookingflow']['rps'] / r['reference']['rps']:.2f}" for r in rounds)
           + f"; median {ratio:.2f} (aim: at least {aim:.2f}: {'met' if ratio >= aim else 'NOT met'})")
+    bound = summary["duties"]["ratio_to_reference"]
+    print(f"duties ÷ reference (the most an app keeping the duties reached), per round: "
+          + ", ".join(f"{r['duties']['rps'] / r['reference']['rps']:.2f}" for r in rounds)
+          + f"; median {bound:.2f}; bookingflow ÷ duties: "
+          + f"{h.median([r['bookingflow']['rps'] / r['duties']['rps'] for r in rounds]):.2f}")
     h.print_environment(results)
     return results
 
