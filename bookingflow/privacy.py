@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # A card's own details. No full number ever reaches us (Checkout takes it), but these identify the
 # card all the same (a fingerprint follows it across merchants), and none of our work reads them.
 CARD_DETAILS = frozenset({"exp_month", "exp_year", "last4", "dynamic_last4", "fingerprint", "iin"})
@@ -17,6 +19,19 @@ def mask_email(email: str | None) -> str | None:
         return None
     local, _, domain = email.rpartition("@")
     return f"{local[:1]}***@{domain}"
+
+
+# What without_card_data acts on, as it must appear in a payload's JSON text: one of those keys, or
+# an object whose "object" is "card". Keys are plain letters, digits and underscores, which JSON can
+# write only as themselves or as \u escapes; so a text with neither has nothing to remove.
+_CARD_DATA_MARKERS = re.compile(
+    r'"(?:%s)"\s*:|"object"\s*:\s*"card"' % "|".join(sorted(CARD_DETAILS | CARD_OBJECTS | CARDHOLDER_DETAILS)))
+
+
+def may_hold_card_data(text: str) -> bool:
+    """False when the JSON `text` certainly holds nothing without_card_data would remove: the common
+    case, told from the text in a few microseconds instead of a walk of the parsed object."""
+    return "\\u" in text or _CARD_DATA_MARKERS.search(text) is not None
 
 
 def without_card_data(value):

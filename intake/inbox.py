@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from bookingflow import broker, logs
-from bookingflow.privacy import without_card_data
+from bookingflow.privacy import may_hold_card_data, without_card_data
 from intake.queue import enqueue
 from models.inbox import store
 from models.tables import ProviderEvent
@@ -20,6 +20,8 @@ from models.tables import ProviderEvent
 def without_card_details(payload: str, body: dict) -> str:
     """A Stripe payload to keep: the body as received (`payload`, parsed as `body`), or, when it carries
     card or cardholder details, the same JSON without them."""
+    if not may_hold_card_data(payload):
+        return payload
     try:
         kept = without_card_data(body)
     except RecursionError:

@@ -53,7 +53,9 @@ class RenderedInsert:
 
     def instance(self, row_id: int, **values) -> peewee.Model:
         """The row as a model instance, as `Model.create` would have returned it."""
-        row = self.model(**{self.model._meta.primary_key.name: row_id}, **values)
+        # Every field with a default is among the columns (checked when rendered), so the defaults,
+        # which peewee would compute and then overwrite, are skipped.
+        row = self.model(__no_default__=True, **{self.model._meta.primary_key.name: row_id}, **values)
         row._dirty.clear()
         return row
 

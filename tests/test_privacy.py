@@ -529,6 +529,40 @@ def test_a_stripe_event_without_card_details_is_stored_as_received(client):
     assert ProviderEvent.get(ProviderEvent.event_id == json.loads(body)["id"]).payload == body.decode()
 
 
+def _stored_after_delivery(client, delivery: dict, text: str) -> dict:
+    from models.tables import ProviderEvent
+
+    assert json.loads(text) == delivery  # the same object, only written differently
+    body = text.encode()
+    response = client.post("/webhooks/stripe", data=body, headers={
+        "Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, STRIPE_WEBHOOK_SECRET)})
+    assert response.status_code == 200, response.get_json()
+    return json.loads(ProviderEvent.get(ProviderEvent.event_id == delivery["id"]).payload)
+
+
+# The intake tells a payload with nothing to remove from its text, before any walk of the object. A
+# key spelled otherwise (valid JSON, and signed by Stripe all the same) must still be found.
+
+def test_card_details_are_removed_when_every_key_is_followed_by_whitespace(client):
+    delivery = charge_refunded_with_card_details()
+    stored = _stored_after_delivery(client, delivery, json.dumps(delivery, separators=(",", ":")).replace('":', '"\n :'))
+    charge = stored["data"]["object"]
+    assert not _card_details_in(stored), _card_details_in(stored)
+    assert charge["billing_details"] is None and set(charge["payment_method_details"]["card"]) == {"brand"}
+
+
+@pytest.mark.parametrize("spelled", ['"billing\\u005fdetails":', '"\\u0062illing_details":'])
+def test_cardholder_details_are_removed_when_their_key_is_spelled_with_an_escape(client, spelled):
+    delivery = charge_refunded_with_card_details()
+    charge = delivery["data"]["object"]
+    del charge["payment_method_details"], charge["source"]  # the cardholder's details are all it holds
+    text = json.dumps(delivery, separators=(",", ":"))
+    assert text.count('"billing_details":') == 1
+    stored = _stored_after_delivery(client, delivery, text.replace('"billing_details":', spelled))
+    assert stored["data"]["object"]["billing_details"] is None
+    assert NAME not in json.dumps(stored) and "202 555 0143" not in json.dumps(stored)
+
+
 def test_the_card_number_check_finds_card_numbers_however_written():
     # So that finding none above means something.
     for written in ("4242424242424242", "4242 4242 4242 4242", "5555-5555-5555-4444", "378282246310005",
