@@ -17,8 +17,18 @@ import os
 from flask import Flask, jsonify, request
 
 
-def bare_app() -> Flask:
+def _app_with_health() -> Flask:
     app = Flask(__name__)
+
+    @app.get("/healthz")
+    def healthz():
+        return "", 200
+
+    return app
+
+
+def bare_app() -> Flask:
+    app = _app_with_health()
 
     @app.post("/webhooks/stripe")
     def stripe_webhook():
@@ -28,27 +38,33 @@ def bare_app() -> Flask:
     def get_booking(booking_id: str):
         return "", 200
 
-    @app.get("/healthz")
-    def healthz():
-        return "", 200
-
     return app
 
 
-def reference_app() -> Flask:
+def _webhook_secret() -> str:
+    return os.environ["STRIPE_WEBHOOK_SECRET"].split(",")[0].strip()
+
+
+def _unconsumed_actor(queue_name: str):
+    """A dramatiq actor on the environment's Redis whose messages nobody consumes: the benchmark
+    measures the intake, not the jobs."""
     import dramatiq
-    import stripe
     from dramatiq.brokers.redis import RedisBroker
 
-    secret = os.environ["STRIPE_WEBHOOK_SECRET"].split(",")[0].strip()
-    broker = RedisBroker(url=os.environ["BROKER_URL"])
-    dramatiq.set_broker(broker)
+    dramatiq.set_broker(RedisBroker(url=os.environ["BROKER_URL"]))
 
-    @dramatiq.actor(queue_name="bench_reference")
-    def handle_event(event_id: str) -> None:  # never consumed: the benchmark measures the intake
+    def handle(value) -> None:
         pass
 
-    app = Flask(__name__)
+    return dramatiq.actor(handle, actor_name=queue_name, queue_name=queue_name)
+
+
+def reference_app() -> Flask:
+    import stripe
+
+    secret = _webhook_secret()
+    handle_event = _unconsumed_actor("bench_reference")
+    app = _app_with_health()
 
     @app.post("/webhooks/stripe")
     def stripe_webhook():
@@ -59,10 +75,6 @@ def reference_app() -> Flask:
             return jsonify({"error": "invalid"}), 400
         handle_event.send(event.id)
         return jsonify({"received": True}), 200
-
-    @app.get("/healthz")
-    def healthz():
-        return "", 200
 
     return app
 
@@ -77,24 +89,16 @@ def duties_app() -> Flask:
     import datetime as dt
     import json
 
-    import dramatiq
     import stripe
-    from dramatiq.brokers.redis import RedisBroker
 
     from models.db import database, open_database
 
-    secret = os.environ["STRIPE_WEBHOOK_SECRET"].split(",")[0].strip()
-    broker = RedisBroker(url=os.environ["BROKER_URL"])
-    dramatiq.set_broker(broker)
+    secret = _webhook_secret()
+    process_stored_event = _unconsumed_actor("bench_duties")
     open_database(os.environ["DATABASE_URL"], role="web")
     insert = ("INSERT INTO provider_event (provider, event_id, type, subject, payload, received_at, attempts) "
               "VALUES (%s, %s, %s, %s, %s, %s, 0) RETURNING id")
-
-    @dramatiq.actor(queue_name="bench_duties")
-    def process_stored_event(event_pk: int) -> None:  # never consumed: the benchmark measures the intake
-        pass
-
-    app = Flask(__name__)
+    app = _app_with_health()
 
     @app.post("/webhooks/stripe")
     def stripe_webhook():
@@ -111,9 +115,5 @@ def duties_app() -> Flask:
         database.close()
         process_stored_event.send(row_id)
         return jsonify({"received": True}), 200
-
-    @app.get("/healthz")
-    def healthz():
-        return "", 200
 
     return app
