@@ -563,6 +563,21 @@ def test_cardholder_details_are_removed_when_their_key_is_spelled_with_an_escape
     assert NAME not in json.dumps(stored) and "202 555 0143" not in json.dumps(stored)
 
 
+def test_a_legacy_card_known_only_by_its_object_is_reduced_to_its_brand(client):
+    """A card source of the older API, with the cardholder's name and address but none of the keys
+    of a card's own details: what marks it is "object": "card" alone, here spaced out."""
+    delivery = charge_refunded_with_card_details()
+    charge = delivery["data"]["object"]
+    del charge["payment_method_details"], charge["billing_details"]
+    charge["source"] = {"id": "card_1Legacy", "object": "card", "brand": "Visa", "name": NAME,
+                        "address_line1": "12 Analytical Row", "address_zip": "10001"}
+    text = json.dumps(delivery, separators=(",", ":"))
+    assert text.count('"object":"card"') == 1
+    stored = _stored_after_delivery(client, delivery, text.replace('"object":"card"', '"object" :\t"card"'))
+    assert stored["data"]["object"]["source"] == {"object": "card", "brand": "Visa"}
+    assert NAME not in json.dumps(stored)
+
+
 def test_the_card_number_check_finds_card_numbers_however_written():
     # So that finding none above means something.
     for written in ("4242424242424242", "4242 4242 4242 4242", "5555-5555-5555-4444", "378282246310005",
