@@ -13,8 +13,8 @@ Four apps, each under the Procfile's own `web` command line (same gunicorn setti
 wrk sends checkout.session.completed events pre-signed just before each measurement (a fresh
 event id each, so none is a duplicate; wrk's Lua script gives each of its threads its own lines).
 Rounds alternate the apps in a rotating order; every round yields its own ratios, and the
-table reports the medians. After every bookingflow measurement the script checks that the stored
-rows and the queued messages match the 2xx answers.
+table reports the medians. After every measurement of an app that stores (bookingflow, before,
+duties) the script checks that the stored rows and the queued messages match the 2xx answers.
 
     python bench/webhook_intake.py            # 8 rounds of 6 s per app
     python bench/webhook_intake.py --quick    # 1 round of 2 s per app
@@ -38,7 +38,11 @@ APPS = (
     ("duties", "refapps:duties_app()"),
     ("bookingflow", None),  # the Procfile's own app
 )
-QUEUE_KEYS = {"reference": "dramatiq:bench_reference.msgs", "bookingflow": "dramatiq:default.msgs"}
+# Where each app's messages wait (none is consumed). The apps that store a row per delivery are
+# checked after every measurement: rows stored and messages queued must match the 2xx answers.
+QUEUE_KEYS = {"reference": "dramatiq:bench_reference.msgs", "duties": "dramatiq:bench_duties.msgs",
+              "bookingflow": "dramatiq:default.msgs", "bookingflow-before": "dramatiq:default.msgs"}
+STORING = ("duties", "bookingflow", "bookingflow-before")
 
 
 def arguments(parser):
@@ -63,14 +67,14 @@ def prepare_requests(path: Path, count: int, secret: str, small: bool = False) -
     return size
 
 
-def stored_and_queued(database_url: str, redis_client) -> tuple[int, int]:
+def stored_and_queued(database_url: str, redis_client, name: str) -> tuple[int, int]:
     import psycopg2
 
     with psycopg2.connect(database_url, connect_timeout=5) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM provider_event")
         rows = cursor.fetchone()[0]
     connection.close()
-    return rows, redis_client.hlen(QUEUE_KEYS["bookingflow"])
+    return rows, redis_client.hlen(QUEUE_KEYS[name])
 
 
 def run(args, cleanup):
@@ -104,7 +108,7 @@ def run(args, cleanup):
 
     def measure(name: str, seconds: float) -> dict:
         size = prepare_requests(requests_file, count, secret, args.small)  # signed now: well inside Stripe's 300 s
-        before = stored_and_queued(database_url, redis_client) if name.startswith("bookingflow") else None
+        before = stored_and_queued(database_url, redis_client, name) if name in STORING else None
         meter = h.CpuMeter({name: processes[name].pid})
         meter.start()
         outcome = h.run_wrk(f"http://127.0.0.1:{ports[name]}", requests_file, duration=seconds,
@@ -117,13 +121,13 @@ def run(args, cleanup):
         outcome["body_bytes"] = size
         if before is not None:
             time.sleep(1)  # let requests wrk gave up on at its stop finish storing and queueing
-            rows, queued = stored_and_queued(database_url, redis_client)
+            rows, queued = stored_and_queued(database_url, redis_client, name)
             ok = outcome["requests"] - outcome["errors"]["status"]
             outcome["stored"], outcome["queued"] = rows - before[0], queued - before[1]
             # wrk counts requests whose answer arrived before it stopped; a few more may have been
             # handled in the last instant, so stored may exceed ok by up to the connection count.
             if not (ok <= outcome["stored"] <= ok + args.connections and outcome["queued"] == outcome["stored"]):
-                raise RuntimeError(f"bookingflow did not store and queue every accepted delivery: {outcome}")
+                raise RuntimeError(f"{name} did not store and queue every accepted delivery: {outcome}")
         if outcome["errors"]["status"] or outcome["errors"]["timeout"]:
             h.log(f"{name}: {outcome['errors']} errors")
         return outcome
