@@ -240,6 +240,22 @@ def run_cli(env: dict, *args: str) -> str:
     return result.stdout
 
 
+BENCH_SLUG = "bench-session"
+
+
+def import_session_type(env: dict, directory: Path, scheduling_url: str | None = None) -> str:
+    """The benchmarks' one session type (an hour, 250.00 USD), imported with `bookingflow
+    session-types import` as an operator would; its slug."""
+    catalogue = directory / "session-types.json"
+    catalogue.write_text(json.dumps([{
+        "slug": BENCH_SLUG, "name": "Bench Session", "duration_minutes": 60, "price": 25000, "currency": "usd",
+        "calendly_event_type": f"https://api.calendly.com/event_types/{BENCH_SLUG}",
+        "scheduling_url": scheduling_url or f"https://calendly.com/bench/{BENCH_SLUG}",
+    }]))
+    run_cli(env, "session-types", "import", str(catalogue))
+    return BENCH_SLUG
+
+
 # --- the Procfile -----------------------------------------------------------------------------
 
 _EXPANSION = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}|\$([A-Z_][A-Z0-9_]*)")

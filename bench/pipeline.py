@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 
-SLUG = "bench-session"
+SLUG = h.BENCH_SLUG
 WAIT_SECONDS = 120  # a step that takes longer than this counts the booking as failed
 
 
@@ -138,12 +138,7 @@ def run(args, cleanup):
         **({"PYTHONPATH": str(Path(args.tree).resolve())} if args.tree else {}))
     root = Path(args.tree).resolve() if args.tree else h.ROOT
     h.run_cli(env, "db", "upgrade")
-    catalogue = work / "session-types.json"
-    catalogue.write_text(json.dumps([{
-        "slug": SLUG, "name": "Bench Session", "duration_minutes": 60, "price": 25000, "currency": "usd",
-        "calendly_event_type": f"https://api.calendly.com/event_types/{SLUG}",
-        "scheduling_url": f"{sandbox_base}/calendly/book/{SLUG}"}]))
-    h.run_cli(env, "session-types", "import", str(catalogue))
+    h.import_session_type(env, work, scheduling_url=f"{sandbox_base}/calendly/book/{SLUG}")
 
     port = h.free_port()
     base = f"http://127.0.0.1:{port}"
@@ -339,9 +334,9 @@ def run(args, cleanup):
     if shares and sum(shares):
         print("Worker processes' shares of the workers' CPU: "
               + ", ".join(f"{100 * share / sum(shares):.0f}%" for share in shares))
-    busy = cpu["machine"]
-    print(f"\nCPU seconds during the measured run ({seconds:.0f} s wall, {2 * seconds:.0f} CPU-seconds on "
-          f"{results['machine']['nproc']} cores):\n")
+    cores = results["machine"]["nproc"]
+    print(f"\nCPU seconds during the measured run ({seconds:.0f} s wall, {cores * seconds:.0f} CPU-seconds on "
+          f"{cores} cores):\n")
     print(h.markdown_table(["part", "CPU s", "ms per booking"],
                            [[part, f"{value:.1f}", f"{1000 * value / max(1, len(done)):.1f}"]
                             for part, value in cpu.items()]))

@@ -224,18 +224,13 @@ def measure_transitions(args, cleanup, work: Path) -> dict:
     database_url = cleanup.enter_context(h.scratch_database())
     env = h.service_environment(database_url)
     h.run_cli(env, "db", "upgrade")
-    catalogue = work / "session-types.json"
-    catalogue.write_text(json.dumps([{
-        "slug": "floor", "name": "Floor", "duration_minutes": 60, "price": 25000, "currency": "usd",
-        "calendly_event_type": "https://api.calendly.com/event_types/floor",
-        "scheduling_url": "https://calendly.com/example/floor"}]))
-    h.run_cli(env, "session-types", "import", str(catalogue))
+    slug = h.import_session_type(env, work)
 
     from models.db import database, open_database
     from models.tables import Booking, SessionType
 
     open_database(database_url, role="bench")
-    session_type = SessionType.get(SessionType.slug == "floor")
+    session_type = SessionType.get(SessionType.slug == slug)
     now = dt.datetime.now(dt.timezone.utc)
     booking = Booking.create(session_type=session_type, state="CALENDLY_SCHEDULING", email="ada@example.com",
                              name="Ada Lovelace", amount=25000, amount_due=25000, currency="usd",

@@ -16,7 +16,6 @@ wrk cycles through the bookings' ids (and their ETags).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 
-SLUG = "bench-session"
+SLUG = h.BENCH_SLUG
 HAPPY_PATH = (  # after the creation row: (from, to, trigger, cause prefix)
     ("CALENDLY_SCHEDULING", "CALENDLY_WEBHOOK_RECEIVED", "onCalendlyWebhookReceived", "evt-invitee-"),
     ("CALENDLY_WEBHOOK_RECEIVED", "PAYMENT_PENDING", "initiatePayment", "attempt-1-"),
@@ -43,16 +42,6 @@ def arguments(parser):
                         "(e.g. taken before a change), same command line, in the same rounds")
 
 
-def import_session_type(env: dict, directory: Path) -> None:
-    catalogue = directory / "session-types.json"
-    catalogue.write_text(json.dumps([{
-        "slug": SLUG, "name": "Bench Session", "duration_minutes": 60, "price": 25000, "currency": "usd",
-        "calendly_event_type": "https://api.calendly.com/event_types/bench",
-        "scheduling_url": "https://calendly.com/bench/60min",
-    }]))
-    h.run_cli(env, "session-types", "import", str(catalogue))
-
-
 def make_bookings(env: dict, base: str, database_url: str, count: int) -> list[tuple[str, str]]:
     """`count` confirmed bookings with six history rows each; returns [(id, ETag)]."""
     import tempfile
@@ -61,7 +50,7 @@ def make_bookings(env: dict, base: str, database_url: str, count: int) -> list[t
     import requests
 
     with tempfile.TemporaryDirectory() as directory:
-        import_session_type(env, Path(directory))
+        h.import_session_type(env, Path(directory))
     http = requests.Session()
     ids = []
     for index in range(count):

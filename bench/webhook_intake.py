@@ -188,11 +188,11 @@ def run(args, cleanup):
         print(f"\nbookingflow ÷ bookingflow-before ({args.before}), per-round median: {change:.2f}")
     ratio = summary["bookingflow"]["ratio_to_reference"]
     aim = 1.0 if args.small else 1.2  # issue 17's goals for the two sizes
-    print(f"\nbookingflow ÷ reference, per round: "
+    print("\nbookingflow ÷ reference, per round: "
           + ", ".join(f"{r['bookingflow']['rps'] / r['reference']['rps']:.2f}" for r in rounds)
           + f"; median {ratio:.2f} (aim: at least {aim:.2f}: {'met' if ratio >= aim else 'NOT met'})")
     bound = summary["duties"]["ratio_to_reference"]
-    print(f"duties ÷ reference (the most an app keeping the duties reached), per round: "
+    print("duties ÷ reference (the most an app keeping the duties reached), per round: "
           + ", ".join(f"{r['duties']['rps'] / r['reference']['rps']:.2f}" for r in rounds)
           + f"; median {bound:.2f}; bookingflow ÷ duties: "
           + f"{h.median([r['bookingflow']['rps'] / r['duties']['rps'] for r in rounds]):.2f}")
